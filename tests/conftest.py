@@ -1,0 +1,75 @@
+"""Shared fixtures: real images on disk (scikit-learn's digits) and run-config helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's 8x8 digits written as PNG ImageFolder trees (1,433 train / 364 val)."""
+    from zoo.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("data") / "digits"
+    prepare("digits", out)
+    return out
+
+
+def digits_config(data: Path, **overrides: Any) -> dict[str, Any]:
+    """A fast real-data run config: ResNet-20 on 8x8 digits, fp32, one process's batch 64."""
+    cfg: dict[str, Any] = {
+        "model": "resnet20",
+        "data": {"train": str(data / "train"), "val": str(data / "val"), "image_size": 8,
+                 "preset": "small", "hflip": False, "mean": [0.5] * 3, "std": [0.5] * 3},
+        "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        "schedule": {"name": "cosine", "warmup_epochs": 1},
+        "precision": "fp32",
+        "seed": 0,
+        "epochs": 3,
+        "batch_size": 64,
+        "workers": 0,
+        "log_every": 5,
+    }
+    for key, value in overrides.items():
+        node = cfg
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    return cfg
+
+
+def write_config(path: Path, cfg: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def run_train(args: list[str], torchrun: int | None = None, timeout: int = 300,
+              ) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m zoo.train`` (or under torchrun) as a real subprocess."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if torchrun:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", str(torchrun), "-m", "zoo.train", *args]
+    else:
+        cmd = [sys.executable, "-m", "zoo.train", *args]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def read_result(out: Path) -> dict[str, Any]:
+    return json.loads((out / "result.json").read_text())
+
+
+def read_metrics(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

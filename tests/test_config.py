@@ -1,0 +1,116 @@
+"""The run config: typed, validated, one-line errors with exit code 2 before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import digits_config, run_train, write_config
+from zoo.config import RunConfig, build_config, load_config
+from zoo.errors import ConfigError
+from zoo.train import main
+
+
+def test_defaults_are_filled_and_shorthand_model_is_accepted(digits_dir: Path) -> None:
+    cfg = build_config(digits_config(digits_dir))
+    assert isinstance(cfg, RunConfig)
+    assert cfg.model.name == "resnet20" and cfg.model.options == {}
+    d = cfg.to_dict()
+    assert d["optim"]["nesterov"] is True
+    assert d["data"]["format"] == "imagefolder"  # a default, filled in
+    assert d["schedule"]["warmup_start_factor"] == 0.01
+
+
+def test_set_overrides_are_typed_and_nested(digits_dir: Path) -> None:
+    cfg = build_config(digits_config(digits_dir),
+                       ["optim.lr=0.25", "model.name=resnet20", "model.options.drop_rate=0.1"])
+    assert cfg.optim.lr == 0.25
+    assert cfg.model.options == {"drop_rate": 0.1}
+
+
+BAD_CASES = [
+    # (change, expected fragments of the one-line message)
+    ({"optim": {"lrr": 0.1}}, ["unknown key 'optim.lrr'", "did you mean 'optim.lr'?"]),
+    ({"epoch": 3}, ["unknown key 'epoch'", "'epochs'"]),
+    ({"optim": {"lr": "fast"}}, ["optim.lr", "expected a number", "'fast'"]),
+    ({"optim": {"nesterov": 1}}, ["optim.nesterov", "true or false"]),
+    ({"epochs": 2.5}, ["epochs", "expected an integer"]),
+    ({"precision": "fp8"}, ["precision", "one of 'auto', 'fp32', 'bf16', 'fp16'"]),
+    ({"model": "resnet21"}, ["unknown model 'resnet21'", "resnet20"]),
+    ({"batch_size": 0}, ["batch_size", "at least 1"]),
+    ({"optim": {"lr": -0.1}}, ["optim.lr", "must be positive"]),
+    ({"data": {"mean": [0.5, 0.5]}}, ["data.mean", "a list of 3 numbers"]),
+    ({"tricks": {"label_smoothin": {}}}, ["unknown trick 'label_smoothin'", "label_smoothing"]),
+    ({"tricks": {"label_smoothing": {"smoothing": 1.5}}},
+     ["tricks.label_smoothing.smoothing", "[0, 1)"]),
+    ({"tricks": {"label_smoothing": {"eps": 0.1}}},
+     ["unknown key 'tricks.label_smoothing.eps'"]),
+]
+
+
+def _merge(base: dict, change: dict) -> dict:
+    out = dict(base)
+    for k, v in change.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+@pytest.mark.parametrize(("change", "fragments"), BAD_CASES)
+def test_bad_config_is_one_line_error_with_exit_2(
+    change: dict, fragments: list[str], digits_dir: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_config(tmp_path / "bad.yaml", _merge(digits_config(digits_dir), change))
+    code = main(["--config", str(path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: {path}: ")
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+    assert not (tmp_path / "run").exists(), "no work may start on a bad config"
+
+
+def test_missing_data_directory_names_path_and_fix(
+    digits_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = digits_config(digits_dir, data__train=str(tmp_path / "nowhere"))
+    path = write_config(tmp_path / "c.yaml", cfg)
+    assert main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "data.train" in err and str(tmp_path / "nowhere") in err
+    assert "ablate data prepare" in err
+
+
+def test_yaml_syntax_error_names_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: resnet20\noptim: {lr: 0.1\nepochs: 3\n")
+    assert main(["--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"error: {path}:3:") and "YAML syntax error" in err
+
+
+def test_bad_set_override(digits_dir: Path, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", digits_config(digits_dir))
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config(path, ["optim.lr"])
+    with pytest.raises(ConfigError, match=r"unknown key 'optim\.momentun'"):
+        load_config(path, ["optim.momentun=0.8"])
+
+
+def test_real_cli_exit_code_2_on_unknown_key(digits_dir: Path, tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", digits_config(digits_dir))
+    proc = run_train(["--config", str(path), "--out", str(tmp_path / "r"),
+                      "--set", "optim.wieght_decay=0.1"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {path}: unknown key 'optim.wieght_decay'; did you mean 'optim.weight_decay'?"
+    ]

@@ -1,0 +1,118 @@
+"""Data preparation writes the real images, idempotently; transforms keep their shapes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from zoo.config import DataConfig
+from zoo.data.datasets import build_datasets
+from zoo.data.prepare import (
+    DIGIT_CLASSES,
+    FASHION_MNIST_CLASSES,
+    FASHION_MNIST_DIR,
+    _read_idx,
+    prepare,
+)
+from zoo.data.transforms import eval_transform, train_transform
+from zoo.errors import ConfigError
+
+runner = CliRunner()
+
+
+def test_digits_tree_holds_the_real_pixels(digits_dir: Path) -> None:
+    from sklearn.datasets import load_digits
+
+    meta = json.loads((digits_dir / "dataset.json").read_text())
+    assert meta["classes"] == DIGIT_CLASSES
+    assert sum(meta["counts"]["train"].values()) == 1433
+    assert sum(meta["counts"]["val"].values()) == 364
+    # Each class is split 4:1, stratified.
+    for cls in DIGIT_CLASSES:
+        n_train, n_val = meta["counts"]["train"][cls], meta["counts"]["val"][cls]
+        assert abs(n_val - (n_train + n_val) / 5) <= 1
+    # Validation image 0 of class 'zero' is digits sample 0 (every 5th goes to val).
+    img = np.asarray(Image.open(digits_dir / "val" / "zero" / "00000.png"))
+    ref = np.clip(np.rint(load_digits().images[0] * 255 / 16), 0, 255).astype(np.uint8)
+    assert img.shape == (8, 8) and np.array_equal(img, ref)
+
+
+def test_prepare_is_idempotent_and_cli_says_so(digits_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "d"
+    first = runner.invoke(app, ["data", "prepare", "digits", "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "wrote digits" in first.output
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    second = runner.invoke(app, ["data", "prepare", "digits", "--out", str(out)])
+    assert second.exit_code == 0 and "already prepared" in second.output
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamp
+    assert not out.with_name("d.partial").exists()
+
+
+def test_prepare_refuses_a_foreign_directory(tmp_path: Path) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    res = runner.invoke(app, ["data", "prepare", "digits", "--out", str(out)])
+    assert res.exit_code == 2
+    assert "is not a prepared dataset" in res.output
+    assert (out / "notes.txt").read_text() == "keep me"
+
+
+def test_fashion_mnist_missing_source_says_how_to_install(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["data", "prepare", "fashion-mnist", "--out", str(tmp_path / "f"),
+                              "--source", str(tmp_path / "none")])
+    assert res.exit_code == 2
+    assert "apt-get install -y dataset-fashion-mnist" in res.output
+
+
+@pytest.mark.skipif(not FASHION_MNIST_DIR.is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+def test_fashion_mnist_subset_matches_the_idx_files(tmp_path: Path) -> None:
+    out = tmp_path / "fm"
+    counts, written = prepare("fashion-mnist", out, train_per_class=3, val_per_class=2)
+    assert written
+    assert counts["train"] == dict.fromkeys(FASHION_MNIST_CLASSES, 3)
+    assert counts["val"] == dict.fromkeys(FASHION_MNIST_CLASSES, 2)
+    images = _read_idx(FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz")
+    with gzip.open(FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)
+    first = int(np.flatnonzero(labels == 0)[0])
+    png = np.asarray(Image.open(out / "val" / FASHION_MNIST_CLASSES[0] / f"{first:05d}.png"))
+    assert np.array_equal(png, images[first])
+
+
+def test_transforms_shapes_and_normalisation(digits_dir: Path) -> None:
+    cfg = DataConfig(train=str(digits_dir / "train"), val=str(digits_dir / "val"),
+                     image_size=8, preset="small", mean=(0.5,) * 3, std=(0.5,) * 3)
+    _, val, classes = build_datasets(cfg, train_transform(cfg), eval_transform(cfg))
+    assert classes == sorted(DIGIT_CLASSES)
+    x, _ = val[0]
+    assert x.shape == (3, 8, 8) and x.dtype == torch.float32
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
+    raw = np.array(Image.open(val.samples[0][0]))  # type: ignore[attr-defined]
+    assert torch.allclose(x[0], torch.from_numpy(raw).float() / 255 * 2 - 1, atol=1e-6)
+    big = DataConfig(image_size=32, preset="imagenet")
+    img = Image.new("RGB", (50, 40))
+    assert train_transform(big)(img).shape == (3, 32, 32)
+    assert eval_transform(big)(img).shape == (3, 32, 32)
+
+
+def test_train_and_val_with_different_classes_is_an_error(digits_dir: Path,
+                                                          tmp_path: Path) -> None:
+    import shutil
+
+    val = tmp_path / "val"
+    shutil.copytree(digits_dir / "val", val)
+    shutil.rmtree(val / "nine")
+    cfg = DataConfig(train=str(digits_dir / "train"), val=str(val), image_size=8, preset="small")
+    with pytest.raises(ConfigError, match=r"only in train \['nine'\]"):
+        build_datasets(cfg, train_transform(cfg), eval_transform(cfg))

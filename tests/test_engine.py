@@ -1,0 +1,127 @@
+"""The pieces of the loop against independent computations: schedule, metrics, sharding."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from zoo.config import OptimConfig, RunConfig, ScheduleConfig
+from zoo.data.samplers import ShardSampler
+from zoo.engine import build_optimizer, build_scheduler, evaluate, resolve_precision
+from zoo.tricks import TrickSet
+
+
+def _lrs(cfg: RunConfig, steps_per_epoch: int) -> list[float]:
+    model = nn.Linear(2, 2)
+    opt = build_optimizer(model, cfg, TrickSet({}))
+    sched = build_scheduler(opt, cfg, steps_per_epoch)
+    lrs = []
+    for _ in range(cfg.epochs * steps_per_epoch):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize(("epochs", "steps", "warmup", "min_lr"),
+                         [(4, 10, 1.0, 0.0), (3, 7, 0.5, 0.01), (2, 5, 0.0, 0.0)])
+def test_warmup_then_cosine_per_iteration(epochs: int, steps: int, warmup: float,
+                                          min_lr: float) -> None:
+    base, start = 0.4, 0.01
+    cfg = RunConfig(epochs=epochs, optim=OptimConfig(lr=base), schedule=ScheduleConfig(
+        warmup_epochs=warmup, warmup_start_factor=start, min_lr=min_lr))
+    total, w = epochs * steps, round(warmup * steps)
+    expected = []
+    for t in range(total):
+        if t < w:  # linear from base*start to base over w iterations
+            expected.append(base * (start + (1 - start) * t / w))
+        else:
+            cos = math.cos(math.pi * (t - w) / (total - w))
+            expected.append(min_lr + (base - min_lr) * (1 + cos) / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scheduler deprecation warnings either
+        got = _lrs(cfg, steps)
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_schedule_length_follows_steps_per_epoch() -> None:
+    cfg = RunConfig(epochs=2)
+    short, long = _lrs(cfg, 3), _lrs(cfg, 8)
+    assert len(short) == 6 and len(long) == 16
+    # Both end close to zero: the cosine spans the real number of iterations.
+    assert short[-1] < 0.1 * cfg.optim.lr and long[-1] < 0.02 * cfg.optim.lr
+
+
+class FixedLogits(nn.Module):
+    """Returns pre-set logits for each input index (the input holds the index)."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("table", logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[x[:, 0].long()]
+
+
+def test_evaluate_topk_and_loss_match_hand_computation() -> None:
+    g = torch.Generator().manual_seed(0)
+    n, classes = 37, 7
+    logits = torch.randn(n, classes, generator=g)
+    targets = torch.randint(0, classes, (n,), generator=g)
+    ds = TensorDataset(torch.arange(n).float()[:, None], targets)
+    out = evaluate(FixedLogits(logits), DataLoader(ds, batch_size=8), torch.device("cpu"),
+                   resolve_precision("fp32", torch.device("cpu")))
+    ranks = (logits > logits[torch.arange(n), targets][:, None]).sum(1)  # 0 = best
+    top1 = 100.0 * (ranks < 1).float().mean().item()
+    top5 = 100.0 * (ranks < 5).float().mean().item()
+    loss = (torch.logsumexp(logits, 1) - logits[torch.arange(n), targets]).mean().item()
+    assert out["count"] == n
+    assert out["top1"] == pytest.approx(top1)
+    assert out["top5"] == pytest.approx(top5)
+    assert out["val_loss"] == pytest.approx(loss, rel=1e-6)
+
+
+@pytest.mark.parametrize(("length", "world"), [(10, 3), (7, 2), (3, 4), (364, 2), (0, 2)])
+def test_shards_cover_every_index_exactly_once(length: int, world: int) -> None:
+    shards = [list(ShardSampler(length, r, world)) for r in range(world)]
+    assert sorted(i for s in shards for i in s) == list(range(length))
+    assert [len(ShardSampler(length, r, world)) for r in range(world)] == [len(s) for s in shards]
+
+
+def test_precision_resolution_and_fp16_warning_on_cpu() -> None:
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu).name == "fp32"
+    assert resolve_precision("auto", cpu).dtype is None
+    assert resolve_precision("bf16", cpu).dtype == torch.bfloat16
+    with pytest.warns(UserWarning, match="fp16 on CPU"):
+        p = resolve_precision("fp16", cpu)
+    assert p.dtype == torch.float16 and p.grad_scaler().is_enabled()
+    assert not resolve_precision("bf16", cpu).grad_scaler().is_enabled()
+
+
+@pytest.mark.parametrize("name", ["bf16", "fp16"])
+def test_mixed_precision_step_on_cpu(name: str) -> None:
+    """One autocast + GradScaler step moves the weights and keeps them finite."""
+    cpu = torch.device("cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        p = resolve_precision(name, cpu)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = p.grad_scaler()
+    before = [q.detach().clone() for q in model.parameters()]
+    with p.autocast():
+        logits = model(torch.randn(4, 3, 8, 8))
+        assert logits.dtype == p.dtype
+        loss = nn.functional.cross_entropy(logits.float(), torch.tensor([0, 1, 2, 0]))
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    after = list(model.parameters())
+    assert all(torch.isfinite(q).all() for q in after)
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))

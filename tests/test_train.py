@@ -1,0 +1,155 @@
+"""zoo.train end to end on real images: accuracy, DDP, resume, failures, the run directory."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import digits_config, read_metrics, read_result, run_train, write_config
+from zoo import rundir
+
+COMPARED = ("epoch", "step", "train_loss", "lr", "val_loss", "top1", "top5", "eval_images")
+
+
+def _same_metrics(a: Path, b: Path) -> None:
+    ma, mb = read_metrics(a), read_metrics(b)
+    assert [r["epoch"] for r in ma] == [r["epoch"] for r in mb]
+    for ra, rb in zip(ma, mb, strict=True):
+        assert {k: ra[k] for k in COMPARED} == {k: rb[k] for k in COMPARED}
+
+
+def test_one_process_learns_digits(digits_dir: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=5))
+    out = tmp_path / "run"
+    proc = run_train(["--config", str(cfg), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    result = read_result(out)
+    assert result["status"] == "succeeded"
+    assert result["final"]["top1"] >= 90.0, result["final"]
+    assert result["epochs_completed"] == 5
+    assert result["world_size"] == 1
+    # ResNet-20 with 10 classes: 0.27M parameters; MACs counted at 8x8.
+    assert result["params"] == sum(p.numel() for p in _resnet20().parameters())
+    assert 0 < result["macs"] < 0.041e9 * (8 * 8) / (32 * 32) * 1.05
+    # The run directory holds everything DESIGN.md promises.
+    for name in (rundir.CONFIG, rundir.METRICS, rundir.CHECKPOINT, rundir.RESULT, rundir.LOG):
+        assert (out / name).exists(), name
+    config = json.loads((out / rundir.CONFIG).read_text())
+    assert config["config"]["optim"]["nesterov"] is True
+    assert config["env"]["world_size"] == 1 and config["env"]["torch"] == torch.__version__
+    assert "commit" in config["code"] and "dirty" in config["code"]
+    rows = read_metrics(out)
+    assert len(rows) == 5
+    assert rows[-1]["eval_images"] == 364
+    assert all(r["images_per_s"] > 0 and r["seconds"] > 0 for r in rows)
+    # A second start on a finished run trains nothing.
+    again = run_train(["--config", str(cfg), "--out", str(out)])
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert read_metrics(out) == rows
+
+
+def _resnet20() -> torch.nn.Module:
+    from zoo.models import create_model
+
+    return create_model("resnet20", num_classes=10)
+
+
+def test_torchrun_two_processes_counts_every_val_image_once(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    # 363 validation images: not divisible by the world size, so padding would show.
+    data = tmp_path / "digits"
+    shutil.copytree(digits_dir, data)
+    first = sorted((data / "val" / "zero").glob("*.png"))[0]
+    first.unlink()
+    cfg = write_config(tmp_path / "c.yaml", digits_config(data, epochs=2))
+    out = tmp_path / "ddp"
+    proc = run_train(["--config", str(cfg), "--out", str(out)], torchrun=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(out)
+    assert result["status"] == "succeeded" and result["world_size"] == 2
+    config = json.loads((out / rundir.CONFIG).read_text())
+    assert config["env"]["world_size"] == 2
+    # 1,433 training images, 64 per process, 2 processes: 11 full steps per epoch.
+    assert config["steps_per_epoch"] == 1433 // (64 * 2)
+    assert [r["eval_images"] for r in read_metrics(out)] == [363, 363]
+    # Same data, same seed, one process evaluating the same checkpoint: same top-1.
+    ckpt = rundir.load_checkpoint(out / rundir.CHECKPOINT)
+    top1 = _eval_single_process(ckpt["model"], data)
+    assert top1 == pytest.approx(result["final"]["top1"], abs=1e-9)
+
+
+def _eval_single_process(state: dict, data: Path) -> float:
+    from torch.utils.data import DataLoader
+
+    from zoo.config import build_config
+    from zoo.data.datasets import build_datasets
+    from zoo.data.transforms import eval_transform, train_transform
+    from zoo.engine import evaluate, resolve_precision
+
+    cfg = build_config(digits_config(data))
+    _, val, _ = build_datasets(cfg.data, train_transform(cfg.data), eval_transform(cfg.data))
+    model = _resnet20()
+    model.load_state_dict(state)
+    out = evaluate(model, DataLoader(val, batch_size=50), torch.device("cpu"),
+                   resolve_precision("fp32", torch.device("cpu")))
+    assert out["count"] == len(val)
+    return out["top1"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_equals_uninterrupted_run(digits_dir: Path, tmp_path: Path, workers: int) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=3, workers=workers))
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_train(["--config", str(cfg), "--out", str(straight)]).returncode == 0
+    first = run_train(["--config", str(cfg), "--out", str(resumed), "--stop-after", "1"])
+    assert first.returncode == 0, first.stderr
+    assert not (resumed / rundir.RESULT).exists()
+    assert [r["epoch"] for r in read_metrics(resumed)] == [1]
+    second = run_train(["--config", str(cfg), "--out", str(resumed)])
+    assert second.returncode == 0, second.stderr
+    assert "resumed" in second.stderr
+    _same_metrics(straight, resumed)
+    a = rundir.load_checkpoint(straight / rundir.CHECKPOINT)
+    b = rundir.load_checkpoint(resumed / rundir.CHECKPOINT)
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    assert read_result(straight)["final"] == read_result(resumed)["final"]
+
+
+def test_non_finite_loss_fails_the_run_with_its_reason(digits_dir: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(
+        digits_dir, epochs=2, optim={"lr": 1e12, "momentum": 0.9, "nesterov": True,
+                                     "weight_decay": 0.0}, schedule={"name": "constant"}))
+    out = tmp_path / "run"
+    proc = run_train(["--config", str(cfg), "--out", str(out)])
+    assert proc.returncode == 1
+    result = read_result(out)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("non-finite loss at epoch 1, step ")
+    step = int(result["error"].rsplit(" ", 1)[1])
+    assert 1 <= step <= 22
+
+
+def test_run_directory_of_another_config_is_refused(digits_dir: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=1))
+    out = tmp_path / "run"
+    assert run_train(["--config", str(cfg), "--out", str(out)]).returncode == 0
+    proc = run_train(["--config", str(cfg), "--out", str(out), "--set", "seed=1"])
+    assert proc.returncode == 2
+    assert "holds a run of a different config" in proc.stderr
+
+
+def test_same_seed_same_metrics_other_seed_differs(digits_dir: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=1))
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        proc = run_train(["--config", str(cfg), "--out", str(tmp_path / name),
+                          "--set", f"seed={seed}"])
+        assert proc.returncode == 0, proc.stderr
+    _same_metrics(tmp_path / "a", tmp_path / "b")
+    assert read_metrics(tmp_path / "a")[0]["train_loss"] != read_metrics(tmp_path / "c")[0][
+        "train_loss"]

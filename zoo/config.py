@@ -1,0 +1,319 @@
+"""The resolved run config: one typed, frozen, validated description of a training run.
+
+A config is read from YAML (or a dict), overridden with ``--set key=value`` pairs, checked
+key by key against the dataclasses below, and written back in full, every default filled
+in, to the run directory's ``config.json``. Unknown keys, wrong types and values out of
+range raise :class:`~zoo.errors.ConfigError` with a one-line message that names the key
+and, for a misspelt key, the closest valid one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+
+from zoo.errors import ConfigError, did_you_mean
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which architecture to build (a name from ``ablate models``) and its options."""
+
+    name: str = "resnet50"
+    #: Model options (act, drop_rate, drop_path_rate, zero_init_last, norm, ...).
+    options: dict[str, Any] = field(default_factory=dict)
+    #: Train in channels_last memory format (faster for dense convs on recent GPUs).
+    channels_last: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are turned into tensors."""
+
+    train: str = ""
+    val: str = ""
+    format: Literal["imagefolder", "lmdb"] = "imagefolder"
+    #: Side of the square crop fed to the model.
+    image_size: int = 224
+    #: ``imagenet``: random resized crop + flip / resize to size/0.875 + centre crop.
+    #: ``small``: pad by size/8 + random crop + flip / no resize (28-32 px data).
+    preset: Literal["imagenet", "small"] = "imagenet"
+    #: Random horizontal flip in training (off for digits or text).
+    hflip: bool = True
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with (Nesterov) momentum and weight decay."""
+
+    name: Literal["sgd"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Learning rate per iteration: linear warmup, then cosine decay (or constant)."""
+
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: float = 0.0
+    #: The warmup starts at lr * warmup_start_factor.
+    warmup_start_factor: float = 0.01
+    #: Cosine decays to this learning rate at the last iteration.
+    min_lr: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run, fully resolved."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    #: Trick name -> its parameters, e.g. ``{label_smoothing: {smoothing: 0.1}}``.
+    tricks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``auto`` is fp16 (autocast + GradScaler) on CUDA and fp32 on CPU.
+    precision: Precision = "auto"
+    seed: int = 0
+    epochs: int = 90
+    #: Images per process per step; the global batch is batch_size x world size.
+    batch_size: int = 128
+    #: DataLoader worker processes per training process.
+    workers: int = 4
+    #: Steps between progress updates and non-finite-loss checks (host syncs).
+    log_every: int = 20
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict with every default filled in (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _type_name(tp: Any) -> str:
+    if tp is float:
+        return "a number"
+    if tp is int:
+        return "an integer"
+    if tp is bool:
+        return "true or false"
+    if tp is str:
+        return "a string"
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (dict, Mapping) or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    if origin is tuple:
+        return f"a list of {len(get_args(tp))} numbers"
+    return str(tp)
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp``; return it converted (int -> float, list -> tuple)."""
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and "name" in {f.name for f in dataclasses.fields(tp)}:
+            value = {"name": value}  # shorthand: `model: resnet50`
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_describe(value)}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    ok = True
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok:
+            value = float(value)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp is Any:
+        ok = True
+    elif origin is Literal:
+        ok = value in get_args(tp) and not isinstance(value, bool)
+    elif origin is tuple:
+        args = get_args(tp)
+        ok = isinstance(value, Sequence) and not isinstance(value, str)
+        ok = ok and len(value) == len(args)
+        if ok:
+            pairs = enumerate(zip(value, args, strict=True))
+            value = tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in pairs)
+    elif origin in (dict, Mapping):
+        ok = isinstance(value, Mapping)
+        if ok:
+            _, vt = get_args(tp) or (str, Any)
+            value = {str(k): _convert(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if not ok:
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {_describe(value)}")
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(
+                f"unknown key '{prefix}{key}'{did_you_mean(str(key), names, prefix)}"
+            )
+        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict copy."""
+    out = _plain(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=0.2")
+        dotted, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = dotted.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if isinstance(child, str) and part == "model":
+                child = {"name": child}
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _check_values(cfg: RunConfig) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "data.image_size": cfg.data.image_size,
+        "log_every": cfg.log_every,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if cfg.workers < 0:
+        raise ConfigError(f"workers: must be 0 or more, got {cfg.workers}")
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"optim.lr: must be positive, got {cfg.optim.lr}")
+    if cfg.optim.weight_decay < 0:
+        raise ConfigError(f"optim.weight_decay: must be 0 or more, got {cfg.optim.weight_decay}")
+    if not 0 <= cfg.optim.momentum < 1:
+        raise ConfigError(f"optim.momentum: must be in [0, 1), got {cfg.optim.momentum}")
+    if cfg.optim.nesterov and cfg.optim.momentum == 0:
+        raise ConfigError("optim.nesterov: needs optim.momentum > 0; set nesterov: false")
+    if not 0 <= cfg.schedule.warmup_epochs <= cfg.epochs:
+        raise ConfigError(
+            f"schedule.warmup_epochs: must be in [0, epochs={cfg.epochs}], "
+            f"got {cfg.schedule.warmup_epochs}"
+        )
+    if not 0 < cfg.schedule.warmup_start_factor <= 1:
+        raise ConfigError(
+            "schedule.warmup_start_factor: must be in (0, 1], "
+            f"got {cfg.schedule.warmup_start_factor}"
+        )
+    if any(s <= 0 for s in cfg.data.std):
+        raise ConfigError(f"data.std: every value must be positive, got {list(cfg.data.std)}")
+    from zoo.models import get_model_info, is_model
+
+    if not is_model(cfg.model.name):
+        get_model_info(cfg.model.name)  # raises with the closest names
+    from zoo.tricks import validate_tricks
+
+    validate_tricks(cfg.tricks)
+
+
+def check_data_paths(cfg: RunConfig) -> None:
+    """The data directories (or LMDB files) must exist before any work starts."""
+    for key in ("train", "val"):
+        value = getattr(cfg.data, key)
+        if not value:
+            raise ConfigError(
+                f"data.{key}: missing; set it to the {key} split's directory "
+                f"(e.g. data/digits/{key} from 'ablate data prepare digits --out data/digits')"
+            )
+        if not Path(value).exists():
+            raise ConfigError(
+                f"data.{key}: '{value}' does not exist; fix the path or create it with "
+                f"'ablate data prepare fashion-mnist|digits --out DIR'"
+            )
+
+
+def build_config(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
+    """Validate a config dict (plus ``--set`` overrides) into a :class:`RunConfig`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"the config must be a mapping of sections, got {_describe(data)}")
+    merged = apply_overrides(dict(data), overrides)
+    cfg = from_dict(RunConfig, merged)
+    _check_values(cfg)
+    return cfg
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a YAML file; syntax errors become ``file:line:column: problem``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
+    """Load, override and validate a run config file; errors name the file."""
+    data = load_yaml(path)
+    try:
+        return build_config(data, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,263 @@
+"""The training and evaluation loops, and the pieces they are built from.
+
+Small explicit functions in the manner of torchvision's classification reference:
+``build_optimizer``, ``build_scheduler``, ``train_one_epoch``, ``evaluate``. Tricks act
+only through the hooks of :class:`zoo.tricks.TrickSet`; nothing here knows a trick by name.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+)
+
+from zoo.config import RunConfig
+from zoo.distributed import all_reduce_sum
+from zoo.tricks import TrainContext, TrickSet
+
+log = logging.getLogger("zoo")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"non-finite loss at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
+
+
+# --------------------------------------------------------------------------- precision
+
+
+@dataclass(frozen=True)
+class Precision:
+    name: str  # fp32 | bf16 | fp16
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+    device_type: str
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        # Only fp16 needs loss scaling: its 5-bit exponent underflows small gradients.
+        return torch.amp.GradScaler(self.device_type, enabled=self.name == "fp16")
+
+
+def resolve_precision(requested: str, device: torch.device) -> Precision:
+    """``auto`` is fp16 on CUDA and fp32 on CPU; fp16 on CPU works but is slow there."""
+    name = requested
+    if name == "auto":
+        name = "fp16" if device.type == "cuda" else "fp32"
+    if name == "fp16" and device.type == "cpu":
+        warnings.warn(
+            "precision fp16 on CPU runs 25-30x slower than fp32 (no fp16 kernels); "
+            "use fp32 or bf16 on CPU",
+            stacklevel=2,
+        )
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise RuntimeError("precision bf16: this GPU does not support bfloat16; use fp16")
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+    return Precision(name=name, dtype=dtype, device_type=device.type)
+
+
+# --------------------------------------------------------------------------- optimisation
+
+
+def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet) -> torch.optim.Optimizer:
+    """SGD over the parameter groups the tricks decide (one group with weight decay by default)."""
+    groups: list[dict[str, Any]] = [
+        {"params": [p for p in model.parameters() if p.requires_grad],
+         "weight_decay": cfg.optim.weight_decay}
+    ]
+    groups = tricks.param_groups(model, groups)
+    opt = torch.optim.SGD(
+        groups,
+        lr=cfg.optim.lr,
+        momentum=cfg.optim.momentum,
+        nesterov=cfg.optim.nesterov,
+        weight_decay=cfg.optim.weight_decay,
+    )
+    return tricks.wrap_optimizer(opt)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int
+) -> LRScheduler:
+    """Linear warmup then cosine (or constant), stepped every iteration.
+
+    The lengths come from the real number of iterations per epoch, which depends on the
+    world size and the dataset, not from the config alone.
+    """
+    total = cfg.epochs * steps_per_epoch
+    warmup = min(total - 1, round(cfg.schedule.warmup_epochs * steps_per_epoch))
+    if cfg.schedule.name == "cosine":
+        main: LRScheduler = CosineAnnealingLR(
+            optimizer, T_max=max(1, total - warmup), eta_min=cfg.schedule.min_lr
+        )
+    else:
+        main = ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if warmup <= 0:
+        return main
+    warm = LinearLR(
+        optimizer, start_factor=cfg.schedule.warmup_start_factor, end_factor=1.0,
+        total_iters=warmup,
+    )
+    return SequentialLR(optimizer, schedulers=[warm, main], milestones=[warmup])
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
+# --------------------------------------------------------------------------- loops
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    images: int  # over all processes
+    seconds: float
+    steps: int
+    lr: float
+    grad_scale: float | None
+
+
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler,
+    criterion: nn.Module,
+    tricks: TrickSet,
+    ctx: TrainContext,
+    precision: Precision,
+    epoch: int,
+    first_step: int,
+    log_every: int,
+    channels_last: bool = False,
+    progress: ProgressFn | None = None,
+) -> EpochStats:
+    """One pass over the training data. Host syncs (``.item()``) happen only every
+    ``log_every`` steps and at the end, where the non-finite-loss check reads its flag."""
+    model.train()
+    device = ctx.device
+    non_blocking = device.type == "cuda"
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = torch.zeros((), dtype=torch.float64, device=device)
+    # The first step whose loss was not finite, or -1; kept on the device, read at log points.
+    bad_step = torch.full((), -1, dtype=torch.long, device=device)
+    step_t = torch.zeros((), dtype=torch.long, device=device)
+    start = time.perf_counter()
+    i = 0
+    for i, (images, targets) in enumerate(loader, start=1):
+        images = images.to(device, non_blocking=non_blocking)
+        targets = targets.to(device, non_blocking=non_blocking)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = tricks.batch(images, targets, ctx)
+        with precision.autocast():
+            logits = model(images)
+            loss = criterion(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if scaler.is_enabled():
+            scaler.unscale_(optimizer)  # hooks see true gradients
+        tricks.after_backward(model)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        tricks.after_step(model)
+
+        detached = loss.detach()
+        step_t += 1
+        bad_step = torch.where(
+            (bad_step < 0) & ~torch.isfinite(detached), step_t + (first_step - 1), bad_step
+        )
+        n = images.shape[0]
+        loss_sum += detached.double() * n
+        seen += n
+        if i % log_every == 0 or i == steps:
+            if int(bad_step.item()) >= 0:  # host sync, at log points only
+                raise NonFiniteLossError(epoch, int(bad_step.item()))
+            if progress is not None:
+                progress(i, steps, {"loss": float(loss_sum / seen), "lr": current_lr(optimizer)})
+    if int(bad_step.item()) >= 0:
+        raise NonFiniteLossError(epoch, int(bad_step.item()))
+    totals = all_reduce_sum(torch.stack([loss_sum, seen]))
+    seconds = time.perf_counter() - start
+    return EpochStats(
+        loss=float(totals[0] / totals[1]) if totals[1] > 0 else math.nan,
+        images=int(totals[1]),
+        seconds=seconds,
+        steps=i,
+        lr=current_lr(optimizer),
+        grad_scale=float(scaler.get_scale()) if scaler.is_enabled() else None,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Loss, top-1 and top-5 (in %) over this process's shard, summed over all processes.
+
+    Sums of (loss, correct@1, correct@5, count) are all-reduced, so with a sampler that
+    gives every image to exactly one process the result counts each image once.
+    """
+    model.eval()
+    non_blocking = device.type == "cuda"
+    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    for images, targets in loader:
+        images = images.to(device, non_blocking=non_blocking)
+        targets = targets.to(device, non_blocking=non_blocking)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with precision.autocast():
+            logits = model(images)
+        logits = logits.float()
+        loss = nn.functional.cross_entropy(logits, targets, reduction="sum")
+        k = min(5, logits.shape[1])
+        topk = logits.topk(k, dim=1).indices
+        hits = topk == targets[:, None]
+        sums += torch.stack([
+            loss.double(),
+            hits[:, 0].sum().double(),
+            hits.any(dim=1).sum().double(),
+            torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=device),
+        ])
+    all_reduce_sum(sums)
+    count = float(sums[3])
+    if count == 0:
+        return {"val_loss": math.nan, "top1": math.nan, "top5": math.nan, "count": 0}
+    return {
+        "val_loss": float(sums[0]) / count,
+        "top1": 100.0 * float(sums[1]) / count,
+        "top5": 100.0 * float(sums[2]) / count,
+        "count": int(count),
+    }

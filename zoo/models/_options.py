@@ -1,0 +1,116 @@
+"""What the model options mean, in one place: values, validation and the few helpers the
+models share to honour them.
+
+- ``act``: the activation of the network (``relu``, ``relu6``, ``silu``/``swish``,
+  ``hardswish``). Gates (the sigmoids of squeeze-excitation, attention softmaxes) are part
+  of the architecture and are never replaced.
+- ``drop_rate``: dropout on the pooled features, before the classifier.
+- ``drop_path_rate``: stochastic depth (Huang et al. 2016, "Deep Networks with Stochastic
+  Depth") on the residual branches, at most this rate (the deepest block's).
+- ``zero_init_last``: zero-γ (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): the last
+  BN of every residual branch starts with γ = 0, so every block starts as the identity.
+- ``norm``: the normalisation layer, ``batchnorm`` or ``switchnorm`` (see ``switchnorm.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from zoo.errors import UnknownNameError, did_you_mean
+from zoo.models.switchnorm import SwitchNorm2d, switchnorm_act_factory
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "hardswish": nn.Hardswish,
+}
+
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "batchnorm": nn.BatchNorm2d,
+    "switchnorm": SwitchNorm2d,
+}
+
+#: The activation classes ``act`` replaces in a built model (see ``replace_act``).
+REPLACEABLE_ACTS: tuple[type[nn.Module], ...] = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish)
+
+
+def check_option(model: str, option: str, value: Any) -> None:
+    """Raise when ``value`` is not a valid value of ``option``; the message names both."""
+    if option == "act":
+        if value not in ACTIVATIONS:
+            raise UnknownNameError(
+                f"model '{model}': unknown activation '{value}' for option 'act'"
+                f"{did_you_mean(str(value), ACTIVATIONS)} (choose from {', '.join(ACTIVATIONS)})"
+            )
+    elif option == "norm":
+        if value not in NORMS:
+            raise UnknownNameError(
+                f"model '{model}': unknown normalisation '{value}' for option 'norm'"
+                f"{did_you_mean(str(value), NORMS)} (choose from {', '.join(NORMS)})"
+            )
+    elif option in ("drop_rate", "drop_path_rate"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ValueError(f"model '{model}': option '{option}' must be a number in [0, 1), "
+                             f"got {value!r}")
+    elif option == "zero_init_last" and not isinstance(value, bool):
+        raise ValueError(f"model '{model}': option 'zero_init_last' must be true or false, "
+                         f"got {value!r}")
+
+
+def act_layer(name: str) -> type[nn.Module]:
+    """The activation class of an ``act`` value."""
+    check_option("?", "act", name)
+    return ACTIVATIONS[name]
+
+
+def norm_layer(name: str) -> Callable[[int], nn.Module]:
+    """The normalisation layer ``fn(num_features)`` of a ``norm`` value."""
+    check_option("?", "norm", name)
+    return NORMS[name]
+
+
+def timm_norm_act_layer(name: str, act: str) -> Any:
+    """The ``norm_layer`` to give timm models built from fused norm+act layers (ResNetV2,
+    RegNet): ``None`` keeps the model's own BatchNormAct."""
+    if norm_layer(name) is nn.BatchNorm2d:
+        return None
+    return switchnorm_act_factory(act_layer(act))
+
+
+def replace_act(model: nn.Module, act: type[nn.Module]) -> nn.Module:
+    """Swap every activation module of ``REPLACEABLE_ACTS`` in ``model`` for ``act``.
+
+    For libraries whose constructors take no activation argument (torchvision's ResNet and
+    MobileNets, timm's GhostNet). Keeps each module's ``inplace`` flag. Returns ``model``.
+    """
+    for name, child in model.named_children():
+        if type(child) in REPLACEABLE_ACTS:
+            if type(child) is not act:
+                setattr(model, name, act(inplace=getattr(child, "inplace", False)))
+        else:
+            replace_act(child, act)
+    return model
+
+
+def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
+    """Per-block stochastic-depth rates by the linear decay rule of Huang et al. 2016:
+    block ``l`` of ``L`` (1-based) drops with ``rate * l / L``; the deepest with ``rate``."""
+    return [rate * (i + 1) / num_blocks for i in range(num_blocks)]
+
+
+def kaiming_init(model: nn.Module) -> None:
+    """He (fan-out) init of convolutions, γ = 1 and β = 0 in norm layers, as torchvision's
+    ResNet does; linear layers keep PyTorch's default."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | SwitchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

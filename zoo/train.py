@@ -1,0 +1,460 @@
+"""Train one run from one config: ``python -m zoo.train --config CFG.yaml --out RUN_DIR``.
+
+Runs as one process or unchanged under ``torchrun --nproc_per_node N`` (and ``--nnodes``).
+Everything it produces lands in RUN_DIR (see :mod:`zoo.rundir`); started again on the
+same RUN_DIR it resumes from the last checkpoint, and a finished run is not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from zoo import rundir
+from zoo.config import RunConfig, check_data_paths, load_config
+from zoo.data.datasets import build_datasets
+from zoo.data.samplers import ShardSampler
+from zoo.data.transforms import eval_transform, train_transform
+from zoo.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sum,
+    broadcast_buffers,
+    cleanup,
+    init_distributed,
+)
+from zoo.engine import (
+    NonFiniteLossError,
+    build_optimizer,
+    build_scheduler,
+    evaluate,
+    resolve_precision,
+    train_one_epoch,
+)
+from zoo.errors import ZooError
+from zoo.measure import count_macs, count_params
+from zoo.models import create_model
+from zoo.tricks import TrainContext, TrickSet
+
+log = logging.getLogger("zoo")
+
+EXIT_CONFIG = 2
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Content hash of the canonical resolved config (sorted keys, every default filled)."""
+    canonical = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def setup_logging(out: Path, info: DistInfo) -> None:
+    log.handlers.clear()
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    if info.is_main:
+        log.setLevel(logging.INFO)
+        for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(out / rundir.LOG)):
+            handler.setFormatter(fmt)
+            log.addHandler(handler)
+    else:
+        log.setLevel(logging.WARNING)
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(f"[rank {info.rank}] %(message)s"))
+        log.addHandler(handler)
+
+
+@contextmanager
+def run_lock(out: Path, enabled: bool) -> Iterator[None]:
+    """An exclusive lock on RUN_DIR, so two trainers never write the same run."""
+    if not enabled:
+        yield
+        return
+    with open(out / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ZooError(f"{out}: another process is training this run directory") from None
+        yield
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state(device: torch.device) -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
+                  "gauss": float(np_state[4])},
+    }
+
+
+def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["gauss"]))
+
+
+def epoch_generator(seed: int, rank: int, epoch: int) -> torch.Generator:
+    """Seeds the DataLoader workers and the batch tricks of one epoch on one process."""
+    return torch.Generator().manual_seed(((seed * 1009 + rank) * 100_003 + epoch) % 2**63)
+
+
+def make_loaders(
+    cfg: RunConfig, info: DistInfo, tricks: TrickSet
+) -> tuple[DataLoader, DataLoader, DistributedSampler, list[str]]:
+    train_ds, val_ds, classes = build_datasets(
+        cfg.data, train_transform(cfg.data, tricks.transforms), eval_transform(cfg.data)
+    )
+    # DistributedSampler also for one process: the same seeded order in both cases.
+    sampler = DistributedSampler(
+        train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed,
+        drop_last=True,
+    )
+    pin = info.device.type == "cuda"
+    train_loader = DataLoader(
+        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        pin_memory=pin, drop_last=True, generator=torch.Generator(),
+    )
+    val_loader = DataLoader(
+        val_ds, batch_size=cfg.batch_size * 2,
+        sampler=ShardSampler(len(val_ds), info.rank, info.world_size),  # type: ignore[arg-type]
+        num_workers=cfg.workers, pin_memory=pin,
+    )
+    if len(train_loader) == 0:
+        raise ZooError(
+            f"data.train: {len(train_ds)} images are fewer than one global batch "  # type: ignore[arg-type]
+            f"({cfg.batch_size} x {info.world_size} processes); lower batch_size"
+        )
+    return train_loader, val_loader, sampler, classes
+
+
+def build_model(cfg: RunConfig, num_classes: int, tricks: TrickSet) -> nn.Module:
+    options = {**cfg.model.options, **tricks.model_options()}
+    return create_model(tricks.model_name(cfg.model.name), num_classes=num_classes, **options)
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
+    """Check RUN_DIR against the config. Returns the finished result, if the run is done."""
+    out.mkdir(parents=True, exist_ok=True)
+    existing = out / rundir.CONFIG
+    if existing.exists():
+        prev = rundir.read_json(existing)
+        if prev.get("config") != cfg.to_dict():
+            raise ZooError(
+                f"{out}: holds a run of a different config (hash {prev.get('hash')}); "
+                f"use another --out or delete the directory"
+            )
+    result_path = out / rundir.RESULT
+    if result_path.exists():
+        result = rundir.read_json(result_path)
+        if result.get("status") == "succeeded":
+            return result
+        if info.is_main:
+            result_path.unlink()  # a failed attempt: train again from its checkpoint
+    return None
+
+
+def run(cfg: RunConfig, out: Path, stop_after: int | None = None) -> int:
+    """Train ``cfg`` into ``out``. Returns the process exit code.
+
+    ``stop_after`` ends this session after that epoch's checkpoint, without a result
+    (as a pre-empted job would); the next call resumes."""
+    info = init_distributed(cfg.device)
+    try:
+        done = prepare_run_dir(out, cfg, info)
+        if done is not None:
+            if info.is_main:
+                print(f"{out}: already finished (top-1 {done['final']['top1']:.2f}); nothing to do")
+            return 0
+        with run_lock(out, info.is_main):
+            return _train(cfg, out, info, stop_after)
+    finally:
+        cleanup()
+
+
+def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) -> int:
+    setup_logging(out, info)
+    wall_start = time.perf_counter()
+    precision = resolve_precision(cfg.precision, info.device)
+    tricks = TrickSet(cfg.tricks)
+    seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
+    train_loader, val_loader, sampler, classes = make_loaders(cfg, info, tricks)
+    steps_per_epoch = len(train_loader)
+    ctx = TrainContext(
+        num_classes=len(classes), world_size=info.world_size, device=info.device,
+        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+    )
+    model = build_model(cfg, len(classes), tricks)
+    params = count_params(model)
+    macs = count_macs(model, cfg.data.image_size)  # once, at the configured input size
+    model = tricks.apply_model(model.to(info.device), ctx)
+    if cfg.model.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    # Different augmentation streams per process, after the shared initialisation.
+    seed_everything(cfg.seed + 7919 * info.rank)
+    optimizer = build_optimizer(model, cfg, tricks)
+    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
+    scaler = precision.grad_scaler()
+    criterion = nn.CrossEntropyLoss(**tricks.loss_kwargs())
+    train_model: nn.Module = model
+    if info.distributed:
+        train_model = DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+
+    start_epoch, state = 1, _initial_state()
+    ckpt_path = out / rundir.CHECKPOINT
+    if ckpt_path.exists():
+        ckpt = rundir.load_checkpoint(ckpt_path, map_location=info.device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        tricks.load_state_dict(ckpt["tricks"])
+        set_rng_state(ckpt["rng"][info.rank], info.device)
+        state = ckpt["state"]
+        start_epoch = ckpt["epoch"] + 1
+        if info.is_main:
+            rundir.truncate_metrics(out / rundir.METRICS, ckpt["epoch"])
+        log.info("resumed %s from epoch %d", out, ckpt["epoch"])
+
+    if info.is_main:
+        rundir.write_json(out / rundir.CONFIG, {
+            "hash": config_hash(cfg),
+            "config": cfg.to_dict(),
+            "code": rundir.code_info(),
+            "env": rundir.env_info(info.world_size, info.device),
+            "classes": classes,
+            "steps_per_epoch": steps_per_epoch,
+            "tricks": tricks.describe(),
+        })
+        log.info(
+            "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "
+            "world size %d, %d steps/epoch",
+            out, cfg.model.name, params / 1e6, macs / 1e9, cfg.data.image_size, len(classes),
+            precision.name, info.world_size, steps_per_epoch,
+        )
+
+    status, error, exit_code = "succeeded", None, 0
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            sampler.set_epoch(epoch)
+            gen = epoch_generator(cfg.seed, info.rank, epoch)
+            train_loader.generator = gen  # seeds this epoch's workers
+            ctx.generator = gen
+            with _progress(info, epoch, cfg.epochs, steps_per_epoch) as progress:
+                stats = train_one_epoch(
+                    train_model, train_loader, steps_per_epoch, optimizer, scheduler, scaler,
+                    criterion, tricks, ctx, precision, epoch,
+                    first_step=(epoch - 1) * steps_per_epoch + 1,
+                    log_every=cfg.log_every, channels_last=cfg.model.channels_last,
+                    progress=progress,
+                )
+            broadcast_buffers(model)  # every shard is scored with rank 0's BN statistics
+            metrics = evaluate(tricks.eval_model(model), val_loader, info.device, precision,
+                               cfg.model.channels_last)
+            seconds = time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "step": epoch * steps_per_epoch,
+                "train_loss": stats.loss,
+                "lr": stats.lr,
+                "val_loss": metrics["val_loss"],
+                "top1": metrics["top1"],
+                "top5": metrics["top5"],
+                "eval_images": metrics["count"],
+                "images_per_s": stats.images / stats.seconds,
+                "train_seconds": stats.seconds,
+                "seconds": seconds,
+                "grad_scale": stats.grad_scale,
+            }
+            _update_state(state, row)
+            rngs = all_gather_objects(rng_state(info.device))
+            if info.is_main:
+                rundir.append_metrics(out / rundir.METRICS, row)
+                rundir.save_checkpoint(ckpt_path, {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "tricks": tricks.state_dict(),
+                    "rng": rngs,
+                    "state": state,
+                })
+                log.info(
+                    "epoch %d/%d  loss %.4f  val %.4f  top1 %.2f  top5 %.2f  lr %.4g  "
+                    "%.0f img/s  %.1fs",
+                    epoch, cfg.epochs, stats.loss, metrics["val_loss"], metrics["top1"],
+                    metrics["top5"], stats.lr, row["images_per_s"], seconds,
+                )
+            if stop_after is not None and epoch >= stop_after and epoch < cfg.epochs:
+                log.info("stopping after epoch %d as asked (--stop-after); run again to resume",
+                         epoch)
+                return 0
+    except NonFiniteLossError as exc:
+        status, error, exit_code = "failed", str(exc), 1
+        log.error("%s: %s", out, exc)
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise  # interrupted: the checkpoint stays, no result is written
+        status, error, exit_code = "failed", f"{type(exc).__name__}: {exc}", 1
+        log.exception("%s: training failed", out)
+
+    # Every rank must agree on the status before rank 0 writes the result.
+    failed = all_reduce_sum(torch.tensor([0 if status == "succeeded" else 1],
+                                         device=info.device))
+    if status == "succeeded" and int(failed.item()) > 0:
+        status, error, exit_code = "failed", "another process failed (see train.log)", 1
+    if info.is_main:
+        rundir.write_json(out / rundir.RESULT, _result(
+            cfg, out, info, state, status, error, params, macs, tricks, wall_start, epoch,
+        ))
+    return exit_code
+
+
+def _initial_state() -> dict[str, Any]:
+    return {"best_top1": -1.0, "best_top5": -1.0, "best_epoch": 0, "last": {},
+            "seconds": 0.0, "images": 0, "train_seconds": 0.0}
+
+
+def _update_state(state: dict[str, Any], row: dict[str, Any]) -> None:
+    if row["top1"] > state["best_top1"]:
+        state.update(best_top1=row["top1"], best_top5=row["top5"], best_epoch=row["epoch"])
+    state["last"] = {k: row[k] for k in ("epoch", "top1", "top5", "val_loss", "train_loss")}
+    state["seconds"] += row["seconds"]
+    state["train_seconds"] += row["train_seconds"]
+    state["images"] += round(row["images_per_s"] * row["train_seconds"])
+
+
+def _result(
+    cfg: RunConfig, out: Path, info: DistInfo, state: dict[str, Any], status: str,
+    error: str | None, params: int, macs: int, tricks: TrickSet, wall_start: float,
+    epoch: int,
+) -> dict[str, Any]:
+    audits = []
+    for a in tricks.audits():
+        audits.append({"trick": a.trick, "summary": a.summary, "effective": a.effective,
+                       **({"details": a.details} if a.details else {})})
+        if not a.effective:
+            log.warning("trick %s had no effect: %s", a.trick, a.summary)
+    last = state["last"]
+    seconds = state["seconds"]
+    train_s = state["train_seconds"]
+    return {
+        "status": status,
+        "error": error,
+        "hash": config_hash(cfg),
+        "model": cfg.model.name,
+        "epochs": cfg.epochs,
+        "epochs_completed": last.get("epoch", 0),
+        "final": {"top1": last.get("top1"), "top5": last.get("top5"),
+                  "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss")},
+        "best": {"top1": state["best_top1"] if state["best_epoch"] else None,
+                 "top5": state["best_top5"] if state["best_epoch"] else None,
+                 "epoch": state["best_epoch"] or None},
+        "params": params,
+        "macs": macs,
+        "wall_seconds": seconds,
+        "device_hours": seconds * info.world_size / 3600.0,
+        "images_per_s": state["images"] / train_s if train_s else None,
+        "world_size": info.world_size,
+        "device_type": info.device.type,
+        "audit": audits,
+        "session_seconds": time.perf_counter() - wall_start,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "failed_epoch": epoch if status == "failed" else None,
+    }
+
+
+@contextmanager
+def _progress(info: DistInfo, epoch: int, epochs: int, steps: int) -> Iterator[Any]:
+    """A rich progress bar on rank 0 in a terminal; other ranks and pipes stay quiet."""
+    if not info.is_main or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"epoch {epoch}/{epochs}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=True,
+    ) as bar:
+        task = bar.add_task("train", total=steps, stats="")
+        t0 = time.perf_counter()
+
+        def update(done: int, total: int, values: dict[str, float]) -> None:
+            rate = done * 1.0 / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, completed=done, stats=(
+                f"loss {values['loss']:.4f}  lr {values['lr']:.4g}  {rate:.1f} it/s"
+            ))
+
+        yield update
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m zoo.train", description=__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, type=Path, help="run config (YAML)")
+    p.add_argument("--out", required=True, type=Path, help="run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set optim.lr=0.2 (repeatable)")
+    p.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                   help="checkpoint and exit after this epoch without a result (resume later)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        check_data_paths(cfg)
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        return run(cfg, args.out, stop_after=args.stop_after)
+    except ZooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
