@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ablate import __version__, data_cli
+from ablate.models_cli import models
 
 app = typer.Typer(
     help="Which training tricks really improve an image classifier.",
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.command("models")(models)
 
 
 def _version(value: bool) -> None:

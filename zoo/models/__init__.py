@@ -3,7 +3,17 @@
 Importing this package registers every model; each module below registers its own.
 """
 
-from zoo.models import resnet_cifar  # noqa: F401  (registers models)
+from zoo.models import (  # noqa: F401  (each module registers its models)
+    ghostnet,
+    lip_resnet,
+    mobilenet,
+    oct_resnet,
+    preact_resnet,
+    regnet,
+    resnest,
+    resnet,
+    resnet_cifar,
+)
 from zoo.models._registry import (
     KNOWN_OPTIONS,
     ModelInfo,
@@ -13,13 +23,16 @@ from zoo.models._registry import (
     list_models,
     register_model,
 )
+from zoo.models._summary import ModelSummary, summarize_model
 
 __all__ = [
     "KNOWN_OPTIONS",
     "ModelInfo",
+    "ModelSummary",
     "create_model",
     "get_model_info",
     "is_model",
     "list_models",
     "register_model",
+    "summarize_model",
 ]

@@ -7,6 +7,8 @@ ResNet-20: 0.27M parameters (paper Table 6), 41M MACs at 32 px.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
@@ -14,7 +16,7 @@ from torchvision.ops import StochasticDepth
 from zoo.models._options import act_layer, drop_path_rates, kaiming_init, norm_layer
 from zoo.models._registry import register_model
 
-NormLayer = type[nn.Module]
+NormLayer = Callable[[int], nn.Module]
 
 
 class BasicBlock(nn.Module):

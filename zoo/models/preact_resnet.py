@@ -1,0 +1,78 @@
+"""Pre-activation ResNets (He, Zhang, Ren, Sun 2016, "Identity Mappings in Deep Residual
+Networks", ECCV), from timm's ``ResNetV2``.
+
+Each block is BN-ReLU-conv three times (1x1, 3x3 with the stride, 1x1) and adds its input
+unchanged; the projection shortcut takes the pre-activated input, and a final BN-ReLU
+precedes the pooling, as in the paper. The stem is the plain 7x7 convolution and max-pool
+(no BN in the stem: the first block's BN pre-activates it). The classifier is a 1x1
+convolution, the same weights and MACs as a linear layer. ResNet-50v2: 25.55M parameters,
+4.09 GMACs; ResNet-101v2: 44.54M, 7.80 GMACs (timm ``resnetv2_50``/``resnetv2_101``).
+
+Zero-γ on a pre-activation block: the last BN of the branch is followed by a ReLU and the
+last 1x1 convolution. Zeroing its γ (with β = 0) would feed ReLU exactly 0, whose gradient
+is 0, so neither γ nor β could ever move and the block would stay dead. timm's per-block
+hook therefore zeroes the last convolution's weight instead, which starts the block as the
+identity and still trains; ``zero_init_last`` uses that hook.
+"""
+
+from __future__ import annotations
+
+import timm
+from torch import nn
+
+from zoo.models._options import act_layer, timm_norm_act_layer
+from zoo.models._registry import register_model
+
+PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks (ECCV)"
+OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+
+
+def _preact_resnet(
+    timm_name: str,
+    num_classes: int,
+    *,
+    act: str = "relu",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    zero_init_last: bool = False,
+    norm: str = "batchnorm",
+) -> nn.Module:
+    extra = {}
+    if (layer := timm_norm_act_layer(norm, act)) is not None:
+        extra["norm_layer"] = layer
+    return timm.create_model(
+        timm_name,
+        pretrained=False,
+        num_classes=num_classes,
+        act_layer=act_layer(act),
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        zero_init_last=zero_init_last,
+        **extra,
+    )
+
+
+@register_model(
+    "resnet50v2",
+    paper=PAPER,
+    reference="timm resnetv2_50",
+    params_m=25.549,
+    macs_g=4.089,
+    options=OPTIONS,
+)
+def resnet50v2(num_classes: int = 1000, **options: object) -> nn.Module:
+    """Pre-activation ResNet-50."""
+    return _preact_resnet("resnetv2_50", num_classes, **options)  # type: ignore[arg-type]
+
+
+@register_model(
+    "resnet101v2",
+    paper=PAPER,
+    reference="timm resnetv2_101",
+    params_m=44.541,
+    macs_g=7.801,
+    options=OPTIONS,
+)
+def resnet101v2(num_classes: int = 1000, **options: object) -> nn.Module:
+    """Pre-activation ResNet-101."""
+    return _preact_resnet("resnetv2_101", num_classes, **options)  # type: ignore[arg-type]

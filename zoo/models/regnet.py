@@ -1,0 +1,91 @@
+"""RegNetX and RegNetY (Radosavovic, Kosaraju, Girshick, He, Dollár 2020, "Designing
+Network Design Spaces", CVPR), from timm's ``RegNet``.
+
+A RegNet is a stem (3x3 stride-2 conv, 32 channels), four stages of X blocks (1x1, grouped
+3x3 with the stride, 1x1, bottleneck ratio 1) and a linear head. Stage widths and depths
+come from the quantised linear rule ``u_j = w0 + wa * j`` with multiplier ``wm``; RegNetY
+adds squeeze-excitation with ratio 1/4 of the block's input width. The parameters of each
+model are the paper's (Appendix, Table of RegNetX/Y models; pycls model zoo):
+
+| model          | w0  | wa    | wm   | g  | d  | paper params | paper flops |
+|----------------|-----|-------|------|----|----|--------------|-------------|
+| RegNetX-4.0GF  | 96  | 38.65 | 2.43 | 40 | 23 | 22.1M        | 4.0B        |
+| RegNetY-4.0GF  | 96  | 31.41 | 2.24 | 64 | 22 | 20.6M        | 4.0B        |
+| RegNetY-6.4GF  | 112 | 33.22 | 2.27 | 72 | 25 | 30.6M        | 6.4B        |
+
+timm's configurations are exactly these, and the counts measured here (22.12M / 3.96 G,
+20.65M / 3.97 G, 30.58M / 6.36 G MACs of convolutions and linear layers) agree with the
+paper's, whose "flops" are multiply-adds (the names round them: 4.0GF is 3.96-4.0 G).
+torchvision has no 4.0GF or 6.4GF RegNet (it has 3.2GF and 8GF), so timm is the source.
+
+Defaults are the paper's baseline: no dropout, no drop-path, and zero-γ off (timm turns
+it on by default; we pass ``zero_init_last=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import timm
+from torch import nn
+
+from zoo.models._options import act_layer, timm_norm_act_layer
+from zoo.models._registry import register_model
+
+PAPER = "Radosavovic et al. 2020, Designing Network Design Spaces (CVPR)"
+OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+
+
+@dataclass(frozen=True)
+class RegNetVariant:
+    """One registered RegNet: our name, timm's, and the reference counts at 224 px."""
+
+    name: str
+    timm_name: str
+    title: str
+    params_m: float
+    macs_g: float
+
+
+VARIANTS = (
+    RegNetVariant("regnetx_4.0gf", "regnetx_040", "RegNetX-4.0GF", 22.118, 3.964),
+    RegNetVariant("regnety_4.0gf", "regnety_040", "RegNetY-4.0GF", 20.647, 3.973),
+    RegNetVariant("regnety_6.4gf", "regnety_064", "RegNetY-6.4GF", 30.583, 6.355),
+)
+
+
+def _regnet(
+    timm_name: str,
+    num_classes: int = 1000,
+    *,
+    act: str = "relu",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    zero_init_last: bool = False,
+    norm: str = "batchnorm",
+) -> nn.Module:
+    extra = {}
+    if (layer := timm_norm_act_layer(norm, act)) is not None:
+        extra["norm_layer"] = layer
+    return timm.create_model(
+        timm_name,
+        pretrained=False,
+        num_classes=num_classes,
+        act_layer=act_layer(act),
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        zero_init_last=zero_init_last,
+        **extra,
+    )
+
+
+for _v in VARIANTS:
+    register_model(
+        _v.name,
+        paper=PAPER,
+        reference=f"{_v.title}, timm {_v.timm_name}",
+        params_m=_v.params_m,
+        macs_g=_v.macs_g,
+        options=OPTIONS,
+    )(partial(_regnet, _v.timm_name))
