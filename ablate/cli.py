@@ -8,6 +8,7 @@ import typer
 
 from ablate import __version__, data_cli
 from ablate.models_cli import models
+from ablate.run_cli import run, show, status
 
 app = typer.Typer(
     help="Which training tricks really improve an image classifier.",
@@ -16,6 +17,9 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command("models")(models)
+app.command("run")(run)
+app.command("status")(status)
+app.command("show")(show)
 
 
 def _version(value: bool) -> None:

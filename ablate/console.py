@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import NoReturn
 
 import typer
 from rich.console import Console
 
-console = Console(highlight=False)
+# In a pipe or a file, rich would wrap tables at 80 columns; give them room instead.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, highlight=False)
 
 EXIT_USAGE = 2

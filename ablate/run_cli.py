@@ -1,0 +1,176 @@
+"""``ablate run``, ``ablate status`` and ``ablate show``: thin commands over the orchestrator
+and the results database; domain errors become one line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ablate.console import console, fail
+from ablate.errors import AblateError
+from zoo.errors import ZooError
+
+DbOption = Annotated[str | None, typer.Option(
+    "--db", help="SQLAlchemy URL of the results database (default sqlite:///results.db, "
+                 "or $ABLATE_DB)")]
+
+
+def run(
+    study_file: Annotated[Path, typer.Argument(help="study definition (YAML)")],
+    db: DbOption = None,
+    runs_dir: Annotated[Path, typer.Option(help="where run directories are written")] =
+        Path("runs"),
+    max_parallel: Annotated[int, typer.Option(min=1, help="runs trained at once")] = 1,
+    gpus: Annotated[str | None, typer.Option(
+        help="GPUs to use, e.g. 0-7 or 0,2 (default: all visible; 'none' for CPU)")] = None,
+    retry_failed: Annotated[bool, typer.Option(help="train failed runs again")] = False,
+    dry_run: Annotated[bool, typer.Option(help="print the plan and exit")] = False,
+    lost_after: Annotated[float, typer.Option(
+        min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
+    cpu_threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads per training process (default: the cores split evenly "
+                    "between parallel runs)")] = None,
+) -> None:
+    """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
+    from ablate.orchestrate import Interrupted, Orchestrator, planned_rows
+    from ablate.spec import load_study
+    from ablate.store import Store, default_url
+
+    try:
+        study = load_study(study_file)
+        rows = planned_rows(study, runs_dir)
+        url = db or default_url()
+        if dry_run:
+            from ablate.view import plan_table
+
+            statuses: dict[str, str] = {}
+            if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
+                store = Store(url)
+                statuses = {h: str(s) for h, s in
+                            store.run_status(r["hash"] for r in rows).items()}
+            console.print(plan_table(study.name, rows, statuses))
+            return
+        store = Store(url)
+        orch = Orchestrator(study, store, runs_dir, max_parallel=max_parallel,
+                            gpus=_gpus(gpus), retry_failed=retry_failed, lost_after=lost_after,
+                            cpu_threads=cpu_threads)
+    except ZooError as exc:
+        fail(str(exc))
+    from ablate.view import LiveView
+
+    done = sum(1 for s in store.run_status(r["hash"] for r in rows).values()
+               if str(s) == "succeeded")
+    with LiveView(len({r["hash"] for r in rows}), done) as view:
+        orch.on_event = view
+        try:
+            outcome = orch.run()
+        except Interrupted as exc:
+            console.print(f"[yellow]{exc}: stopped; run the same command to resume[/]")
+            raise typer.Exit(130) from None
+        except AblateError as exc:
+            fail(str(exc))
+    console.print(
+        f"{study.name}: {outcome.succeeded} trained, {outcome.reused} reused, "
+        f"{outcome.failed} failed"
+        + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
+        + f"; results in {store.url}"
+    )
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _gpus(spec: str | None) -> list[int] | None:
+    from ablate.launch import parse_gpus
+
+    return parse_gpus(spec)
+
+
+def status(
+    study: Annotated[str | None, typer.Argument(help="study name (default: all)")] = None,
+    db: DbOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    lost_after: Annotated[float, typer.Option(
+        min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
+) -> None:
+    """Where each study stands: every variant and seed with status, epoch, top-1, ETA."""
+    from ablate.store import Store
+
+    try:
+        store = Store(db, create=False)
+        store.mark_lost(timedelta(seconds=lost_after))
+        names = [study] if study else store.study_names()
+        data = {n: store.study_runs(n) for n in names}
+    except ZooError as exc:
+        fail(str(exc))
+    if json_out:
+        from ablate.view import eta_seconds
+
+        out = {n: [{**_jsonable(r), "eta_seconds": eta_seconds(r)} for r in runs]
+               for n, runs in data.items()}
+        typer.echo(json.dumps(out, indent=2))
+        return
+    if not data:
+        console.print("no studies yet; start one with 'ablate run STUDY.yaml'")
+    from ablate.view import status_table
+
+    for name, runs in data.items():
+        console.print(status_table(name, runs))
+
+
+def show(
+    run_id: Annotated[str, typer.Argument(help="run id (config hash) or a unique prefix")],
+    db: DbOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """One run: its resolved config, metrics per epoch, trick audits and the tail of its log."""
+    from rich.table import Table
+
+    from ablate.launch import log_tail
+    from ablate.store import Store
+
+    try:
+        store = Store(db, create=False)
+        run = store.find_run(run_id)
+        metrics = store.metrics(run["hash"])
+    except ZooError as exc:
+        fail(str(exc))
+    tail = log_tail(Path(run["run_dir"]), lines=20)
+    if json_out:
+        typer.echo(json.dumps({**_jsonable(run), "metrics": metrics, "log_tail": tail},
+                              indent=2))
+        return
+    console.print(f"[bold]run {run['hash']}[/]  {run['status']}  ({run['run_dir']})")
+    for link in run["studies"]:
+        console.print(f"  study {link['study']}: {link['variant']}, seed {link['seed']}")
+    if run["error"]:
+        console.print(f"  [red]error:[/] {run['error']}")
+    console.print_json(json.dumps(run["config"]))
+    table = Table(title="metrics per epoch", title_justify="left")
+    cols = ("epoch", "train_loss", "lr", "val_loss", "top1", "top5", "images_per_s", "seconds")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for m in metrics:
+        table.add_row(*[_fmt(m.get(c)) for c in cols])
+    console.print(table)
+    for audit in (run.get("result") or {}).get("audit") or []:
+        mark = "" if audit.get("effective", True) else "  [yellow](no effect)[/]"
+        console.print(f"  audit: {audit['summary']}{mark}")
+    if tail:
+        console.print("[dim]log tail:[/]")
+        console.print(tail, markup=False, highlight=False)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _jsonable(obj: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(obj, default=str))

@@ -1,0 +1,435 @@
+"""The results database: SQLAlchemy 2.0 models and the operations the orchestrator needs.
+
+``sqlite:///results.db`` by default; any SQLAlchemy URL works. Runs are keyed by the
+content hash of their resolved config and shared between studies (a config trained for
+one study is reused by every other). The run directory stays the source of truth: the
+database is an index over run directories and can be rebuilt from them (``ingest``).
+
+Claiming a run is one conditional UPDATE (``... WHERE status IN (claimable)``), atomic on
+SQLite and PostgreSQL alike, so two orchestrators never train the same run.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from ablate.errors import AblateError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Status(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    interrupted = "interrupted"
+    lost = "lost"
+
+
+#: Statuses a new orchestrator may claim (failed only with --retry-failed).
+CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    })
+
+
+class StudyRow(Base):
+    __tablename__ = "study"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    mode: Mapped[str] = mapped_column(String(20))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class StudyRunRow(Base):
+    """One (variant, seed) of a study, pointing at the run that trains its config."""
+
+    __tablename__ = "study_run"
+    __table_args__ = (UniqueConstraint("study_id", "variant", "seed"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    variant: Mapped[str] = mapped_column(String(200))
+    variant_index: Mapped[int] = mapped_column(Integer)
+    change: Mapped[str] = mapped_column(Text, default="")
+    seed: Mapped[int] = mapped_column(Integer)
+    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash"), index=True)
+
+
+class RunRow(Base):
+    __tablename__ = "run"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[Status] = mapped_column(Enum(Status, native_enum=False, length=20),
+                                           index=True)
+    run_dir: Mapped[str] = mapped_column(Text)
+    nproc: Mapped[int] = mapped_column(Integer, default=1)
+    epochs: Mapped[int] = mapped_column(Integer)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    top1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    code_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    code_dirty: Mapped[bool | None] = mapped_column(nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class MetricRow(Base):
+    __tablename__ = "metric"
+    __table_args__ = (UniqueConstraint("run_hash", "epoch", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+Index("ix_metric_run_epoch", MetricRow.run_hash, MetricRow.epoch)
+
+
+class ResultRow(Base):
+    __tablename__ = "result"
+
+    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"),
+                                          primary_key=True)
+    top1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    top5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_top1: Mapped[float | None] = mapped_column(Float, nullable=True)
+    best_top5: Mapped[float | None] = mapped_column(Float, nullable=True)
+    params: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    macs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    device_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
+    images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    world_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    audit: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    env: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+METRIC_KEYS = ("train_loss", "lr", "val_loss", "top1", "top5", "eval_images", "images_per_s",
+               "train_seconds", "seconds", "grad_scale")
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def default_url() -> str:
+    return os.environ.get("ABLATE_DB", "sqlite:///results.db")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cur.execute("PRAGMA busy_timeout=30000")  # wait, don't fail, when another writes
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+class Store:
+    """A connection to the results database and the operations on it."""
+
+    def __init__(self, url: str | None = None, create: bool = True) -> None:
+        self.url = url or default_url()
+        if self.url.startswith("sqlite:///"):
+            db_path = Path(self.url[len("sqlite:///"):])
+            if not create and not db_path.exists():
+                raise AblateError(f"{db_path}: no results database here; run 'ablate run' "
+                                  f"first or pass --db URL")
+            if db_path.parent and not db_path.parent.exists():
+                raise AblateError(f"--db {self.url}: directory {db_path.parent} does not exist")
+        try:
+            self.engine: Engine = create_engine(self.url, future=True)
+        except Exception as exc:  # bad URL or missing driver
+            raise AblateError(f"--db {self.url}: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as s:
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ studies
+
+    def register_study(self, name: str, path: str, mode: str, spec: dict[str, Any],
+                       runs: Sequence[dict[str, Any]]) -> None:
+        """Create or update the study and its (variant, seed) links; add missing runs as queued.
+
+        ``runs``: dicts with variant, variant_index, change, seed, hash, config, run_dir,
+        nproc, epochs. An existing run (any study) keeps its status and results.
+        """
+        with self.session() as s:
+            study = s.scalar(select(StudyRow).where(StudyRow.name == name))
+            if study is None:
+                study = StudyRow(name=name, path=path, mode=mode, spec=spec)
+                s.add(study)
+                s.flush()
+            else:
+                study.path, study.mode, study.spec = path, mode, spec
+            hashes = {r["hash"] for r in runs}
+            existing = set(s.scalars(select(RunRow.hash).where(RunRow.hash.in_(hashes))))
+            for r in runs:
+                if r["hash"] not in existing:
+                    s.add(RunRow(hash=r["hash"], config=r["config"], status=Status.queued,
+                                 run_dir=r["run_dir"], nproc=r["nproc"], epochs=r["epochs"]))
+                    existing.add(r["hash"])
+            s.flush()
+            s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study.id))
+            for r in runs:
+                s.add(StudyRunRow(study_id=study.id, variant=r["variant"],
+                                  variant_index=r["variant_index"], change=r["change"],
+                                  seed=r["seed"], run_hash=r["hash"]))
+
+    def study_names(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(StudyRow.name).order_by(StudyRow.name)))
+
+    def study_runs(self, name: str) -> list[dict[str, Any]]:
+        """One plain dict per (variant, seed) with its run's state; ORM objects stay here."""
+        with self.session() as s:
+            study = s.scalar(select(StudyRow).where(StudyRow.name == name))
+            if study is None:
+                known = self.study_names_in(s)
+                from zoo.errors import did_you_mean
+
+                raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
+                                  + ("" if known else " (the database has no studies yet)"))
+            rows = s.execute(
+                select(StudyRunRow, RunRow)
+                .join(RunRow, RunRow.hash == StudyRunRow.run_hash)
+                .where(StudyRunRow.study_id == study.id)
+                .order_by(StudyRunRow.variant_index, StudyRunRow.seed)
+            ).all()
+            return [_run_dict(sr, run) for sr, run in rows]
+
+    @staticmethod
+    def study_names_in(s: Session) -> list[str]:
+        return list(s.scalars(select(StudyRow.name)))
+
+    # ------------------------------------------------------------------ runs
+
+    def claim(self, run_hash: str, owner: str, retry_failed: bool = False) -> bool:
+        """Atomically take a claimable run; True if this caller got it."""
+        claimable = [*CLAIMABLE, *( [Status.failed] if retry_failed else [])]
+        now = utcnow()
+        with self.session() as s:
+            res = s.execute(
+                update(RunRow)
+                .where(RunRow.hash == run_hash, RunRow.status.in_(claimable))
+                .values(status=Status.running, owner=owner, host=socket.gethostname(),
+                        started_at=now, heartbeat_at=now, error=None, log_tail=None,
+                        attempts=RunRow.attempts + 1)
+            )
+            return res.rowcount == 1
+
+    def heartbeat(self, hashes: Iterable[str], owner: str) -> None:
+        hashes = list(hashes)
+        if not hashes:
+            return
+        with self.session() as s:
+            s.execute(update(RunRow)
+                      .where(RunRow.hash.in_(hashes), RunRow.owner == owner,
+                             RunRow.status == Status.running)
+                      .values(heartbeat_at=utcnow()))
+
+    def finish(self, run_hash: str, owner: str, status: Status, error: str | None = None,
+               log_tail: str | None = None) -> None:
+        with self.session() as s:
+            s.execute(update(RunRow)
+                      .where(RunRow.hash == run_hash, RunRow.owner == owner)
+                      .values(status=status, error=error, log_tail=log_tail,
+                              finished_at=utcnow(), heartbeat_at=utcnow()))
+
+    def mark_lost(self, older_than: timedelta) -> list[str]:
+        """Running runs whose owner stopped beating become ``lost`` (resumable)."""
+        cutoff = utcnow() - older_than
+        with self.session() as s:
+            hashes = list(s.scalars(select(RunRow.hash).where(
+                RunRow.status == Status.running, RunRow.heartbeat_at < cutoff)))
+            if hashes:
+                s.execute(update(RunRow)
+                          .where(RunRow.hash.in_(hashes), RunRow.status == Status.running,
+                                 RunRow.heartbeat_at < cutoff)
+                          .values(status=Status.lost,
+                                  error=f"no heartbeat for {older_than.total_seconds():.0f}s"))
+            return hashes
+
+    def run_status(self, hashes: Iterable[str]) -> dict[str, Status]:
+        with self.session() as s:
+            return dict(s.execute(select(RunRow.hash, RunRow.status)
+                                  .where(RunRow.hash.in_(list(hashes)))).all())  # type: ignore[arg-type]
+
+    def find_run(self, prefix: str) -> dict[str, Any]:
+        with self.session() as s:
+            runs = list(s.scalars(select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3)))
+            if not runs:
+                raise AblateError(f"no run with id '{prefix}' (see 'ablate status')")
+            if len(runs) > 1:
+                raise AblateError(f"run id '{prefix}' is ambiguous; give more characters")
+            run = runs[0]
+            links = s.execute(select(StudyRunRow.variant, StudyRunRow.seed, StudyRow.name)
+                              .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
+                              .where(StudyRunRow.run_hash == run.hash)).all()
+            result = s.get(ResultRow, run.hash)
+            return {
+                **_run_fields(run),
+                "config": run.config,
+                "studies": [{"study": n, "variant": v, "seed": sd} for v, sd, n in links],
+                "result": None if result is None else {
+                    c.key: getattr(result, c.key) for c in ResultRow.__table__.columns},
+            }
+
+    def metrics(self, run_hash: str) -> list[dict[str, Any]]:
+        """Per-epoch metrics of a run, one dict per epoch."""
+        with self.session() as s:
+            rows = s.execute(select(MetricRow.epoch, MetricRow.key, MetricRow.value)
+                             .where(MetricRow.run_hash == run_hash)
+                             .order_by(MetricRow.epoch)).all()
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for epoch, key, value in rows:
+            by_epoch.setdefault(epoch, {"epoch": epoch})[key] = value
+        return list(by_epoch.values())
+
+    # ------------------------------------------------------------------ ingest
+
+    def ingest(self, run_hash: str, run_dir: Path) -> dict[str, Any] | None:
+        """Mirror a run directory into the database: its metrics (exactly the epochs the
+        file holds, so a resume that truncated them leaves no stale rows), progress, and,
+        once written, its result. Returns the result.json contents, if any."""
+        run_dir = Path(run_dir)
+        rows = _read_jsonl(run_dir / "metrics.jsonl")
+        result = _read_json(run_dir / "result.json")
+        config = _read_json(run_dir / "config.json")
+        with self.session() as s:
+            have = {(e, k): v for e, k, v in s.execute(
+                select(MetricRow.epoch, MetricRow.key, MetricRow.value)
+                .where(MetricRow.run_hash == run_hash))}
+            want = {(r["epoch"], k): r.get(k) for r in rows for k in METRIC_KEYS if k in r}
+            stale = [key for key in have if key not in want]
+            if stale:
+                epochs = sorted({e for e, _ in stale})
+                s.execute(delete(MetricRow).where(MetricRow.run_hash == run_hash,
+                                                  MetricRow.epoch.in_(epochs)))
+                have = {k: v for k, v in have.items() if k[0] not in epochs}
+            for (epoch, key), value in want.items():
+                if (epoch, key) not in have:
+                    s.add(MetricRow(run_hash=run_hash, epoch=epoch, key=key,
+                                    value=None if value is None else float(value)))
+                elif have[(epoch, key)] != value:
+                    s.execute(update(MetricRow)
+                              .where(MetricRow.run_hash == run_hash, MetricRow.epoch == epoch,
+                                     MetricRow.key == key).values(value=value))
+            run = s.get(RunRow, run_hash)
+            if run is not None:
+                run.epochs_done = rows[-1]["epoch"] if rows else 0
+                run.top1 = rows[-1]["top1"] if rows else None
+                run.images_per_s = rows[-1].get("images_per_s") if rows else None
+                if config:
+                    run.code_commit = (config.get("code") or {}).get("commit")
+                    run.code_dirty = (config.get("code") or {}).get("dirty")
+            if result is not None and result.get("status") == "succeeded":
+                s.merge(ResultRow(
+                    run_hash=run_hash,
+                    top1=result["final"]["top1"], top5=result["final"]["top5"],
+                    best_top1=result["best"]["top1"], best_top5=result["best"]["top5"],
+                    params=result["params"], macs=result["macs"],
+                    seconds=result["wall_seconds"], device_hours=result["device_hours"],
+                    images_per_s=result["images_per_s"], world_size=result["world_size"],
+                    audit=result.get("audit"), env=(config or {}).get("env"),
+                ))
+        return result
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Complete lines only: a line being written (no newline yet) is left for next time."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    rows = []
+    for line in text.split("\n")[:-1]:
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def _run_fields(run: RunRow) -> dict[str, Any]:
+    return {
+        "hash": run.hash, "status": str(run.status), "run_dir": run.run_dir,
+        "epochs": run.epochs, "epochs_done": run.epochs_done, "top1": run.top1,
+        "images_per_s": run.images_per_s, "host": run.host, "owner": run.owner,
+        "attempts": run.attempts, "error": run.error, "log_tail": run.log_tail,
+        "code_commit": run.code_commit, "code_dirty": run.code_dirty,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "heartbeat_at": run.heartbeat_at, "nproc": run.nproc,
+    }
+
+
+def _run_dict(sr: StudyRunRow, run: RunRow) -> dict[str, Any]:
+    return {"variant": sr.variant, "variant_index": sr.variant_index, "change": sr.change,
+            "seed": sr.seed, **_run_fields(run)}

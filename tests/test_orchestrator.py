@@ -1,0 +1,291 @@
+"""ablate run / status / show end to end on real digits: each run trained exactly once,
+interruptions resumed, failures recorded, bad study files refused without side effects."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from ablate.cli import app
+from ablate.store import Store
+from tests.conftest import ROOT, digits_config, read_metrics
+
+runner = CliRunner()
+
+
+def study_dict(data: Path, **extra: Any) -> dict[str, Any]:
+    base = digits_config(data, epochs=3)
+    base.pop("seed")
+    study = {
+        "name": "digits_three",
+        "base": base,
+        "launch": {"nproc_per_node": 1},
+        "seeds": [0, 1],
+        "mode": "add_one",
+        "variants": [
+            {"name": "label smoothing", "tricks": {"label_smoothing": {"smoothing": 0.1}}},
+            {"name": "lr 0.05", "set": {"optim.lr": 0.05}},
+        ],
+    }
+    study.update(extra)
+    return study
+
+
+def write_study(path: Path, study: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def ablate(*args: str, cwd: Path, check: bool = True,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    if check:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def db_rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        return con.execute(sql).fetchall()
+
+
+def final_results(db: Path) -> dict[str, tuple[float, float]]:
+    return {h: (t1, t5) for h, t1, t5 in db_rows(db, "select run_hash, top1, top5 from result")}
+
+
+def test_study_end_to_end_then_nothing_to_do(digits_dir: Path, tmp_path: Path) -> None:
+    study = write_study(tmp_path / "s.yaml", study_dict(digits_dir))
+    db = tmp_path / "results.db"
+    args = ["run", str(study), "--db", f"sqlite:///{db}", "--runs-dir", str(tmp_path / "runs"),
+            "--max-parallel", "2"]
+    out = ablate(*args, cwd=tmp_path).stdout
+    assert "6 trained, 0 reused, 0 failed" in out
+    assert db_rows(db, "select status, count(*) from run group by status") == [("succeeded", 6)]
+    assert len(final_results(db)) == 6
+    # Every epoch of every run is in the database exactly once (10 keys per epoch).
+    assert db_rows(db, "select count(*), count(distinct run_hash || '-' || epoch || key) "
+                       "from metric") == [(6 * 3 * 10, 6 * 3 * 10)]
+    again = ablate(*args, cwd=tmp_path).stdout
+    assert "0 trained, 6 reused" in again
+    # status and show read the same database.
+    status = json.loads(ablate("status", "--db", f"sqlite:///{db}", "--json",
+                               cwd=tmp_path).stdout)
+    runs = status["digits_three"]
+    assert [(r["variant"], r["seed"], r["status"]) for r in runs] == [
+        ("baseline", 0, "succeeded"), ("baseline", 1, "succeeded"),
+        ("label smoothing", 0, "succeeded"), ("label smoothing", 1, "succeeded"),
+        ("lr 0.05", 0, "succeeded"), ("lr 0.05", 1, "succeeded")]
+    shown = json.loads(ablate("show", runs[2]["hash"][:10], "--db", f"sqlite:///{db}",
+                              "--json", cwd=tmp_path).stdout)
+    assert shown["config"]["tricks"] == {"label_smoothing": {"smoothing": 0.1}}
+    assert [m["epoch"] for m in shown["metrics"]] == [1, 2, 3]
+    assert shown["result"]["audit"][0]["trick"] == "label_smoothing"
+
+
+def test_a_run_shared_with_another_study_is_reused(digits_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    common = ["--db", f"sqlite:///{db}", "--runs-dir", str(tmp_path / "runs")]
+    one = study_dict(digits_dir, seeds=[0], variants=[
+        {"name": "lr 0.05", "set": {"optim.lr": 0.05}}])
+    ablate("run", str(write_study(tmp_path / "a.yaml", one)), *common, cwd=tmp_path)
+    two = {**one, "name": "other", "variants": [
+        {"name": "smooth", "tricks": {"label_smoothing": {}}}]}
+    out = ablate("run", str(write_study(tmp_path / "b.yaml", two)), *common, cwd=tmp_path).stdout
+    assert "1 trained, 1 reused" in out  # the baseline is the same config: not trained again
+    assert db_rows(db, "select count(*) from run") == [(3,)]
+
+
+def test_interrupted_study_resumes_to_the_uninterrupted_result(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    spec = study_dict(digits_dir, seeds=[0], variants=[
+        {"name": "lr 0.05", "set": {"optim.lr": 0.05}}])
+    spec["base"]["epochs"] = 6
+    study = write_study(tmp_path / "s.yaml", spec)
+    ref_db, db = tmp_path / "ref.db", tmp_path / "int.db"
+    # The same --max-parallel, hence the same CPU threads per run: bitwise comparable.
+    ablate("run", str(study), "--db", f"sqlite:///{ref_db}", "--runs-dir",
+           str(tmp_path / "ref_runs"), "--max-parallel", "2", cwd=tmp_path)
+
+    runs_dir = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "ablate", "run", str(study), "--db", f"sqlite:///{db}",
+           "--runs-dir", str(runs_dir), "--max-parallel", "2"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    # Wait until both runs have finished at least two epochs, then interrupt.
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        dirs = list(runs_dir.glob("*/metrics.jsonl"))
+        if len(dirs) == 2 and all(len(p.read_text().splitlines()) >= 2 for p in dirs):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert db_rows(db, "select status, count(*) from run group by status") == [
+        ("interrupted", 2)]
+    done_before = {p.parent.name: len(read_metrics(p.parent)) for p in
+                   runs_dir.glob("*/metrics.jsonl")}
+    assert all(2 <= n < 6 for n in done_before.values()), done_before
+
+    ablate("run", str(study), "--db", f"sqlite:///{db}", "--runs-dir", str(runs_dir),
+           "--max-parallel", "2", cwd=tmp_path)
+    assert db_rows(db, "select status, count(*) from run group by status") == [
+        ("succeeded", 2)]
+    for h in done_before:
+        log = (runs_dir / h / "train.log").read_text()
+        assert "resumed" in log  # continued from its checkpoint, not from scratch
+        assert [r["epoch"] for r in read_metrics(runs_dir / h)] == [1, 2, 3, 4, 5, 6]
+    assert final_results(db) == final_results(ref_db)
+    # Same rows, no duplicates, no lost epochs; equal values but for the timings.
+    q = ("select run_hash, epoch, key, value from metric where key not in "
+         "('images_per_s', 'seconds', 'train_seconds') order by 1, 2, 3")
+    assert db_rows(db, q) == db_rows(ref_db, q)
+    count = "select count(*) from metric"
+    assert db_rows(db, count) == db_rows(ref_db, count)
+
+
+def test_two_orchestrators_train_each_run_exactly_once(digits_dir: Path, tmp_path: Path) -> None:
+    study = write_study(tmp_path / "s.yaml", study_dict(digits_dir))
+    db = tmp_path / "shared.db"
+    # Two orchestrators on one machine: one CPU thread per training process each.
+    cmd = [sys.executable, "-m", "ablate", "run", str(study), "--db", f"sqlite:///{db}",
+           "--runs-dir", str(tmp_path / "runs"), "--cpu-threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert db_rows(db, "select status, count(*) from run group by status") == [("succeeded", 6)]
+    assert db_rows(db, "select max(attempts) from run") == [(1,)]
+    trained = [int(o.split(" trained")[0].rsplit(" ", 1)[-1]) for o, _ in outs]
+    assert sum(trained) == 6, outs
+    for log in (tmp_path / "runs").glob("*/launch.log"):
+        assert log.read_text().count("$ ") == 1  # launched once
+
+
+def test_a_failing_run_is_recorded_while_the_others_complete(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    spec = study_dict(digits_dir, seeds=[0], variants=[
+        {"name": "diverges", "set": {"optim.lr": 1.0e12, "optim.weight_decay": 0.0,
+                                     "schedule.name": "constant", "schedule.warmup_epochs": 0}},
+        {"name": "lr 0.05", "set": {"optim.lr": 0.05}}])
+    db = tmp_path / "f.db"
+    proc = ablate("run", str(write_study(tmp_path / "s.yaml", spec)), "--db", f"sqlite:///{db}",
+                  "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "2 trained, 0 reused, 1 failed" in proc.stdout
+    (row,) = db_rows(db, "select error, log_tail from run where status = 'failed'")
+    assert row[0].startswith("non-finite loss at epoch 1, step ")
+    assert "non-finite loss" in row[1]
+    status = ablate("status", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout
+    assert "failed" in status and "non-finite loss" in status
+
+
+BAD_STUDIES = [
+    ({"seeds": []}, "seeds: empty"),
+    ({"mode": "one_by_one"}, "mode: 'one_by_one' is not one of"),
+    ({"variantz": []}, "unknown key 'variantz'; did you mean 'variants'?"),
+    ({"variants": [{"name": "a", "tricks": {"mixupp": {}}}]}, "unknown trick 'mixupp'"),
+    ({"variants": [{"name": "a", "set": {"model": "resnet5"}}]}, "unknown model 'resnet5'"),
+    ({"variants": [{"name": "a", "set": {"optim.lr": "high"}}]},
+     "variant 'a': optim.lr: expected a number"),
+    ({"variants": [{"name": "a", "set": {"optim.lr": 0.2}},
+                   {"name": "a", "set": {"optim.lr": 0.3}}]}, "duplicate variant name 'a'"),
+    ({"launch": {"nproc": 2}}, "unknown key 'launch.nproc'; did you mean 'launch.nproc_per_node'?"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_STUDIES)
+def test_bad_study_is_one_line_exit_2_and_database_untouched(
+    change: dict[str, Any], message: str, digits_dir: Path, tmp_path: Path
+) -> None:
+    path = write_study(tmp_path / "bad.yaml", study_dict(digits_dir, **change))
+    db = tmp_path / "results.db"
+    res = runner.invoke(app, ["run", str(path), "--db", f"sqlite:///{db}", "--runs-dir",
+                              str(tmp_path / "runs")])
+    assert res.exit_code == 2, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), res.output
+    assert message in lines[0]
+    assert not db.exists() and not (tmp_path / "runs").exists()
+
+
+def test_yaml_error_missing_data_and_env_reference(digits_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "syntax.yaml"
+    bad.write_text("name: x\nbase: {model: resnet20\nseeds: [0]\n")
+    res = runner.invoke(app, ["run", str(bad), "--dry-run"])
+    assert res.exit_code == 2 and f"{bad}:3:" in res.output and "YAML syntax error" in res.output
+    spec = study_dict(digits_dir)
+    spec["base"]["data"]["train"] = "${ABLATE_TEST_DATA}/train"
+    path = write_study(tmp_path / "env.yaml", spec)
+    monkeypatch.delenv("ABLATE_TEST_DATA", raising=False)
+    res = runner.invoke(app, ["run", str(path), "--dry-run"])
+    assert res.exit_code == 2 and "${ABLATE_TEST_DATA} is not set" in res.output
+    monkeypatch.setenv("ABLATE_TEST_DATA", str(tmp_path / "nowhere"))
+    res = runner.invoke(app, ["run", str(path), "--dry-run"])
+    assert res.exit_code == 2
+    assert "base.data.train" in res.output and "does not exist" in res.output
+    monkeypatch.setenv("ABLATE_TEST_DATA", str(digits_dir))
+    res = runner.invoke(app, ["run", str(path), "--dry-run", "--db",
+                              f"sqlite:///{tmp_path / 'none.db'}"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("to do") == 6
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_modes_expand_as_documented(digits_dir: Path, tmp_path: Path) -> None:
+    from ablate.spec import load_study
+
+    variants = [{"name": "ls", "tricks": {"label_smoothing": {"smoothing": 0.1}}},
+                {"name": "lr", "set": {"optim.lr": 0.05}}]
+    def plan(mode: str) -> dict[str, Any]:
+        path = write_study(tmp_path / f"{mode}.yaml",
+                           study_dict(digits_dir, mode=mode, seeds=[0], variants=variants))
+        return {r.variant: r.config for r in load_study(path).plan()}
+
+    add = plan("add_one")
+    assert add["lr"].tricks == {} and add["lr"].optim.lr == 0.05
+    assert add["ls"].optim.lr == 0.1
+    cum = plan("cumulative")
+    assert cum["lr"].tricks == {"label_smoothing": {"smoothing": 0.1}}
+    assert cum["lr"].optim.lr == 0.05
+    loo = plan("leave_one_out")
+    assert loo["baseline"].tricks == {"label_smoothing": {"smoothing": 0.1}}
+    assert loo["baseline"].optim.lr == 0.05
+    assert loo["ls"].tricks == {} and loo["ls"].optim.lr == 0.05
+    assert loo["lr"].tricks == {"label_smoothing": {"smoothing": 0.1}} and loo["lr"].optim.lr == 0.1
+
+
+def test_lost_runs_are_marked_and_claimable(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from ablate.store import RunRow, Status, utcnow
+
+    store = Store(f"sqlite:///{tmp_path / 'l.db'}")
+    with store.session() as s:
+        s.add(RunRow(hash="abc", config={}, status=Status.running, run_dir="x", epochs=1,
+                     heartbeat_at=utcnow() - timedelta(seconds=600)))
+        s.add(RunRow(hash="def", config={}, status=Status.running, run_dir="y", epochs=1,
+                     heartbeat_at=utcnow()))
+    assert store.mark_lost(timedelta(seconds=60)) == ["abc"]
+    assert store.run_status(["abc", "def"]) == {"abc": Status.lost, "def": Status.running}
+    assert store.claim("abc", "me")
+    assert not store.claim("abc", "you")  # already taken
+    assert not store.claim("def", "me")
