@@ -9,6 +9,7 @@ import typer
 from ablate import __version__, data_cli
 from ablate.models_cli import models
 from ablate.run_cli import run, show, status
+from ablate.tricks_cli import tricks
 
 app = typer.Typer(
     help="Which training tricks really improve an image classifier.",
@@ -17,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command("models")(models)
+app.command("tricks")(tricks)
 app.command("run")(run)
 app.command("status")(status)
 app.command("show")(show)

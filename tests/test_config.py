@@ -114,3 +114,12 @@ def test_real_cli_exit_code_2_on_unknown_key(digits_dir: Path, tmp_path: Path) -
     assert proc.stderr.strip().splitlines() == [
         f"error: {path}: unknown key 'optim.wieght_decay'; did you mean 'optim.weight_decay'?"
     ]
+
+
+def test_trick_without_parameters_and_option_conflicts(digits_dir: Path) -> None:
+    cfg = build_config({**digits_config(digits_dir), "tricks": {"zero_gamma": None}})
+    assert cfg.tricks == {"zero_gamma": {}}
+    with pytest.raises(ConfigError, match=r"model.options.act: 'relu' conflicts with a trick"):
+        build_config(digits_config(digits_dir, model={"name": "resnet20",
+                                                      "options": {"act": "relu"}}),
+                     ["tricks.relu6={}"])

@@ -263,9 +263,15 @@ def _check_values(cfg: RunConfig) -> None:
 
     if not is_model(cfg.model.name):
         get_model_info(cfg.model.name)  # raises with the closest names
-    from zoo.tricks import validate_tricks
+    from zoo.tricks import TrickSet, validate_tricks
 
-    validate_tricks(cfg.tricks)
+    validate_tricks(cfg.tricks, cfg.model.name)
+    for key, value in TrickSet(cfg.tricks).model_options().items():
+        if key in cfg.model.options and cfg.model.options[key] != value:
+            raise ConfigError(
+                f"model.options.{key}: {cfg.model.options[key]!r} conflicts with a trick that "
+                f"sets it to {value!r}; remove one of them"
+            )
 
 
 def check_data_paths(cfg: RunConfig) -> None:
@@ -289,6 +295,9 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunC
     if not isinstance(data, Mapping):
         raise ConfigError(f"the config must be a mapping of sections, got {_describe(data)}")
     merged = apply_overrides(dict(data), overrides)
+    tricks = merged.get("tricks")
+    if isinstance(tricks, Mapping):  # `zero_gamma:` with no value means default parameters
+        merged["tricks"] = {k: ({} if v is None else v) for k, v in tricks.items()}
     cfg = from_dict(RunConfig, merged)
     _check_values(cfg)
     return cfg

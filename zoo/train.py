@@ -66,7 +66,9 @@ def config_hash(cfg: RunConfig) -> str:
 
 
 def setup_logging(out: Path, info: DistInfo) -> None:
-    log.handlers.clear()
+    for handler in list(log.handlers):  # a second run in the same process: close the old log
+        handler.close()
+        log.removeHandler(handler)
     log.propagate = False
     fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
     if info.is_main:
@@ -215,9 +217,11 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
         epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
     )
     model = build_model(cfg, len(classes), tricks)
-    params = count_params(model)
-    macs = count_macs(model, cfg.data.image_size)  # once, at the configured input size
     model = tricks.apply_model(model.to(info.device), ctx)
+    # Counted once, after model surgery (e.g. deformable convs' offset layers), at the
+    # configured input size.
+    params = count_params(model)
+    macs = count_macs(model, cfg.data.image_size)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Different augmentation streams per process, after the shared initialisation.

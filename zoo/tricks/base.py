@@ -1,8 +1,11 @@
 """What a trick is, and the points of the training loop where it may act.
 
 The trainer never names a trick. It calls the hooks below, in this order, on the
-:class:`TrickSet` built from the config; each trick overrides only the hooks it needs:
+:class:`TrickSet` built from the config; each trick overrides only the hooks it needs
+(when several tricks act at one point they run in ascending ``order``, see
+:mod:`zoo.tricks`):
 
+0. ``check_model(model_name)``                 at config validation: can the model take it?
 1. ``model_name(name)`` / ``model_options()``  choose the architecture and its options
 2. ``apply_model(model, ctx)``                  model surgery after creation (before DDP)
 3. ``param_groups(model, groups)``              how parameters are grouped for the optimizer
@@ -10,7 +13,10 @@ The trainer never names a trick. It calls the hooks below, in this order, on the
 5. ``transforms(pre, post)``                    training image ops: uint8 ``pre`` and the
                                                 float ``post`` after normalisation
 6. ``batch(images, targets, ctx)``              per training batch on the device; may turn
-                                                integer targets into soft (N, C) targets
+                                                integer targets into soft (N, C) targets.
+                                                Tricks of one non-empty ``batch_group`` are
+                                                alternatives: per batch one of them, drawn
+                                                uniformly from ``ctx.generator``, runs it
 7. ``loss_kwargs()``                            keyword arguments of CrossEntropyLoss
 8. ``after_backward(model)``                    gradients are final (unscaled), before step
 9. ``after_step(model)``                        after the optimizer step
@@ -18,7 +24,9 @@ The trainer never names a trick. It calls the hooks below, in this order, on the
 11. ``state_dict()`` / ``load_state_dict()``    trick state saved in the checkpoint
 12. ``audit()``                                 what the trick did, written to result.json
 
-Hooks return new values rather than stashing state between events.
+Hooks return new values rather than stashing state between events. What a trick keeps
+is only what its ``audit`` reports (counts of what it changed) and what it must carry
+across a resume (``state_dict``).
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from zoo.errors import ConfigError
 
 #: What a trick may touch, as declared by each trick and listed by ``ablate tricks``.
 TOUCHES = ("model", "init", "loss", "targets", "batch", "transform", "optimizer",
@@ -71,8 +81,15 @@ class Trick:
     paper: ClassVar[str] = ""
     touches: ClassVar[tuple[str, ...]] = ()
     Params: ClassVar[type] = NoParams
-    #: Tricks that cannot be combined with this one.
+    #: Tricks that cannot be combined with this one (checked in both directions).
     conflicts: ClassVar[tuple[str, ...]] = ()
+    #: Why, for the error message: "both replace the activation".
+    conflict_reason: ClassVar[str] = ""
+    #: Model options (from ``zoo.models.KNOWN_OPTIONS``) the trick sets; a model that does
+    #: not declare one of them is a config error naming the trick and the model.
+    needs_options: ClassVar[tuple[str, ...]] = ()
+    #: Tricks sharing a non-empty group are per-batch alternatives (e.g. mixup and cutmix).
+    batch_group: ClassVar[str] = ""
     #: Hooks run in ascending order (then by name) when several tricks act at one point.
     order: ClassVar[int] = 100
 
@@ -82,6 +99,27 @@ class Trick:
     @classmethod
     def check(cls, params: Any) -> None:
         """Range checks of the parameters; raise ConfigError naming trick and parameter."""
+
+    @classmethod
+    def check_model(cls, model_name: str) -> None:
+        """Raise ConfigError naming trick and model when ``model_name`` cannot take the trick.
+
+        ``model_name`` is the model after the model-selecting tricks of lower ``order``.
+        The default checks ``needs_options`` against the model's declared options
+        (``timm/<name>`` models declare none and are not checked).
+        """
+        if not cls.needs_options or model_name.startswith("timm/"):
+            return
+        from zoo.models import get_model_info
+
+        declared = get_model_info(model_name).options
+        for option in cls.needs_options:
+            if option not in declared:
+                raise ConfigError(
+                    f"tricks.{cls.name}: model '{model_name}' does not support option "
+                    f"'{option}', which this trick sets (its options: "
+                    f"{', '.join(declared) or 'none'})"
+                )
 
     def model_name(self, name: str) -> str:
         return name
@@ -126,3 +164,16 @@ class Trick:
 
     def audit(self) -> Audit:
         return Audit(self.name, f"{self.name}: on")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper; hooks after ``apply_model`` may
+    receive the wrapped training model."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def count_modules(model: nn.Module, types: type | tuple[type, ...]) -> int:
+    """How many modules of ``model`` are instances of ``types``."""
+    return sum(1 for m in model.modules() if isinstance(m, types))

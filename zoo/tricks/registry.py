@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from zoo.errors import ConfigError, UnknownNameError, did_you_mean
-from zoo.tricks.base import Audit, TrainContext, Trick
+from zoo.tricks.base import TOUCHES, Audit, TrainContext, Trick
 
 _TRICKS: dict[str, type[Trick]] = {}
 
@@ -19,6 +19,9 @@ def register_trick(cls: type[Trick]) -> type[Trick]:
     """Class decorator: make a trick available by its ``name``."""
     if cls.name in _TRICKS:
         raise ValueError(f"trick '{cls.name}' is registered twice")
+    unknown = [t for t in cls.touches if t not in TOUCHES]
+    if unknown:
+        raise ValueError(f"trick '{cls.name}' touches unknown {unknown} (known: {TOUCHES})")
     _TRICKS[cls.name] = cls
     return cls
 
@@ -50,24 +53,52 @@ def parse_params(name: str, raw: Mapping[str, Any] | None) -> Any:
     return params
 
 
-def validate_tricks(tricks: Mapping[str, Any]) -> None:
-    """Check names, parameters and combinations; raise ConfigError on the first problem."""
-    for name, raw in tricks.items():
-        parse_params(name, raw)
+def _build(tricks: Mapping[str, Any]) -> list[Trick]:
+    """Instances of the tricks of a config, sorted by (order, name)."""
+    built = [get_trick(n)(parse_params(n, raw)) for n, raw in tricks.items()]
+    return sorted(built, key=lambda t: (t.order, t.name))
+
+
+def validate_tricks(tricks: Mapping[str, Any], model_name: str | None = None) -> None:
+    """Check names, parameters and combinations; raise ConfigError on the first problem.
+
+    With ``model_name`` also check that the model can take every trick (``check_model``),
+    each trick seeing the model as chosen by the model-selecting tricks before it.
+    """
+    built = _build(tricks)
     names = list(tricks)
-    for name in names:
-        for other in get_trick(name).conflicts:
-            if other in tricks and names.index(other) > names.index(name):
-                raise ConfigError(f"tricks: '{name}' and '{other}' cannot be combined")
+    for i, name in enumerate(names):
+        for other in names[i + 1:]:
+            a, b = get_trick(name), get_trick(other)
+            if other in a.conflicts or name in b.conflicts:
+                reason = a.conflict_reason if other in a.conflicts else b.conflict_reason
+                raise ConfigError(f"tricks: '{name}' and '{other}' cannot be combined"
+                                  + (f": {reason}" if reason else ""))
+    owner: dict[str, str] = {}
+    for t in built:
+        for key in t.model_options():
+            if key in owner:
+                raise ConfigError(f"tricks: '{owner[key]}' and '{t.name}' cannot be combined: "
+                                  f"both set model option '{key}'")
+            owner[key] = t.name
+    if model_name is not None:
+        for t in built:
+            t.check_model(model_name)
+            model_name = t.model_name(model_name)
 
 
 class TrickSet:
     """The tricks of one run, applied through their hooks in a fixed, documented order."""
 
-    def __init__(self, tricks: Mapping[str, Any]) -> None:
-        validate_tricks(tricks)
-        built = [get_trick(n)(parse_params(n, raw)) for n, raw in tricks.items()]
-        self.tricks: list[Trick] = sorted(built, key=lambda t: (t.order, t.name))
+    def __init__(self, tricks: Mapping[str, Any], model_name: str | None = None) -> None:
+        validate_tricks(tricks, model_name)
+        self.tricks: list[Trick] = _build(tricks)
+        groups: dict[str, list[Trick]] = {}
+        for t in self.tricks:
+            if t.batch_group:
+                groups.setdefault(t.batch_group, []).append(t)
+        #: Groups of per-batch alternatives (more than one member), in hook order.
+        self.alternatives = {g: members for g, members in groups.items() if len(members) > 1}
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.tricks)
@@ -83,10 +114,7 @@ class TrickSet:
     def model_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {}
         for t in self.tricks:
-            for key, value in t.model_options().items():
-                if key in options and options[key] != value:
-                    raise ConfigError(f"tricks: two tricks set model option '{key}'")
-                options[key] = value
+            options.update(t.model_options())  # validate_tricks rejected two setting one
         return options
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
@@ -112,7 +140,14 @@ class TrickSet:
     def batch(
         self, images: torch.Tensor, targets: torch.Tensor, ctx: TrainContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        # One uniform draw per group of alternatives, before any trick's own draws.
+        chosen = {
+            group: members[int(torch.randint(len(members), (1,), generator=ctx.generator))]
+            for group, members in self.alternatives.items()
+        }
         for t in self.tricks:
+            if t.batch_group in chosen and chosen[t.batch_group] is not t:
+                continue
             images, targets = t.batch(images, targets, ctx)
         return images, targets
 
