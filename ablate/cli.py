@@ -8,6 +8,7 @@ import typer
 
 from ablate import __version__, data_cli
 from ablate.models_cli import models
+from ablate.report_cli import report
 from ablate.run_cli import run, show, status
 from ablate.tricks_cli import tricks
 
@@ -22,6 +23,7 @@ app.command("tricks")(tricks)
 app.command("run")(run)
 app.command("status")(status)
 app.command("show")(show)
+app.command("report")(report)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,162 @@
+"""PNG plots of a report: each variant's top-1 change with its confidence interval, and
+validation top-1 against epoch. DataFrames in (from :mod:`ablate.report`), files out.
+
+Figures are drawn with matplotlib's object API on the Agg canvas, so nothing touches
+pyplot's global state or needs a display.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+BETTER, WORSE, NOISE = "#1a7f37", "#c0392b", "#7f8c8d"
+DPI = 120
+#: Runs at least this long get a second panel on their last quarter.
+ZOOM_FROM_EPOCHS = 12
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    FigureCanvasAgg(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, dpi=DPI, format="png")
+    tmp.replace(path)  # a reader never sees half a PNG
+    return path
+
+
+def _num(value: object) -> float | None:
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def plot_deltas(frame: pd.DataFrame, study: str, path: Path) -> Path:
+    """Top-1 change against the baseline per variant with its 95% CI as error bars and the
+    zero line marked; green: interval above zero, red: below, grey: covers zero (noise);
+    a hollow marker: one seed, no interval."""
+    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)]
+    rows = rows.to_dict("records")
+    base = frame[(frame["study"] == study) & (frame["variant_index"] == 0)]
+    base_name = str(base["model"].iloc[0]) if not base.empty else "baseline"
+    fig = Figure(figsize=(8.5, max(2.8, 0.42 * len(rows) + 1.9)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axvline(0.0, color="black", linewidth=1.0, zorder=1)
+    labels = []
+    for y, r in enumerate(rows):
+        n = int(r["n_paired"] or 0)
+        labels.append(f"{r['variant']}  (n={n})")
+        delta, ci = _num(r["delta_top1"]), _num(r["ci_top1"])
+        if delta is None:
+            ax.text(0.0, y, "  no paired seeds yet", va="center", fontsize=8, color=NOISE)
+            continue
+        verdict = r["verdict"]
+        color = {"better": BETTER, "worse": WORSE}.get(verdict, NOISE)
+        if ci is None:
+            ax.plot([delta], [y], marker="o", markersize=7, markerfacecolor="white",
+                    markeredgecolor=color, linestyle="none", zorder=3)
+        else:
+            ax.errorbar([delta], [y], xerr=[[ci], [ci]], fmt="o", color=color, ecolor=color,
+                        elinewidth=2, capsize=4, markersize=6, zorder=3)
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first variant at the top, as in the table
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_xlabel("Δ top-1 against the baseline (percentage points): mean of paired "
+                  "per-seed differences, 95% CI")
+    ax.set_title(f"{study}: top-1 change against the baseline ({base_name})", loc="left")
+    legend = [
+        Line2D([], [], color=BETTER, marker="o", label="interval above zero"),
+        Line2D([], [], color=WORSE, marker="o", label="interval below zero"),
+        Line2D([], [], color=NOISE, marker="o", label="interval covers zero: noise"),
+        Line2D([], [], color=NOISE, marker="o", markerfacecolor="white", linestyle="none",
+               label="one seed: no interval"),
+    ]
+    fig.legend(handles=legend, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    if not rows:
+        ax.text(0.5, 0.5, "no variants", transform=ax.transAxes, ha="center")
+    return _save(fig, path)
+
+
+def plot_curves(curves: pd.DataFrame, frame: pd.DataFrame, study: str, path: Path) -> Path:
+    """Validation top-1 against epoch per variant: the mean over seeds with a min-max band;
+    for runs of ZOOM_FROM_EPOCHS epochs or more, a second panel on the last quarter of
+    training, where the variants part."""
+    data = curves[curves["study"] == study]
+    order = frame[frame["study"] == study].sort_values("variant_index")["variant"].tolist()
+    last_epoch = int(data["epoch"].max()) if not data.empty else 1
+    # A zoom on the last quarter only helps when there are enough epochs to zoom into.
+    zoomed = last_epoch >= ZOOM_FROM_EPOCHS
+    fig = Figure(figsize=(13 if zoomed else 9, 5.2), layout="constrained")
+    full, *rest = fig.subplots(1, 2) if zoomed else [fig.subplots(1, 1)]
+    axes = (full, *rest)
+    colors = [c["color"] for c in _cycle(max(1, len(order)))]
+    handles = []
+    zoom_lo: list[float] = []
+    zoom_hi: list[float] = []
+    start = max(1, min(last_epoch - 1, math.floor(last_epoch * 3 / 4)))
+    for i, variant in enumerate(order):
+        runs = data[data["variant"] == variant]
+        if runs.empty:
+            continue
+        stats = runs.groupby("epoch")["top1"].agg(["mean", "min", "max"])
+        seeds = runs["seed"].nunique()
+        baseline = i == 0
+        color = "black" if baseline else colors[i % len(colors)]
+        width = 2.2 if baseline else 1.4
+        for ax in axes:
+            ax.plot(stats.index, stats["mean"], color=color, linewidth=width,
+                    zorder=3 if baseline else 2)
+            if seeds > 1:
+                ax.fill_between(stats.index, stats["min"], stats["max"], color=color,
+                                alpha=0.12, linewidth=0)
+        handles.append(Line2D([], [], color=color, linewidth=width,
+                              label=f"{variant} ({seeds} seed{'s' if seeds != 1 else ''})"))
+        tail = stats[stats.index >= start]
+        if not tail.empty:
+            zoom_lo.append(float(tail["min"].min()))
+            zoom_hi.append(float(tail["max"].max()))
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    full.set_ylabel("validation top-1 (%)")
+    fig.suptitle(f"{study}: validation top-1 per epoch, mean over seeds (band: min to max "
+                 f"over seeds)", x=0.01, ha="left")
+    full.set_title("all epochs", loc="left", fontsize=10)
+    if rest and zoom_lo:
+        zoom = rest[0]
+        zoom.set_title(f"epochs {start}-{last_epoch}", loc="left", fontsize=10)
+        pad = max(0.1, (max(zoom_hi) - min(zoom_lo)) * 0.08)
+        zoom.set_xlim(start, last_epoch)
+        zoom.set_ylim(min(zoom_lo) - pad, max(zoom_hi) + pad)
+    if data.empty:
+        full.text(0.5, 0.5, "no finished runs yet", transform=full.transAxes, ha="center")
+    if handles:
+        fig.legend(handles=handles, loc="outside right center", fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def _cycle(n: int) -> list[dict[str, str]]:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20" if n > 10 else "tab10"]
+    count = 20 if n > 10 else 10
+    return [{"color": cmap(i % count)} for i in range(max(n, 1))]
+
+
+def write_plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """``<study>_delta.png`` and ``<study>_curves.png`` for every study of the frame."""
+    out_dir = Path(out_dir)
+    written = []
+    for study in dict.fromkeys(frame["study"]):
+        written.append(plot_deltas(frame, study, out_dir / f"{study}_delta.png"))
+        written.append(plot_curves(curves, frame, study, out_dir / f"{study}_curves.png"))
+    return written

@@ -1,0 +1,112 @@
+"""``ablate report``: tables (markdown, csv, latex, html, json), plots and README blocks from
+the results database. A thin command over :mod:`ablate.report` and :mod:`ablate.plots`;
+domain errors become one line and exit code 2.
+
+Registered by the main CLI with ``app.command("report")(report)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from ablate.console import err_console, fail
+from ablate.run_cli import DbOption
+from zoo.errors import ZooError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _link_dir(plots: Path | None, reader_dir: Path) -> str | None:
+    """The plots directory as written in a link read from ``reader_dir``."""
+    if plots is None:
+        return None
+    return Path(os.path.relpath(plots.resolve(), reader_dir.resolve())).as_posix()
+
+
+def _write(path: Path, text: str) -> None:
+    """Write atomically: a reader sees the old file or the new one, never half of it."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(text.encode("utf-8"))
+    tmp.replace(path)
+
+
+def report(
+    studies: Annotated[list[str] | None, typer.Argument(
+        help="study names (default: every study in the database)", show_default=False)] = None,
+    db: DbOption = None,
+    fmt: Annotated[Literal["markdown", "csv", "latex", "html", "json"], typer.Option(
+        "--format", "-f", help="markdown, csv, latex, html or json")] = "markdown",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout",
+        show_default=False)] = None,
+    plots: Annotated[Path | None, typer.Option(
+        metavar="DIR", help="write <study>_delta.png and <study>_curves.png into DIR",
+        show_default=False)] = None,
+    readme: Annotated[Path | None, typer.Option(
+        metavar="FILE", help="refresh the tables between <!-- ablate:report STUDY --> and "
+             "<!-- /ablate:report --> in this file, in place", show_default=False)] = None,
+) -> None:
+    """Each study's variants against its baseline on the same seeds: mean paired deltas with
+    95% intervals, deltas within noise marked, and what the compared runs differ in."""
+    from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
+    from ablate.store import Store
+
+    try:
+        if readme is not None and (output is not None or fmt != "markdown"):
+            fail("--readme rewrites the README's markdown tables in place; "
+                 "drop --output and --format")
+        store = Store(db, create=False)
+        if readme is not None:
+            try:
+                # Bytes, not read_text(): newline translation would rewrite \r\n outside
+                # the markers.
+                text = readme.read_bytes().decode("utf-8")
+            except OSError as exc:
+                fail(f"--readme {readme}: {exc.strerror or exc}")
+            except UnicodeDecodeError:
+                fail(f"--readme {readme}: not a UTF-8 text file")
+            try:
+                names = readme_studies(text)
+                unmarked = [s for s in studies or [] if s not in names]
+                if unmarked:
+                    fail(f"{readme}: no '<!-- ablate:report {unmarked[0]} -->' marker")
+                if studies:
+                    names = [n for n in names if n in studies]
+                new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
+                                    studies=studies)
+            except ZooError as exc:
+                fail(f"{readme}: {exc}")
+            if plots is not None and names:
+                _plots(build_frame(store, names), curves_frame(store, names), plots)
+            if new != text:
+                _write(readme, new)
+            typer.echo(f"{readme}: {len(names)} table(s) "
+                       f"{'refreshed' if new != text else 'already up to date'}"
+                       + (f" ({', '.join(names)})" if names else "; no report markers found"))
+            return
+        frame = build_frame(store, studies)
+        if plots is not None:
+            _plots(frame, curves_frame(store, studies), plots)
+        reader = output.parent if output is not None else Path.cwd()
+        text = render(frame, fmt, plots_dir=_link_dir(plots, reader))
+        if output is not None:
+            _write(output, text)
+            err_console.print(f"wrote {output}", markup=False)
+        else:
+            typer.echo(text, nl=False)
+    except ZooError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def _plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> None:
+    from ablate.plots import write_plots
+
+    written = write_plots(frame, curves, out_dir)
+    err_console.print(f"wrote {len(written)} plots to {out_dir}", markup=False)
