@@ -196,7 +196,18 @@ class Store:
             raise AblateError(f"--db {self.url}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        if create:
+            Base.metadata.create_all(self.engine)
+        else:  # readers (status, show, report) never write the schema
+            from sqlalchemy import inspect
+
+            try:
+                tables = set(inspect(self.engine).get_table_names())
+            except Exception as exc:
+                raise AblateError(f"--db {self.url}: cannot read it: {exc}") from None
+            if not {"study", "run"} <= tables:
+                raise AblateError(f"--db {self.url}: not an ablate results database "
+                                  f"(no study/run tables); check the URL")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -114,3 +114,34 @@ def kaiming_init(model: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm | SwitchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+def timm_with_options(
+    timm_name: str,
+    num_classes: int = 1000,
+    *,
+    act: str = "relu",
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    zero_init_last: bool = False,
+    norm: str = "batchnorm",
+) -> nn.Module:
+    """A timm model whose constructor takes the five options directly (ResNetV2, RegNet).
+
+    ``zero_init_last`` is passed explicitly: timm turns zero-gamma on by default, our
+    baselines must not."""
+    import timm
+
+    extra = {}
+    if (layer := timm_norm_act_layer(norm, act)) is not None:
+        extra["norm_layer"] = layer
+    return timm.create_model(
+        timm_name,
+        pretrained=False,
+        num_classes=num_classes,
+        act_layer=act_layer(act),
+        drop_rate=drop_rate,
+        drop_path_rate=drop_path_rate,
+        zero_init_last=zero_init_last,
+        **extra,
+    )

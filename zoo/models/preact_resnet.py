@@ -17,39 +17,16 @@ identity and still trains; ``zero_init_last`` uses that hook.
 
 from __future__ import annotations
 
-import timm
 from torch import nn
 
-from zoo.models._options import act_layer, timm_norm_act_layer
+from zoo.models._options import timm_with_options
 from zoo.models._registry import register_model
 
 PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks (ECCV)"
 OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
 
 
-def _preact_resnet(
-    timm_name: str,
-    num_classes: int,
-    *,
-    act: str = "relu",
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-    zero_init_last: bool = False,
-    norm: str = "batchnorm",
-) -> nn.Module:
-    extra = {}
-    if (layer := timm_norm_act_layer(norm, act)) is not None:
-        extra["norm_layer"] = layer
-    return timm.create_model(
-        timm_name,
-        pretrained=False,
-        num_classes=num_classes,
-        act_layer=act_layer(act),
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        zero_init_last=zero_init_last,
-        **extra,
-    )
+_preact_resnet = timm_with_options
 
 
 @register_model(

@@ -27,10 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-import timm
-from torch import nn
-
-from zoo.models._options import act_layer, timm_norm_act_layer
+from zoo.models._options import timm_with_options
 from zoo.models._registry import register_model
 
 PAPER = "Radosavovic et al. 2020, Designing Network Design Spaces (CVPR)"
@@ -55,29 +52,7 @@ VARIANTS = (
 )
 
 
-def _regnet(
-    timm_name: str,
-    num_classes: int = 1000,
-    *,
-    act: str = "relu",
-    drop_rate: float = 0.0,
-    drop_path_rate: float = 0.0,
-    zero_init_last: bool = False,
-    norm: str = "batchnorm",
-) -> nn.Module:
-    extra = {}
-    if (layer := timm_norm_act_layer(norm, act)) is not None:
-        extra["norm_layer"] = layer
-    return timm.create_model(
-        timm_name,
-        pretrained=False,
-        num_classes=num_classes,
-        act_layer=act_layer(act),
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        zero_init_last=zero_init_last,
-        **extra,
-    )
+_regnet = timm_with_options
 
 
 for _v in VARIANTS:
