@@ -284,9 +284,10 @@ def check_data_paths(cfg: RunConfig) -> None:
                 f"(e.g. data/digits/{key} from 'ablate data prepare digits --out data/digits')"
             )
         if not Path(value).exists():
+            how = ("'ablate data to-lmdb TREE DST'" if cfg.data.format == "lmdb"
+                   else "'ablate data prepare fashion-mnist|digits --out DIR'")
             raise ConfigError(
-                f"data.{key}: '{value}' does not exist; fix the path or create it with "
-                f"'ablate data prepare fashion-mnist|digits --out DIR'"
+                f"data.{key}: '{value}' does not exist; fix the path or create it with {how}"
             )
 
 
