@@ -1,6 +1,11 @@
 """Launching one run: ``torchrun ... -m zoo.train --config ... --out RUN_DIR`` as a
 subprocess with an argument list (never a shell string), in its own process group so the
-orchestrator decides when it stops, with its own devices or CPU threads."""
+orchestrator decides when it stops, with its own devices or CPU threads.
+
+A :class:`Launcher` starts runs and returns :class:`Job` handles the orchestrator polls and
+stops: :class:`LocalLauncher` here (one node, or this node's agent of a multi-node run),
+:class:`ablate.slurm.SlurmLauncher` on a SLURM cluster. :class:`DevicePool` packs runs of
+different sizes onto the free GPUs of one node."""
 
 from __future__ import annotations
 
@@ -61,7 +66,12 @@ class DevicePool:
     def __post_init__(self) -> None:
         self.free = list(self.gpus) if self.gpus is not None else list(range(self.slots))
 
+    def can_take(self, n: int) -> bool:
+        """Whether a run of ``n`` processes per node could start now."""
+        return len(self.free) >= (n if self.gpus is not None else 1)
+
     def take(self, n: int) -> list[int] | None:
+        """The lowest ``n`` free GPUs (one slot on CPU), or None if they are not free."""
         need = n if self.gpus is not None else 1
         if len(self.free) < need:
             return None
@@ -82,24 +92,49 @@ def cpu_threads(max_parallel: int, nproc: int) -> int:
 
 
 def torchrun_command(config: Path, out: Path, nproc: int, nnodes: int = 1,
-                     rdzv_endpoint: str | None = None) -> list[str]:
+                     rdzv_endpoint: str | None = None, run_id: str | None = None) -> list[str]:
+    """The torchrun command line of one run (on one node).
+
+    One node: ``--standalone`` (a free port per run, so parallel runs never collide).
+    Several nodes: every node runs this same command; the agents meet at ``rdzv_endpoint``
+    (c10d rendezvous, hosted by the agent on that host) under ``run_id``, the run's hash,
+    so agents of one run find each other and never those of another run. Global ranks come
+    from the rendezvous, so no ``--node-rank`` is needed.
+    """
     cmd = [sys.executable, "-m", "torch.distributed.run"]
     if nnodes == 1 and rdzv_endpoint is None:
-        cmd += ["--standalone"]  # a free port per run: parallel runs never collide
+        cmd += ["--standalone"]
     else:
-        cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", str(rdzv_endpoint)]
+        if rdzv_endpoint is None or run_id is None:
+            raise ValueError("a multi-node run needs rdzv_endpoint and run_id")
+        cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", str(rdzv_endpoint),
+                "--rdzv-id", run_id]
     cmd += ["--nnodes", str(nnodes), "--nproc-per-node", str(nproc),
             "-m", "zoo.train", "--config", str(config), "--out", str(out)]
     return cmd
 
 
-@dataclass
+def write_run_config(run: dict[str, Any]) -> Path:
+    """Write the run's resolved config into its directory (atomically, and only if it
+    changed: with several nodes sharing the directory, a trainer may be reading it)."""
+    out = Path(run["run_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / RUN_CONFIG
+    text = yaml.safe_dump(run["config"], sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_name(f".{RUN_CONFIG}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return path
+
+
+@dataclass(kw_only=True)
 class Job:
-    """A run being trained by a child process."""
+    """A run being trained: by a child process here, or by a SLURM job (ablate.slurm).
+
+    The orchestrator only polls, stops and closes it; what runs where is the launcher's."""
 
     run: dict[str, Any]
-    proc: subprocess.Popen[bytes]
-    log: IO[bytes]
     devices: list[int]
     started: float = field(default_factory=time.monotonic)
 
@@ -107,42 +142,110 @@ class Job:
     def hash(self) -> str:
         return str(self.run["hash"])
 
+    @property
+    def job_id(self) -> str | None:
+        """The scheduler's id of this job (None for a local process)."""
+        return None
 
-def start(run: dict[str, Any], devices: list[int], use_gpus: bool, threads: int,
-          nnodes: int = 1, rdzv_endpoint: str | None = None) -> Job:
-    """Write the run's config into its directory and start torchrun on it."""
-    out = Path(run["run_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    config_path = out / RUN_CONFIG
-    config_path.write_text(yaml.safe_dump(run["config"], sort_keys=False))
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    if use_gpus:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
-    else:
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        env["OMP_NUM_THREADS"] = str(threads)
-    log = open(out / LAUNCH_LOG, "ab")  # noqa: SIM115  (the Job owns it until the run ends)
-    cmd = torchrun_command(config_path, out, run["nproc"], nnodes, rdzv_endpoint)
-    log.write(f"$ {' '.join(cmd)}\n".encode())
-    log.flush()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
-    return Job(run=run, proc=proc, log=log, devices=devices)
+    def state(self) -> str | None:
+        """The scheduler's state of this job (None for a local process)."""
+        return None
+
+    def poll(self) -> int | None:
+        """None while it runs, else its exit code (0: the trainer exited cleanly)."""
+        raise NotImplementedError
+
+    def error(self) -> str | None:
+        """Why it failed, as far as the launcher knows (the trainer's own reason is in
+        result.json and the logs)."""
+        return None
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Stop it now; the run's checkpoint stays, so it resumes later."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the job holds once it is over."""
 
 
-def stop(job: Job, grace: float = 30.0) -> None:
-    """SIGTERM the job's process group (torchrun forwards it), then SIGKILL after ``grace``."""
-    if job.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(job.proc.pid, signal.SIGTERM)
-        try:
-            job.proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+@dataclass(kw_only=True)
+class ProcessJob(Job):
+    """torchrun as a child process of the orchestrator, in its own process group."""
+
+    proc: Any  # subprocess.Popen[bytes], or a test's stand-in with poll/wait/pid
+    log: IO[bytes]
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace: float = 30.0) -> None:
+        """SIGTERM the process group (torchrun forwards it), SIGKILL after ``grace``."""
+        if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(job.proc.pid, signal.SIGKILL)
-            job.proc.wait()
-    job.log.close()
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.close()
+
+    def close(self) -> None:
+        self.log.close()
+
+
+class Launcher:
+    """Starts runs on devices the orchestrator hands it; the orchestrator decides when."""
+
+    def start(self, run: dict[str, Any], devices: list[int]) -> Job:
+        raise NotImplementedError
+
+
+@dataclass
+class LocalLauncher(Launcher):
+    """torchrun on this machine: ``run["nproc_per_node"]`` processes on ``devices``.
+
+    With ``nnodes > 1`` this is node ``node_rank``'s agent of a multi-node run; node 0's
+    orchestrator claims runs and records them, the other nodes' agents join them
+    (``ablate run --node-rank K``)."""
+
+    use_gpus: bool
+    threads: int
+    nnodes: int = 1
+    rdzv_endpoint: str | None = None
+    node_rank: int = 0
+
+    def env(self, devices: Sequence[int]) -> dict[str, str]:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        if self.use_gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+            env["OMP_NUM_THREADS"] = str(self.threads)
+        return env
+
+    def log_name(self) -> str:
+        # Nodes of one run share its directory (a shared file system): one log each.
+        return LAUNCH_LOG if self.node_rank == 0 else f"launch.node{self.node_rank}.log"
+
+    def spawn(self, cmd: list[str], env: dict[str, str], log: IO[bytes]) -> Any:
+        """Start the process (the seam a test replaces to record instead of train)."""
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+    def start(self, run: dict[str, Any], devices: list[int]) -> ProcessJob:
+        """Write the run's config into its directory and start torchrun on it."""
+        config_path = write_run_config(run)
+        out = config_path.parent
+        log = open(out / self.log_name(), "ab")  # noqa: SIM115  (the Job owns it until the end)
+        cmd = torchrun_command(config_path, out, run["nproc_per_node"], self.nnodes,
+                               self.rdzv_endpoint, run_id=run["hash"])
+        log.write(f"$ {' '.join(cmd)}\n".encode())
+        log.flush()
+        proc = self.spawn(cmd, self.env(devices), log)
+        return ProcessJob(run=run, proc=proc, log=log, devices=devices)
 
 
 def log_tail(run_dir: Path, lines: int = 30) -> str:

@@ -1,10 +1,16 @@
 """The orchestrator: trains every run of a study exactly once, and keeps the database true.
 
-One loop: claim the next queued run (atomically, in the database), start it on free
-devices, mirror its run directory into the database while it trains (so ``ablate
-status`` elsewhere is live), record how it ended, until nothing is left. Ctrl-C or
-SIGTERM stops the children, marks their runs interrupted and leaves their checkpoints;
-the same command later resumes them.
+One loop: claim the next queued run that fits the free devices (atomically, in the
+database), start it, mirror its run directory into the database while it trains (so
+``ablate status`` elsewhere is live), record how it ended, until nothing is left. Ctrl-C
+or SIGTERM stops the runs, marks them interrupted and leaves their checkpoints; the same
+command later resumes them.
+
+Where a run trains is the launcher's business: torchrun here (:class:`LocalLauncher`), one
+SLURM job per run (:mod:`ablate.slurm`). Several orchestrators, on one machine or many,
+may share a study through one database; each run is claimed by exactly one of them. A
+multi-node run without SLURM has one orchestrator (node 0) that claims and records it and a
+:class:`Follower` on every other node that starts that node's torchrun agent.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from ablate import launch
+from ablate.errors import AblateError
 from ablate.spec import PlannedRun, Study
 from ablate.store import CLAIMABLE, Status, Store
 
@@ -42,7 +49,8 @@ def _row(r: PlannedRun, study: Study, runs_dir: Path) -> dict[str, Any]:
         "variant": r.variant, "variant_index": r.variant_index, "change": r.change,
         "seed": r.seed, "hash": r.hash, "config": r.config.to_dict(),
         "run_dir": str((runs_dir / r.hash).resolve()),
-        "nproc": study.launch.nproc_per_node * study.launch.nnodes,
+        "nproc": study.launch.world_size,
+        "nproc_per_node": study.launch.nproc_per_node, "nnodes": study.launch.nnodes,
         "epochs": r.config.epochs,
     }
 
@@ -68,21 +76,48 @@ class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; children were stopped and marked interrupted."""
 
 
+def default_max_parallel(study: Study, gpus: list[int] | None, n_runs: int) -> int:
+    """Runs at once when ``--max-parallel`` is not given: every run at once on SLURM (the
+    scheduler queues them), as many as the GPUs hold on a GPU node, one on a CPU."""
+    if study.launch.backend == "slurm":
+        return max(1, n_runs)
+    if gpus is not None:
+        return max(1, len(gpus))
+    return 1
+
+
 class Orchestrator:
-    def __init__(self, study: Study, store: Store, runs_dir: Path, max_parallel: int = 1,
-                 gpus: list[int] | None = None, retry_failed: bool = False,
-                 lost_after: float = 60.0, cpu_threads: int | None = None,
-                 on_event: Callable[[Event, Orchestrator], None] | None = None) -> None:
+    def __init__(self, study: Study, store: Store, runs_dir: Path,
+                 max_parallel: int | None = None, gpus: list[int] | None = None,
+                 retry_failed: bool = False, lost_after: float = 60.0,
+                 cpu_threads: int | None = None,
+                 on_event: Callable[[Event, Orchestrator], None] | None = None,
+                 launcher: launch.Launcher | None = None) -> None:
         self.study, self.store, self.runs_dir = study, store, runs_dir
+        self.rows = planned_rows(study, runs_dir)
+        lc = study.launch
+        if max_parallel is None:
+            max_parallel = default_max_parallel(study, gpus, len({r["hash"] for r in self.rows}))
+        if lc.backend == "local" and lc.nnodes > 1 and max_parallel > 1:
+            raise AblateError("a multi-node run uses every node: one run at a time "
+                              "(--max-parallel 1)")
         self.max_parallel, self.retry_failed = max_parallel, retry_failed
         self.lost_after = timedelta(seconds=lost_after)
         self.on_event = on_event or (lambda e, o: None)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        nproc = study.launch.nproc_per_node * study.launch.nnodes
-        self.pool = launch.DevicePool(gpus, max_parallel)
-        self.use_gpus = gpus is not None
-        self.threads = cpu_threads or launch.cpu_threads(max_parallel, nproc)
-        self.rows = planned_rows(study, runs_dir)
+        # SLURM places jobs on its own GPUs: here a job only takes a slot.
+        self.use_gpus = gpus is not None and lc.backend == "local"
+        self.pool = launch.DevicePool(gpus if self.use_gpus else None, max_parallel)
+        self.threads = cpu_threads or launch.cpu_threads(max_parallel, lc.nproc_per_node)
+        if launcher is None:
+            if lc.backend == "slurm":
+                from ablate.slurm import SlurmLauncher
+
+                launcher = SlurmLauncher(lc, threads=cpu_threads)
+            else:
+                launcher = launch.LocalLauncher(self.use_gpus, self.threads, lc.nnodes,
+                                                lc.rdzv_endpoint)
+        self.launcher = launcher
         self.active: dict[str, launch.Job] = {}
         self.epochs_seen: dict[str, int] = {}
         self._stop_signal: int | None = None
@@ -96,11 +131,10 @@ class Orchestrator:
         self.store.register_study(self.study.name, str(self.study.path), self.study.mode,
                                   self.study.raw, self.rows)
         self.store.mark_lost(self.lost_after)
-        if self.use_gpus and not self.pool.fits_ever(self.rows[0]["nproc"]):
-            from ablate.errors import AblateError
-
-            raise AblateError(f"launch.nproc_per_node={self.rows[0]['nproc']} needs more GPUs "
-                              f"than --gpus gives ({len(self.pool.free)})")
+        too_big = [r for r in self.rows if not self.pool.fits_ever(r["nproc_per_node"])]
+        if too_big:
+            raise AblateError(f"launch.nproc_per_node={too_big[0]['nproc_per_node']} needs "
+                              f"more GPUs than --gpus gives ({len(self.pool.free)})")
         statuses = self.store.run_status(r["hash"] for r in self.rows)
         outcome.reused = sum(1 for r in self.rows if statuses[r["hash"]] == Status.succeeded)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -116,6 +150,7 @@ class Orchestrator:
                 if now - last_beat >= HEARTBEAT_S:
                     self.store.heartbeat(self.active, self.owner)
                     self.store.mark_lost(self.lost_after)
+                    self._record_jobs()
                     last_beat = now
                 self._mirror()
                 if not self.active and not self._claimable():
@@ -146,20 +181,35 @@ class Orchestrator:
         return out
 
     def _fill(self) -> None:
-        for row in self._claimable():
-            if len(self.active) >= self.max_parallel:
-                return
-            devices = self.pool.take(row["nproc"])
-            if devices is None:
-                return
-            if not self.store.claim(row["hash"], self.owner, self.retry_failed):
-                self.pool.give(devices)  # another orchestrator took it first
+        """Start runs while slots and devices last: in plan order, a run that does not fit
+        the free GPUs now waits and later runs that fit go first (packing)."""
+        while len(self.active) < self.max_parallel:
+            fits = [r for r in self._claimable() if self.pool.can_take(r["nproc_per_node"])]
+            h = self.store.claim_next([r["hash"] for r in fits], self.owner, self.retry_failed)
+            if h is None:
+                return  # nothing fits, or other orchestrators took what did
+            row = next(r for r in fits if r["hash"] == h)
+            devices = self.pool.take(row["nproc_per_node"])
+            assert devices is not None  # fits, and nothing else took devices meanwhile
+            try:
+                job = self.launcher.start(row, devices)
+            except Exception as exc:  # e.g. sbatch refused the job: this run fails
+                self.pool.give(devices)
+                error = f"could not start: {exc}".splitlines()[0]
+                self.store.finish(h, self.owner, Status.failed, error=error)
+                self.on_event(Event("failed", row, error), self)
                 continue
-            job = launch.start(row, devices, self.use_gpus, self.threads,
-                               self.study.launch.nnodes, self.study.launch.rdzv_endpoint)
-            self.active[row["hash"]] = job
-            self.epochs_seen[row["hash"]] = 0
+            self.active[h] = job
+            self.epochs_seen[h] = 0
+            if job.job_id is not None:
+                self.store.set_job(h, self.owner, job.job_id, job.state())
             self.on_event(Event("start", row), self)
+
+    def _record_jobs(self) -> None:
+        """Mirror each scheduler job's state (e.g. PENDING, RUNNING) into the database."""
+        for h, job in self.active.items():
+            if job.job_id is not None:
+                self.store.set_job(h, self.owner, job.job_id, job.state())
 
     def _mirror(self) -> None:
         """Copy each active run's new epochs into the database."""
@@ -179,10 +229,12 @@ class Orchestrator:
 
     def _reap(self, outcome: Outcome) -> None:
         for h, job in list(self.active.items()):
-            rc = job.proc.poll()
+            rc = job.poll()
             if rc is None:
                 continue
-            job.log.close()
+            job.close()
+            if job.job_id is not None:
+                self.store.set_job(h, self.owner, job.job_id, job.state())
             del self.active[h]
             self.pool.give(job.devices)
             run_dir = Path(job.run["run_dir"])
@@ -194,7 +246,8 @@ class Orchestrator:
                 outcome.trained.append(h)
                 self.on_event(Event("done", job.run), self)
             else:
-                error = (result or {}).get("error") or _exit_reason(rc, run_dir)
+                error = ((result or {}).get("error") or job.error()
+                         or _exit_reason(rc, run_dir))
                 self.store.finish(h, self.owner, Status.failed, error=error,
                                   log_tail=launch.log_tail(run_dir))
                 outcome.failed += 1
@@ -202,7 +255,7 @@ class Orchestrator:
 
     def _interrupt(self, outcome: Outcome) -> None:
         for h, job in list(self.active.items()):
-            launch.stop(job)
+            job.stop()
             self.store.ingest(h, Path(job.run["run_dir"]))
             self.store.finish(h, self.owner, Status.interrupted,
                               error="interrupted by the orchestrator; resumes on the next run",
@@ -211,6 +264,93 @@ class Orchestrator:
             self.on_event(Event("interrupted", job.run), self)
             del self.active[h]
             self.pool.give(job.devices)
+
+
+class Follower:
+    """Node ``node_rank`` > 0 of a study whose runs span several machines (local backend).
+
+    Node 0's orchestrator claims each run, starts its own torchrun agent and records the
+    run. A follower walks the same plan in the same order: for each run it waits until
+    node 0 has claimed it, starts this node's agent of it (same ``--rdzv-id``, the run's
+    hash, at ``launch.rdzv_endpoint``) and waits for it to end; runs that are already done
+    or failed are skipped. It writes nothing to the database. The run directory must be on
+    a file system every node shares (rank 0 writes it; every rank resumes from it)."""
+
+    def __init__(self, study: Study, store: Store, runs_dir: Path, node_rank: int,
+                 gpus: list[int] | None = None, cpu_threads: int | None = None,
+                 retry_failed: bool = False,
+                 on_event: Callable[[Event, Follower], None] | None = None) -> None:
+        lc = study.launch
+        if lc.backend != "local" or lc.nnodes < 2:
+            raise AblateError("--node-rank: only for a study with backend: local and "
+                              "launch.nnodes > 1 (SLURM starts every node's agent itself)")
+        if not 0 < node_rank < lc.nnodes:
+            raise AblateError(f"--node-rank {node_rank}: expected 1 to {lc.nnodes - 1} "
+                              f"(node 0 runs plain 'ablate run')")
+        self.study, self.store, self.retry_failed = study, store, retry_failed
+        self.rows = list({r["hash"]: r for r in planned_rows(study, runs_dir)}.values())
+        self.gpus = gpus
+        if gpus is not None and len(gpus) < lc.nproc_per_node:
+            raise AblateError(f"launch.nproc_per_node={lc.nproc_per_node} needs more GPUs "
+                              f"than --gpus gives ({len(gpus)})")
+        threads = cpu_threads or launch.cpu_threads(1, lc.nproc_per_node)
+        self.launcher = launch.LocalLauncher(gpus is not None, threads, lc.nnodes,
+                                             lc.rdzv_endpoint, node_rank)
+        self.on_event = on_event or (lambda e, f: None)
+        self.job: launch.Job | None = None
+        self._stop_signal: int | None = None
+
+    def run(self) -> Outcome:
+        """Join every run node 0 trains, in plan order; raises Interrupted on a signal."""
+        outcome = Outcome()
+        # None: node 0 has not registered the study yet.
+        pending = {None, *CLAIMABLE, *([Status.failed] if self.retry_failed else [])}
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for row in self.rows:
+                while True:
+                    self._check_signal()
+                    status = self.store.run_status([row["hash"]]).get(row["hash"])
+                    if status == Status.running:
+                        self._join(row, outcome)
+                        break
+                    if status not in pending:
+                        outcome.reused += status == Status.succeeded
+                        break
+                    time.sleep(POLL_S)  # node 0 has not claimed it yet
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        return outcome
+
+    def _join(self, row: dict[str, Any], outcome: Outcome) -> None:
+        devices = list(self.gpus[:row["nproc_per_node"]]) if self.gpus is not None else [0]
+        self.job = self.launcher.start(row, devices)
+        self.on_event(Event("start", row), self)
+        while (rc := self.job.poll()) is None:
+            self._check_signal()
+            time.sleep(POLL_S)
+        self.job.close()
+        self.job = None
+        if rc == 0:
+            outcome.succeeded += 1
+            outcome.trained.append(row["hash"])
+            self.on_event(Event("done", row), self)
+        else:  # node 0 records the run's failure; this node goes on with the next run
+            outcome.failed += 1
+            log = Path(row["run_dir"]) / self.launcher.log_name()
+            self.on_event(Event("failed", row, f"exit code {rc} (see {log})"), self)
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._stop_signal = signum
+
+    def _check_signal(self) -> None:
+        if self._stop_signal is None:
+            return
+        if self.job is not None:
+            self.job.stop()
+            self.job = None
+        raise Interrupted(signal.Signals(self._stop_signal).name)
 
 
 def _exit_reason(rc: int, run_dir: Path) -> str:

@@ -24,7 +24,9 @@ def run(
     db: DbOption = None,
     runs_dir: Annotated[Path, typer.Option(help="where run directories are written")] =
         Path("runs"),
-    max_parallel: Annotated[int, typer.Option(min=1, help="runs trained at once")] = 1,
+    max_parallel: Annotated[int | None, typer.Option(
+        min=1, help="runs trained at once (default: 1 on CPU, as many as --gpus hold, every "
+                    "run at once with backend: slurm)")] = None,
     gpus: Annotated[str | None, typer.Option(
         help="GPUs to use, e.g. 0-7 or 0,2 (default: all visible; 'none' for CPU)")] = None,
     retry_failed: Annotated[bool, typer.Option(help="train failed runs again")] = False,
@@ -34,6 +36,11 @@ def run(
     cpu_threads: Annotated[int | None, typer.Option(
         min=1, help="CPU threads per training process (default: the cores split evenly "
                     "between parallel runs)")] = None,
+    node_rank: Annotated[int, typer.Option(
+        min=0, envvar="ABLATE_NODE_RANK",
+        help="multi-node runs (launch.nnodes > 1, backend: local): 0 on the node that "
+             "claims and records runs, 1..nnodes-1 on each other node, whose torchrun agents "
+             "join node 0's runs in plan order")] = 0,
 ) -> None:
     """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
     from ablate.orchestrate import Interrupted, Orchestrator, planned_rows
@@ -55,6 +62,9 @@ def run(
             console.print(plan_table(study.name, rows, statuses))
             return
         store = Store(url)
+        if node_rank > 0:
+            _follow(study, store, runs_dir, node_rank, gpus, cpu_threads, retry_failed)
+            return
         orch = Orchestrator(study, store, runs_dir, max_parallel=max_parallel,
                             gpus=_gpus(gpus), retry_failed=retry_failed, lost_after=lost_after,
                             cpu_threads=cpu_threads)
@@ -79,6 +89,33 @@ def run(
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
         + f"; results in {store.url}"
     )
+    if outcome.failed:
+        raise typer.Exit(1)
+
+
+def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | None,
+            cpu_threads: int | None, retry_failed: bool) -> None:
+    """``ablate run --node-rank K``: this node's agents of the runs node 0 trains."""
+    from ablate.orchestrate import Event, Follower, Interrupted
+
+    def show(event: Event, _follower: Follower) -> None:
+        run = event.run
+        name = f"{run['variant']} seed {run['seed']} ({run['hash'][:8]})"
+        words = {"start": "join   ", "done": "done   ", "failed": "[red]failed[/] "}
+        console.print(f"node {node_rank}: {words[event.kind]} {name}"
+                      + (f": {event.detail}" if event.detail else ""))
+
+    try:
+        follower = Follower(study, store, runs_dir, node_rank, gpus=_gpus(gpus),
+                            cpu_threads=cpu_threads, retry_failed=retry_failed, on_event=show)
+        outcome = follower.run()
+    except Interrupted as exc:
+        console.print(f"[yellow]{exc}: stopped this node's agent[/]")
+        raise typer.Exit(130) from None
+    except ZooError as exc:
+        fail(str(exc))
+    console.print(f"{study.name}: node {node_rank} joined {outcome.succeeded + outcome.failed} "
+                  f"runs ({outcome.failed} failed here), {outcome.reused} were done already")
     if outcome.failed:
         raise typer.Exit(1)
 
@@ -119,6 +156,22 @@ def status(
 
     for name, runs in data.items():
         console.print(status_table(name, runs))
+        jobs = [r for r in runs if r.get("job_id")]
+        if jobs:
+            console.print(_jobs_table(name, jobs))
+
+
+def _jobs_table(study: str, runs: list[dict[str, Any]]) -> Any:
+    """The scheduler's side of a study's runs: job id and submitit's last known state."""
+    from rich.table import Table
+
+    table = Table(title=f"{study}: scheduler jobs", title_justify="left")
+    for col in ("variant", "seed", "run", "status", "job", "job state"):
+        table.add_column(col, no_wrap=True)
+    for r in runs:
+        table.add_row(r["variant"], str(r["seed"]), r["hash"][:8], r["status"],
+                      str(r["job_id"]), r.get("job_state") or "—")
+    return table
 
 
 def show(

@@ -13,7 +13,7 @@ import copy
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,19 +28,150 @@ BASELINE = "baseline"
 
 STUDY_KEYS = ("name", "description", "base", "launch", "seeds", "mode", "variants")
 VARIANT_KEYS = ("name", "tricks", "set")
-LAUNCH_KEYS = ("nproc_per_node", "nnodes", "rdzv_endpoint", "backend")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+Backend = Literal["local", "slurm"]
+
+#: Keys that only mean something to the SLURM backend (an error with ``backend: local``).
+SLURM_KEYS = ("nodes", "gpus_per_node", "partition", "time", "account", "qos", "constraint",
+              "cpus_per_task", "mem_gb", "setup", "additional", "max_timeouts", "rdzv_port",
+              "executor")
+
+
 @dataclass(frozen=True)
 class Launch:
-    """How each run of the study is launched."""
+    """How each run of the study is launched (the ``launch:`` section).
 
+    ``backend: local`` runs ``torchrun`` here: ``nproc_per_node`` processes on this machine,
+    or, with ``nnodes > 1``, one agent per node meeting at ``rdzv_endpoint`` (c10d
+    rendezvous; the other nodes join with ``ablate run --node-rank K``).
+
+    ``backend: slurm`` makes each run one SLURM job (through submitit) that runs torchrun on
+    every node of its allocation. ``nodes`` is SLURM's name for ``nnodes``; one training
+    process per GPU, so ``nproc_per_node`` defaults to ``gpus_per_node``.
+    """
+
+    backend: Backend = "local"
     nproc_per_node: int = 1
     nnodes: int = 1
+    #: HOST:PORT of node 0, where the nodes of a local multi-node run meet.
     rdzv_endpoint: str | None = None
-    backend: Literal["local"] = "local"
+    # ---- SLURM only
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    partition: str | None = None
+    #: Wall-clock limit per job in minutes (the YAML also takes SLURM's "D-HH:MM:SS").
+    time: int | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    cpus_per_task: int | None = None
+    mem_gb: float | None = None
+    #: Shell lines run before the job's Python (``module load ...``, ``source .venv/...``).
+    setup: tuple[str, ...] = ()
+    #: Further ``#SBATCH`` options, e.g. ``{exclusive: true, gres: "gpu:8"}``.
+    additional: dict[str, Any] = field(default_factory=dict)
+    #: How many times a timed-out job is requeued (pre-emptions are always requeued).
+    max_timeouts: int = 3
+    #: Port on the allocation's first node for a multi-node job's rendezvous.
+    rdzv_port: int = 29500
+    #: ``local`` runs the jobs with submitit's LocalExecutor on this machine (to try a SLURM
+    #: study without a cluster); ``slurm`` submits them with sbatch.
+    executor: Literal["slurm", "local"] = "slurm"
+
+    @property
+    def world_size(self) -> int:
+        return self.nproc_per_node * self.nnodes
+
+
+def parse_slurm_time(value: Any, where: str = "launch.time") -> int:
+    """Minutes from an int or a SLURM time: ``MM``, ``HH:MM:SS``, ``D-HH[:MM[:SS]]``."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        minutes = value
+    elif isinstance(value, str) and re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", value.strip()):
+        text = value.strip()
+        days = 0
+        if "-" in text:
+            d, text = text.split("-", 1)
+            days = int(d)
+            parts = [int(p) for p in text.split(":")] + [0, 0]
+            h, m, sec = parts[:3]
+        else:
+            parts = [int(p) for p in text.split(":")]
+            h, m, sec = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+        minutes = days * 24 * 60 + h * 60 + m + (1 if sec else 0)
+    else:
+        raise StudyError(f"{where}: expected minutes or a SLURM time like 2-00:00:00, "
+                         f"got {value!r}")
+    if minutes < 1:
+        raise StudyError(f"{where}: must be at least one minute")
+    return minutes
+
+
+def parse_launch(raw: Mapping[str, Any]) -> Launch:
+    """Validate the ``launch:`` mapping into a :class:`Launch`, every problem one line."""
+    from zoo.config import from_dict
+
+    names = [f.name for f in fields(Launch)]
+    _check_keys(raw, names, "launch")
+    data = dict(raw)
+    setup = data.pop("setup", ())
+    if isinstance(setup, str):
+        setup = [setup]
+    if not isinstance(setup, (list, tuple)) or not all(isinstance(x, str) for x in setup):
+        raise StudyError(f"launch.setup: expected a list of shell lines, got {setup!r}")
+    if data.get("time") is not None:
+        data["time"] = parse_slurm_time(data["time"])
+    try:
+        launch: Launch = replace(from_dict(Launch, data, prefix="launch."), setup=tuple(setup))
+    except ZooError as exc:  # a wrong type, named by its key
+        raise StudyError(str(exc)) from None
+    if launch.backend == "local":
+        slurm_only = [k for k in SLURM_KEYS if k in raw]
+        if slurm_only:
+            raise StudyError(f"launch.{slurm_only[0]}: only with backend: slurm")
+    else:
+        if "rdzv_endpoint" in raw:
+            raise StudyError("launch.rdzv_endpoint: not with backend: slurm (the first node "
+                             "of each job's allocation hosts the rendezvous; see rdzv_port)")
+        if launch.nodes is not None:
+            if "nnodes" in raw and launch.nnodes != launch.nodes:
+                raise StudyError(f"launch.nodes ({launch.nodes}) and launch.nnodes "
+                                 f"({launch.nnodes}) disagree; give one of them")
+            launch = replace(launch, nnodes=launch.nodes)
+        gpus = launch.gpus_per_node
+        if gpus is not None and gpus < 0:
+            raise StudyError("launch.gpus_per_node: must be 0 or more")
+        if gpus:
+            if "nproc_per_node" in raw and launch.nproc_per_node != gpus:
+                raise StudyError(f"launch.nproc_per_node ({launch.nproc_per_node}) must equal "
+                                 f"launch.gpus_per_node ({gpus}): one process per GPU")
+            launch = replace(launch, nproc_per_node=gpus)
+        launch = replace(launch, nodes=launch.nnodes)
+        if launch.cpus_per_task is not None and launch.cpus_per_task < 1:
+            raise StudyError("launch.cpus_per_task: must be at least 1")
+        if launch.max_timeouts < 0:
+            raise StudyError("launch.max_timeouts: must be 0 or more")
+        if launch.mem_gb is not None and launch.mem_gb <= 0:
+            raise StudyError("launch.mem_gb: must be positive")
+        if not 0 < launch.rdzv_port < 65536:
+            raise StudyError(f"launch.rdzv_port: {launch.rdzv_port} is not a port")
+        if launch.executor == "local" and launch.nnodes > 1:
+            raise StudyError("launch.executor: local runs one node only; set nodes: 1 to try "
+                             "the study here")
+    if launch.nproc_per_node < 1 or launch.nnodes < 1:
+        raise StudyError("launch.nproc_per_node and launch.nnodes: must be at least 1")
+    if launch.backend == "local" and launch.nnodes > 1:
+        if not launch.rdzv_endpoint:
+            raise StudyError("launch.rdzv_endpoint: required when nnodes > 1 (HOST:PORT of "
+                             "node 0, where the nodes' torchrun agents meet)")
+        host, _, port = launch.rdzv_endpoint.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise StudyError(f"launch.rdzv_endpoint: expected HOST:PORT, got "
+                             f"'{launch.rdzv_endpoint}'")
+    return launch
 
 
 @dataclass(frozen=True)
@@ -193,12 +324,7 @@ def _load(path: Path, check_paths: bool) -> Study:
     launch_raw = data.get("launch") or {}
     if not isinstance(launch_raw, Mapping):
         raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
-    _check_keys(launch_raw, LAUNCH_KEYS, "launch")
-    from zoo.config import from_dict
-
-    launch = from_dict(Launch, launch_raw, prefix="launch.")
-    if launch.nproc_per_node < 1 or launch.nnodes < 1:
-        raise StudyError("launch.nproc_per_node and launch.nnodes: must be at least 1")
+    launch = parse_launch(launch_raw)
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not all(
         isinstance(s, int) and not isinstance(s, bool) for s in seeds

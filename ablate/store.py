@@ -5,8 +5,12 @@ content hash of their resolved config and shared between studies (a config train
 one study is reused by every other). The run directory stays the source of truth: the
 database is an index over run directories and can be rebuilt from them (``ingest``).
 
-Claiming a run is one conditional UPDATE (``... WHERE status IN (claimable)``), atomic on
-SQLite and PostgreSQL alike, so two orchestrators never train the same run.
+Claiming a run is atomic, so orchestrators on many machines sharing one database never
+train the same run: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the next
+claimable run no other transaction holds; on SQLite (one writer at a time) a conditional
+``UPDATE ... WHERE status IN (claimable)`` decides. The schema is created on first use;
+nullable columns added by later versions are added to an older database when a writer
+(``ablate run``) opens it; readers leave it as it is and do without them.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     DateTime,
     Enum,
     Float,
@@ -33,14 +38,25 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
     create_engine,
     delete,
     event,
+    func,
+    inspect,
     select,
+    text,
     update,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    Session,
+    mapped_column,
+    sessionmaker,
+    undefer,
+)
 
 from ablate.errors import AblateError
 
@@ -123,6 +139,10 @@ class RunRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: The scheduler's job id and its last known state (SLURM backend; None locally).
+    #: Deferred: readers of a database from before them load runs without them.
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, deferred=True)
+    job_state: Mapped[str | None] = mapped_column(String(32), nullable=True, deferred=True)
 
 
 class MetricRow(Base):
@@ -149,7 +169,7 @@ class ResultRow(Base):
     best_top1: Mapped[float | None] = mapped_column(Float, nullable=True)
     best_top5: Mapped[float | None] = mapped_column(Float, nullable=True)
     params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    macs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    macs: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # > 2**31 at 224 px
     seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     device_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
     images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -167,6 +187,30 @@ METRIC_KEYS = ("train_loss", "lr", "val_loss", "top1", "top5", "eval_images", "i
 
 def default_url() -> str:
     return os.environ.get("ABLATE_DB", "sqlite:///results.db")
+
+
+#: Key of the PostgreSQL advisory lock that serialises schema changes and study
+#: registration between orchestrators starting at the same moment.
+_PG_LOCK = 0x61626C61
+
+
+def _pg_lock(conn: Connection | Session) -> None:
+    """Hold PostgreSQL's advisory lock until the current transaction ends."""
+    conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK)))
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Add nullable columns that a newer version defines to an older database's tables."""
+    insp = inspect(conn)
+    tables = set(insp.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in tables:
+            continue
+        have = {c["name"] for c in insp.get_columns(table.name)}
+        for col in table.columns:
+            if col.name not in have and col.nullable:
+                kind = col.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {kind}'))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -190,25 +234,46 @@ class Store:
                                   f"first or pass --db URL")
             if db_path.parent and not db_path.parent.exists():
                 raise AblateError(f"--db {self.url}: directory {db_path.parent} does not exist")
+        url = self.url
+        if url.startswith(("postgresql://", "postgres://")):
+            # SQLAlchemy's default PostgreSQL driver is psycopg2; ablate installs psycopg 3.
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         try:
-            self.engine: Engine = create_engine(self.url, future=True)
+            kwargs: dict[str, Any] = {}
+            if not url.startswith("sqlite"):
+                kwargs["pool_pre_ping"] = True  # long studies outlive idle connections
+            self.engine: Engine = create_engine(url, future=True, **kwargs)
         except Exception as exc:  # bad URL or missing driver
             raise AblateError(f"--db {self.url}: {exc}") from None
+        self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        if create:
-            Base.metadata.create_all(self.engine)
-        else:  # readers (status, show, report) never write the schema
-            from sqlalchemy import inspect
-
-            try:
-                tables = set(inspect(self.engine).get_table_names())
-            except Exception as exc:
-                raise AblateError(f"--db {self.url}: cannot read it: {exc}") from None
-            if not {"study", "run"} <= tables:
-                raise AblateError(f"--db {self.url}: not an ablate results database "
-                                  f"(no study/run tables); check the URL")
+        try:
+            with self.engine.begin() as conn:
+                if self.postgres:
+                    _pg_lock(conn)  # orchestrators starting together create it once
+                tables = set(inspect(conn).get_table_names())
+                if create:
+                    Base.metadata.create_all(conn)
+                    _add_missing_columns(conn)
+                elif not {"study", "run"} <= tables:  # readers never write the schema
+                    raise AblateError(f"--db {self.url}: not an ablate results database "
+                                      f"(no study/run tables); check the URL")
+                run_columns = {c["name"] for c in inspect(conn).get_columns("run")}
+        except AblateError:
+            raise
+        except Exception as exc:  # unreachable server, wrong password, no such database
+            raise AblateError(f"--db {self.url}: cannot open it: "
+                              f"{str(exc).splitlines()[0]}") from None
+        #: Whether the run table has the job columns (a reader of an older one: no).
+        self.has_jobs = {"job_id", "job_state"} <= run_columns
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _with_jobs(self, query: Any) -> Any:
+        """``query`` loading the deferred job columns too, where the table has them."""
+        if not self.has_jobs:
+            return query
+        return query.options(undefer(RunRow.job_id), undefer(RunRow.job_state))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -228,6 +293,8 @@ class Store:
         nproc, epochs. An existing run (any study) keeps its status and results.
         """
         with self.session() as s:
+            if self.postgres:
+                _pg_lock(s)  # two orchestrators registering one study at once
             study = s.scalar(select(StudyRow).where(StudyRow.name == name))
             if study is None:
                 study = StudyRow(name=name, path=path, mode=mode, spec=spec)
@@ -263,12 +330,12 @@ class Store:
 
                 raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
                                   + ("" if known else " (the database has no studies yet)"))
-            rows = s.execute(
+            rows = s.execute(self._with_jobs(
                 select(StudyRunRow, RunRow)
                 .join(RunRow, RunRow.hash == StudyRunRow.run_hash)
                 .where(StudyRunRow.study_id == study.id)
                 .order_by(StudyRunRow.variant_index, StudyRunRow.seed)
-            ).all()
+            )).all()
             return [_run_dict(sr, run) for sr, run in rows]
 
     @staticmethod
@@ -287,9 +354,46 @@ class Store:
                 .where(RunRow.hash == run_hash, RunRow.status.in_(claimable))
                 .values(status=Status.running, owner=owner, host=socket.gethostname(),
                         started_at=now, heartbeat_at=now, error=None, log_tail=None,
-                        attempts=RunRow.attempts + 1)
+                        job_id=None, job_state=None, attempts=RunRow.attempts + 1)
             )
             return res.rowcount == 1
+
+    def claim_next(self, hashes: Sequence[str], owner: str,
+                   retry_failed: bool = False) -> str | None:
+        """Atomically take the first claimable run of ``hashes`` (in that order); its hash,
+        or None when every one is taken or done.
+
+        PostgreSQL: ``SELECT ... ORDER BY plan order LIMIT 1 FOR UPDATE SKIP LOCKED`` locks
+        the first claimable row no other orchestrator is claiming, and skips those being
+        claimed instead of waiting for them. SQLite: try each in turn with the conditional
+        UPDATE of :meth:`claim` (SQLite has one writer at a time)."""
+        hashes = list(dict.fromkeys(hashes))
+        if not hashes:
+            return None
+        if not self.postgres:
+            return next((h for h in hashes if self.claim(h, owner, retry_failed)), None)
+        claimable = [*CLAIMABLE, *([Status.failed] if retry_failed else [])]
+        order = case({h: i for i, h in enumerate(hashes)}, value=RunRow.hash)
+        now = utcnow()
+        with self.session() as s:
+            h = s.scalar(select(RunRow.hash)
+                         .where(RunRow.hash.in_(hashes), RunRow.status.in_(claimable))
+                         .order_by(order).limit(1)
+                         .with_for_update(skip_locked=True))
+            if h is None:
+                return None
+            s.execute(update(RunRow).where(RunRow.hash == h)
+                      .values(status=Status.running, owner=owner, host=socket.gethostname(),
+                              started_at=now, heartbeat_at=now, error=None, log_tail=None,
+                              job_id=None, job_state=None, attempts=RunRow.attempts + 1))
+            return h
+
+    def set_job(self, run_hash: str, owner: str, job_id: str | None,
+                job_state: str | None) -> None:
+        """Record the scheduler's job id and state of a run this owner holds."""
+        with self.session() as s:
+            s.execute(update(RunRow).where(RunRow.hash == run_hash, RunRow.owner == owner)
+                      .values(job_id=job_id, job_state=job_state))
 
     def heartbeat(self, hashes: Iterable[str], owner: str) -> None:
         hashes = list(hashes)
@@ -330,7 +434,8 @@ class Store:
 
     def find_run(self, prefix: str) -> dict[str, Any]:
         with self.session() as s:
-            runs = list(s.scalars(select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3)))
+            runs = list(s.scalars(self._with_jobs(
+                select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3))))
             if not runs:
                 raise AblateError(f"no run with id '{prefix}' (see 'ablate status')")
             if len(runs) > 1:
@@ -438,6 +543,9 @@ def _run_fields(run: RunRow) -> dict[str, Any]:
         "code_commit": run.code_commit, "code_dirty": run.code_dirty,
         "started_at": run.started_at, "finished_at": run.finished_at,
         "heartbeat_at": run.heartbeat_at, "nproc": run.nproc,
+        # Read without loading: absent (None) where the query did not undefer them.
+        "job_id": inspect(run).dict.get("job_id"),
+        "job_state": inspect(run).dict.get("job_state"),
     }
 
 

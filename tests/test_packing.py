@@ -1,0 +1,136 @@
+"""Packing one node: runs of different sizes share --gpus 0-7; a run of 4 waits for 4 free
+GPUs while smaller runs fill the gaps, and no GPU is ever handed to two runs at once.
+
+No GPU and no training: the launcher is the real one up to the point where it would start
+torchrun, and records the CUDA_VISIBLE_DEVICES it would have given the run instead."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablate import orchestrate
+from ablate.launch import DevicePool, LocalLauncher
+from ablate.orchestrate import Orchestrator
+from ablate.spec import load_study
+from ablate.store import Status, Store
+from tests.test_orchestrator import study_dict, write_study
+
+
+def test_device_pool_takes_the_lowest_free_gpus_and_returns_them() -> None:
+    pool = DevicePool([0, 1, 2, 3, 4, 5, 6, 7], slots=1)
+    assert pool.take(4) == [0, 1, 2, 3]
+    assert pool.take(2) == [4, 5]
+    assert not pool.can_take(4) and pool.take(4) is None and pool.free == [6, 7]
+    pool.give([0, 1, 2, 3])
+    assert pool.free == [0, 1, 2, 3, 6, 7] and pool.take(4) == [0, 1, 2, 3]
+    assert pool.fits_ever(8) and not pool.fits_ever(9)
+    cpu = DevicePool(None, slots=2)  # no GPUs: --max-parallel slots, one per run
+    assert cpu.take(8) == [0] and cpu.take(1) == [1] and cpu.take(1) is None
+    assert cpu.fits_ever(64)
+
+
+class FakeProc:
+    """Stands in for torchrun: 'trains' for ``ticks`` polls, then writes a result."""
+
+    def __init__(self, run: dict[str, Any], ticks: int) -> None:
+        self.run, self.left, self.pid, self.rc = run, ticks, -1, None
+
+    def poll(self) -> int | None:
+        if self.rc is None:
+            self.left -= 1
+            if self.left <= 0:
+                _write_result(Path(self.run["run_dir"]), self.run["nproc_per_node"])
+                self.rc = 0
+        return self.rc
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.left = 0
+        return self.poll() or 0
+
+
+def _write_result(out: Path, world_size: int) -> None:
+    acc = {"top1": 50.0, "top5": 90.0}
+    (out / "result.json").write_text(json.dumps({
+        "status": "succeeded", "final": acc, "best": acc, "params": 1, "macs": 1,
+        "wall_seconds": 1.0, "device_hours": 0.0, "images_per_s": 1.0,
+        "world_size": world_size}))
+
+
+class RecordingLauncher(LocalLauncher):
+    """The local launcher, except that spawning records instead of starting torchrun."""
+
+    def __init__(self, ticks: dict[str, int]) -> None:
+        super().__init__(use_gpus=True, threads=1)
+        self.ticks = ticks
+        self.procs: dict[str, FakeProc] = {}
+        self.starts: list[tuple[str, list[int], list[str]]] = []  # (hash, visible, running)
+
+    def start(self, run: dict[str, Any], devices: list[int]) -> Any:
+        self._run = run
+        return super().start(run, devices)
+
+    def spawn(self, cmd: list[str], env: dict[str, str], log: Any) -> FakeProc:
+        run = self._run
+        visible = [int(d) for d in env["CUDA_VISIBLE_DEVICES"].split(",")]
+        assert cmd[cmd.index("--nproc-per-node") + 1] == str(run["nproc_per_node"])
+        running = [h for h, p in self.procs.items() if p.rc is None]
+        self.starts.append((run["hash"], visible, running))
+        self.procs[run["hash"]] = FakeProc(run, self.ticks[run["hash"]])
+        return self.procs[run["hash"]]
+
+
+def test_mixed_sizes_are_packed_onto_free_gpus_as_runs_finish(
+    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(orchestrate, "POLL_S", 0.001)
+    spec = study_dict(digits_dir, seeds=[0, 1, 2])  # 3 variants x 3 seeds: 9 runs
+    study = load_study(write_study(tmp_path / "s.yaml", spec))
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    launcher = RecordingLauncher({})
+    orch = Orchestrator(study, store, tmp_path / "runs", gpus=list(range(8)),
+                        launcher=launcher)
+    assert orch.max_parallel == 8  # with --gpus, the GPUs are the limit
+    # Plan order A..F with these sizes and durations (in polls); the last 3 are 1-GPU runs.
+    sizes = [4, 2, 4, 1, 1, 2, 8, 1, 1]
+    ticks = [30, 10, 20, 50, 50, 10, 5, 5, 5]
+    for row, n, t in zip(orch.rows, sizes, ticks, strict=True):
+        row["nproc_per_node"] = n
+        launcher.ticks[row["hash"]] = t
+    name = {r["hash"]: "ABCDEFGHI"[i] for i, r in enumerate(orch.rows)}
+    outcome = orch.run()
+    assert outcome.succeeded == 9 and outcome.failed == 0
+
+    order = [name[h] for h, _, _ in launcher.starts]
+    # A(4) B(2) start; C(4) does not fit, so D(1) and E(1) fill the last two GPUs; F(2) takes
+    # B's GPUs when B ends; C waits for A's four; G (8) waits for the whole node.
+    assert order[:5] == ["A", "B", "D", "E", "F"], order
+    visible = {name[h]: v for h, v, _ in launcher.starts}
+    assert visible["A"] == [0, 1, 2, 3] and visible["B"] == [4, 5]
+    assert visible["D"] == [6] and visible["E"] == [7] and visible["F"] == [4, 5]
+    assert visible["C"] == [0, 1, 2, 3]
+    assert visible["G"] == list(range(8))
+    for h, gpus, running in launcher.starts:
+        assert len(gpus) == orch.rows[list(name).index(h)]["nproc_per_node"]
+        busy = [g for r in running for g in visible[name[r]]]
+        assert not set(gpus) & set(busy), (name[h], gpus, [name[r] for r in running])
+        assert len(busy) + len(gpus) <= 8
+    started_c = next(running for h, _, running in launcher.starts if name[h] == "C")
+    assert "A" not in [name[r] for r in started_c]  # C waited for A's GPUs
+    started_g = next(running for h, _, running in launcher.starts if name[h] == "G")
+    assert started_g == []  # the 8-GPU run had the node to itself
+    assert set(store.run_status(name).values()) == {Status.succeeded}
+
+
+def test_a_run_larger_than_the_node_is_refused(digits_dir: Path, tmp_path: Path) -> None:
+    from ablate.errors import AblateError
+
+    spec = study_dict(digits_dir, seeds=[0], variants=[], launch={"nproc_per_node": 4})
+    study = load_study(write_study(tmp_path / "s.yaml", spec))
+    orch = Orchestrator(study, Store(f"sqlite:///{tmp_path / 'p.db'}"), tmp_path / "runs",
+                        gpus=[0, 1], launcher=RecordingLauncher({}))
+    with pytest.raises(AblateError, match="nproc_per_node=4 needs more GPUs than --gpus"):
+        orch.run()

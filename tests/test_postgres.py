@@ -1,0 +1,119 @@
+"""Many machines, one study, one PostgreSQL database: orchestrators claim runs with
+``SELECT ... FOR UPDATE SKIP LOCKED``, so every run is trained exactly once, and the schema
+is created on first use by whichever orchestrator comes first.
+
+Needs a real server: ``ABLATE_TEST_PG_URL`` (``.ci/run`` starts Debian's PostgreSQL and sets
+it). Each test works in a fresh schema of that database and drops it afterwards."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from ablate.errors import AblateError
+from ablate.store import RunRow, Status, Store
+from tests.conftest import ROOT
+from tests.test_orchestrator import study_dict, write_study
+
+PG_URL = os.environ.get("ABLATE_TEST_PG_URL")
+needs_pg = pytest.mark.skipif(
+    not PG_URL, reason="ABLATE_TEST_PG_URL is not set: no PostgreSQL server to test against "
+                       "(.ci/run starts one; see docs/clusters.md)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL whose tables land in a new, empty schema (dropped after the test)."""
+    assert PG_URL is not None
+    schema = f"ablate_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@needs_pg
+def test_concurrent_claims_take_each_run_once_in_plan_order(pg_url: str) -> None:
+    store = Store(pg_url)  # first use: creates the schema
+    assert store.postgres
+    hashes = [f"run{i:03d}" for i in range(40)]
+    with store.session() as s:
+        for h in hashes:
+            s.add(RunRow(hash=h, config={}, status=Status.queued, run_dir=h, epochs=1))
+    first = store.claim_next(hashes, "probe")
+    assert first == "run000"  # the plan's order, not the table's
+    claimed: dict[str, list[str]] = {}
+    start = threading.Barrier(4)
+
+    def worker(name: str) -> None:
+        mine = claimed.setdefault(name, [])
+        own = Store(pg_url)  # its own engine and connections, like another machine
+        start.wait()
+        while (h := own.claim_next(hashes, name)) is not None:
+            mine.append(h)
+        own.close()
+
+    threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    taken = [h for hs in claimed.values() for h in hs]
+    assert sorted(taken) == hashes[1:]  # every run once, none twice
+    assert all(hs == sorted(hs) for hs in claimed.values())  # each took them in order
+    assert set(store.run_status(hashes).values()) == {Status.running}
+    with store.session() as s:
+        assert {r.attempts for r in s.query(RunRow)} == {1}
+    store.close()
+
+
+@needs_pg
+def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path: Path,
+                                                    pg_url: str) -> None:
+    spec = study_dict(digits_dir, seeds=[0, 1, 2], variants=[])  # 3 runs, 2 orchestrators
+    spec["base"]["epochs"] = 1
+    study = write_study(tmp_path / "s.yaml", spec)
+    cmd = [sys.executable, "-m", "ablate", "run", str(study), "--db", pg_url,
+           "--runs-dir", str(tmp_path / "runs"), "--cpu-threads", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # Both start on an empty schema at the same moment, as two machines would.
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs
+    trained = [int(o.split(" trained")[0].rsplit(" ", 1)[-1]) for o in outs]
+    assert sum(trained) == 3, outs
+    store = Store(pg_url, create=False)
+    runs = store.study_runs("digits_three")
+    assert [(r["status"], r["attempts"]) for r in runs] == [("succeeded", 1)] * 3
+    for r in runs:
+        log = (Path(r["run_dir"]) / "launch.log").read_text()
+        assert log.count("$ ") == 1  # launched once
+        assert [m["epoch"] for m in store.metrics(r["hash"])] == [1]
+    with store.engine.connect() as conn:
+        assert conn.execute(text("select count(*) from result")).scalar() == 3
+    store.close()
+
+
+def test_an_unreachable_database_is_one_line() -> None:
+    with pytest.raises(AblateError, match=r"--db postgresql://u:p@127\.0\.0\.1:1/x: cannot open"):
+        Store("postgresql://u:p@127.0.0.1:1/x")
