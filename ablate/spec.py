@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ablate.errors import StudyError
-from zoo.config import RunConfig, build_config, check_data_paths, load_yaml
+from zoo.config import RunConfig, build_config, check_data_paths, load_yaml, set_path
 from zoo.errors import ZooError, did_you_mean
 from zoo.train import config_hash
 
@@ -258,38 +258,12 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> 
             )
 
 
-def _merge(base: dict[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep merge: mappings merge key by key, everything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in change.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(dict(out[key]), value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def _set_dotted(cfg: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Apply ``set`` overrides: keys may be dotted (``optim.lr``) or nested mappings."""
+    """Apply ``set`` overrides: keys may be dotted (``optim.lr``) or nested mappings, which
+    merge into what the base has."""
     out = copy.deepcopy(cfg)
     for key, value in overrides.items():
-        node = out
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if isinstance(child, str) and part == "model":
-                child = {"name": child}
-            if not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        last = parts[-1]
-        if last == "model" and isinstance(value, str) and isinstance(node.get("model"), dict):
-            node["model"] = {**node["model"], "name": value}
-        elif isinstance(value, Mapping) and isinstance(node.get(last), Mapping):
-            node[last] = _merge(dict(node[last]), value)
-        else:
-            node[last] = copy.deepcopy(value)
+        set_path(out, str(key), value, merge=True)
     return out
 
 

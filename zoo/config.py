@@ -9,6 +9,7 @@ and, for a misspelt key, the closest valid one.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -201,6 +202,40 @@ def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+def merge_trees(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep merge into a copy of ``base``: mappings merge key by key, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for key, value in change.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_trees(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any, merge: bool = False) -> None:
+    """``tree[a][b][c] = value`` for ``dotted`` = 'a.b.c', creating mappings on the way
+    (``model: NAME`` counts as ``{name: NAME}``). With ``merge``, a mapping merges into the
+    mapping already there and a string for ``model`` replaces only the model's name."""
+    node = tree
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part == "model":
+            child = {"name": child}
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    last, current = parts[-1], node.get(parts[-1])
+    if merge and last == "model" and isinstance(value, str) and isinstance(current, dict):
+        node[last] = {**current, "name": value}
+    elif merge and isinstance(value, Mapping) and isinstance(current, Mapping):
+        node[last] = merge_trees(current, value)
+    else:
+        node[last] = copy.deepcopy(value)
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict copy."""
     out = _plain(data)
@@ -212,17 +247,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             value = yaml.safe_load(raw) if raw != "" else ""
         except yaml.YAMLError:
             value = raw
-        node = out
-        parts = dotted.strip().split(".")
-        for part in parts[:-1]:
-            child = node.get(part)
-            if isinstance(child, str) and part == "model":
-                child = {"name": child}
-            if not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        node[parts[-1]] = value
+        set_path(out, dotted, value)
     return out
 
 
