@@ -1,0 +1,200 @@
+"""SLURM through submitit, tested with submitit's LocalExecutor (no SLURM here): a study runs
+end to end as one job per run, a pre-empted job is requeued and resumes from its
+checkpoint, and the database ends with the same rows as the local backend gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from submitit.helpers import DelayedSubmission
+
+from ablate.errors import AblateError, StudyError
+from ablate.slurm import SUBMITIT_DIR, SlurmLauncher, TrainJob
+from ablate.spec import Launch, parse_launch, parse_slurm_time
+from tests.conftest import ROOT
+from tests.test_orchestrator import db_rows, study_dict, write_study
+
+SLURM = {"backend": "slurm", "nodes": 2, "gpus_per_node": 8, "partition": "gpu",
+         "time": "1-12:00:00", "account": "vision", "cpus_per_task": 32, "mem_gb": 480,
+         "setup": ["module load cuda/12.4"], "additional": {"exclusive": True}}
+
+
+def test_slurm_launch_is_typed_and_validated() -> None:
+    launch = parse_launch(SLURM)
+    assert (launch.nnodes, launch.nproc_per_node, launch.world_size) == (2, 8, 16)
+    assert launch.time == 36 * 60 and launch.setup == ("module load cuda/12.4",)
+    assert [parse_slurm_time(t) for t in (90, "90", "1:30:00", "2-00:00:00", "0:30")] == [
+        90, 90, 90, 2 * 24 * 60, 1]
+    assert parse_launch({"backend": "slurm"}).nproc_per_node == 1  # a CPU job
+    bad = [
+        ({**SLURM, "partion": "gpu"}, "unknown key 'launch.partion'; did you mean "
+                                      "'launch.partition'?"),
+        ({**SLURM, "nproc_per_node": 4}, "must equal launch.gpus_per_node (8)"),
+        ({**SLURM, "nnodes": 4}, "launch.nodes (2) and launch.nnodes (4) disagree"),
+        ({**SLURM, "rdzv_endpoint": "a:1"}, "launch.rdzv_endpoint: not with backend: slurm"),
+        ({**SLURM, "time": "soon"}, "launch.time: expected minutes or a SLURM time"),
+        ({**SLURM, "gpus_per_node": "8"}, "launch.gpus_per_node: expected"),
+        ({**SLURM, "backend": "pbs"}, "launch.backend"),
+        ({**SLURM, "executor": "local"}, "launch.executor: local runs one node only"),
+        ({"account": "vision"}, "launch.account: only with backend: slurm"),
+    ]
+    for raw, message in bad:
+        with pytest.raises(StudyError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            parse_launch(raw)
+
+
+def test_each_run_becomes_one_job_with_the_study_resources() -> None:
+    launcher = SlurmLauncher(parse_launch({**SLURM, "executor": "local", "nodes": 1}))
+    run = {"hash": "0123456789abcdef", "run_dir": "/shared/runs/0123456789abcdef"}
+    params = launcher.parameters(run)
+    assert params["nodes"] == 1 and params["tasks_per_node"] == 1  # one agent per node
+    assert params["gpus_per_node"] == 8 and params["timeout_min"] == 36 * 60
+    assert params["slurm_partition"] == "gpu" and params["slurm_account"] == "vision"
+    assert params["slurm_setup"] == ["module load cuda/12.4"]
+    assert params["slurm_additional_parameters"] == {"exclusive": True}
+    assert launcher.train_job(run).threads == 4  # 32 CPUs over 8 processes
+    # Several nodes: every node's agent meets on the allocation's first node.
+    job = TrainJob(run_hash="0123456789abcdef", run_dir="/r", nnodes=2, nproc_per_node=8,
+                   rdzv_port=29411)
+    cmd = " ".join(job.command("gpu-node-17"))
+    assert cmd.endswith("--rdzv-backend c10d --rdzv-endpoint gpu-node-17:29411 --rdzv-id "
+                        "0123456789abcdef --nnodes 2 --nproc-per-node 8 -m zoo.train "
+                        "--config /r/run.yaml --out /r")
+    # Pre-empted or timed out: requeue the same callable; it resumes from RUN_DIR.
+    again = job.checkpoint()
+    assert isinstance(again, DelayedSubmission) and again.function == job
+    assert again.function is not job and not again.args and not again.kwargs
+
+
+def test_without_sbatch_a_slurm_study_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(AblateError, match=r"no sbatch here.*executor: local"):
+        SlurmLauncher(Launch(backend="slurm", time=60))
+
+
+def _task_pid(folder: Path) -> int | None:
+    """The pid of the submitit task (``python -m submitit.core._submit FOLDER``)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"submitit.core._submit" in argv and str(folder).encode() in argv:
+            return int(proc.name)
+    return None
+
+
+def _ablate(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_study_through_submitit_equals_local_even_when_preempted(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    variants = [{"name": "lr 0.05", "set": {"optim.lr": 0.05}}]
+    local = study_dict(digits_dir, seeds=[0], variants=variants)
+    slurm = {**local, "launch": {"backend": "slurm", "executor": "local", "nodes": 1,
+                                 "gpus_per_node": 0, "time": 30}}
+    db, ref_db = tmp_path / "slurm.db", tmp_path / "local.db"
+    runs = tmp_path / "runs"
+    common = ["--max-parallel", "2", "--cpu-threads", "1"]
+    procs = [
+        _ablate("run", str(write_study(tmp_path / "slurm.yaml", slurm)), "--db",
+                f"sqlite:///{db}", "--runs-dir", str(runs), *common, cwd=tmp_path),
+        _ablate("run", str(write_study(tmp_path / "local.yaml", local)), "--db",
+                f"sqlite:///{ref_db}", "--runs-dir", str(tmp_path / "ref_runs"), *common,
+                cwd=tmp_path),
+    ]
+    try:
+        # Pre-empt one job as SLURM would (USR2 to the job's task) once it has checkpointed.
+        deadline = time.monotonic() + 240
+        victim: Path | None = None
+        while victim is None and time.monotonic() < deadline:
+            for metrics in runs.glob("*/metrics.jsonl"):
+                pid = _task_pid(metrics.parent / SUBMITIT_DIR)
+                if pid and (metrics.parent / "checkpoint.pt").exists() and \
+                        len(metrics.read_text().splitlines()) < 3:
+                    os.kill(pid, signal.SIGUSR2)
+                    victim = metrics.parent
+                    break
+            time.sleep(0.1)
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert victim is not None, "no job reached its first checkpoint in time"
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(outs)
+    assert "2 trained, 0 reused, 0 failed" in outs[0] and "2 trained" in outs[1]
+
+    # Requeued by submitit, resumed by the trainer.
+    logs = "".join(p.read_text() for p in (victim / SUBMITIT_DIR).glob("*_log.*"))
+    assert "Calling checkpoint method" in logs and "Requeued job" in logs, logs[-3000:]
+    assert "resumed" in (victim / "train.log").read_text()
+    assert (victim / "launch.log").read_text().count("$ ") == 2  # started, then requeued
+
+    # The same rows as the local backend: results, every metric but the timings, statuses.
+    for q in ("select hash, status, attempts, epochs_done, top1 from run order by 1",
+              "select run_hash, top1, top5, best_top1, best_top5, params, macs, world_size, "
+              "audit from result order by 1",
+              "select run_hash, epoch, key, value from metric where key not in "
+              "('images_per_s', 'seconds', 'train_seconds') order by 1, 2, 3",
+              "select count(*) from metric"):
+        assert db_rows(db, q) == db_rows(ref_db, q), q
+    jobs = db_rows(db, "select job_id, job_state from run")
+    assert all(job_id and job_id.isdigit() for job_id, _ in jobs)
+    assert {state for _, state in jobs} == {"FINISHED"}
+    assert db_rows(ref_db, "select job_id, job_state from run") == [(None, None)] * 2
+
+    # ablate status shows the scheduler's side.
+    status = subprocess.run([sys.executable, "-m", "ablate", "status", "--db",
+                             f"sqlite:///{db}", "--json"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    runs_json: list[dict[str, Any]] = json.loads(status.stdout)["digits_three"]
+    assert {(r["job_id"], r["job_state"]) for r in runs_json} == set(jobs)
+    table = subprocess.run([sys.executable, "-m", "ablate", "status", "--db",
+                            f"sqlite:///{db}"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+                           check=True).stdout
+    assert "scheduler jobs" in table and jobs[0][0] in table and "FINISHED" in table
+
+
+def test_a_database_from_before_job_ids_is_read_as_is_and_upgraded_by_a_writer(
+    tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from ablate.store import Store
+
+    db = tmp_path / "old.db"
+    Store(f"sqlite:///{db}").close()
+    with sqlite3.connect(db) as con:  # the schema as it was before this version
+        con.execute("alter table run drop column job_id")
+        con.execute("alter table run drop column job_state")
+        con.execute("insert into study (name, path, mode, spec, created_at, updated_at) "
+                    "values ('old', 's.yaml', 'add_one', '{}', '2024-01-01', '2024-01-01')")
+        con.execute("insert into run (hash, config, status, run_dir, nproc, epochs, "
+                    "epochs_done, attempts, created_at) values ('abc', '{}', 'succeeded', "
+                    "'runs/abc', 1, 1, 1, 1, '2024-01-01')")
+        con.execute("insert into study_run (study_id, variant, variant_index, change, seed, "
+                    "run_hash) values (1, 'baseline', 0, '', 0, 'abc')")
+    columns = "select name from pragma_table_info('run') where name like 'job%'"
+    reader = Store(f"sqlite:///{db}", create=False)  # ablate status, show, report
+    (run,) = reader.study_runs("old")
+    assert (run["status"], run["job_id"], run["job_state"]) == ("succeeded", None, None)
+    assert reader.find_run("ab")["job_id"] is None
+    assert db_rows(db, columns) == []  # a reader never writes the schema
+    Store(f"sqlite:///{db}").close()  # ablate run adds the columns
+    assert db_rows(db, columns) == [("job_id",), ("job_state",)]
