@@ -120,6 +120,8 @@ class Orchestrator:
         self.launcher = launcher
         self.active: dict[str, launch.Job] = {}
         self.epochs_seen: dict[str, int] = {}
+        #: (size, mtime) of each active run's metrics.jsonl when last copied to the database.
+        self._mirrored: dict[str, tuple[int, int]] = {}
         self._stop_signal: int | None = None
         self.started_at = time.monotonic()
 
@@ -212,20 +214,23 @@ class Orchestrator:
                 self.store.set_job(h, self.owner, job.job_id, job.state())
 
     def _mirror(self) -> None:
-        """Copy each active run's new epochs into the database."""
+        """Copy each active run's new epochs into the database. Polled every POLL_S, so it
+        touches the database only when the run's metrics file changed (size, mtime)."""
         for h, job in self.active.items():
+            metrics = Path(job.run["run_dir"]) / "metrics.jsonl"
+            try:
+                st = metrics.stat()
+            except FileNotFoundError:
+                continue
+            signature = (st.st_size, st.st_mtime_ns)
+            if self._mirrored.get(h) == signature:
+                continue
+            self._mirrored[h] = signature
             self.store.ingest(h, Path(job.run["run_dir"]))
-            done = self._epochs_done(job)
+            done = metrics.read_bytes().count(b"\n")
             if done > self.epochs_seen.get(h, 0):
                 self.epochs_seen[h] = done
                 self.on_event(Event("epoch", job.run, str(done)), self)
-
-    def _epochs_done(self, job: launch.Job) -> int:
-        metrics = Path(job.run["run_dir"]) / "metrics.jsonl"
-        try:
-            return metrics.read_text().count("\n")
-        except FileNotFoundError:
-            return 0
 
     def _reap(self, outcome: Outcome) -> None:
         for h, job in list(self.active.items()):
