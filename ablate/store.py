@@ -214,9 +214,13 @@ def _add_missing_columns(conn: Connection) -> None:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # Python's sqlite3 opens a transaction only before an INSERT/UPDATE/DELETE, so a
+    # session's SELECTs would read outside it and two orchestrators could both see "no
+    # such row" and both insert it. Take over: SQLAlchemy's "begin" event emits BEGIN.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cur.execute("PRAGMA busy_timeout=30000")  # wait, don't fail, when another writes
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
@@ -248,6 +252,11 @@ class Store:
         self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # A writer takes SQLite's one write lock when its transaction starts (waiting
+            # up to busy_timeout), so read-then-write sessions are serialised whole; a
+            # reader (status, report) starts a deferred one and never blocks anybody.
+            begin = "BEGIN IMMEDIATE" if create else "BEGIN"
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         try:
             with self.engine.begin() as conn:
                 if self.postgres:

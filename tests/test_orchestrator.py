@@ -289,3 +289,37 @@ def test_lost_runs_are_marked_and_claimable(tmp_path: Path) -> None:
     assert store.claim("abc", "me")
     assert not store.claim("abc", "you")  # already taken
     assert not store.claim("def", "me")
+
+
+def test_orchestrators_starting_together_register_one_study(tmp_path: Path) -> None:
+    """Orchestrators (and a multi-node follower) started at the same moment on a new SQLite
+    file: creating the schema and each read-then-write transaction are serialised, so none
+    trips on another's tables or rows ("table study already exists", UNIQUE constraint)."""
+    import threading
+
+    db = f"sqlite:///{tmp_path / 'race.db'}"
+    runs = [{"variant": "baseline", "variant_index": 0, "change": "", "seed": s,
+             "hash": f"h{s}", "config": {}, "run_dir": f"r{s}", "nproc": 1, "epochs": 1}
+            for s in range(50)]
+    n = 6
+    barrier, errors = threading.Barrier(n), []
+
+    def register() -> None:
+        barrier.wait()
+        try:
+            store = Store(db)
+            for _ in range(3):
+                store.register_study("raced", "s.yaml", "add_one", {}, runs)
+            store.close()
+        except Exception as exc:  # the assertion below reports it
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=register) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert db_rows(tmp_path / "race.db", "select count(*) from study") == [(1,)]
+    assert db_rows(tmp_path / "race.db", "select count(*) from study_run") == [(50,)]
+    assert db_rows(tmp_path / "race.db", "select count(*) from run") == [(50,)]
