@@ -189,6 +189,15 @@ def test_defaults_are_the_plain_baseline(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_channels_last_default_follows_the_convolutions(name: str) -> None:
+    """channels_last by default on CUDA for dense convolutions only: grouped and depthwise
+    convolutions (ResNeXt, RegNet, MobileNets, GhostNet, ResNeSt) can be slower in NHWC."""
+    grouped = [m for m in meta_model(name, num_classes=NUM_CLASSES).modules()
+               if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert get_model_info(name).channels_last == (not grouped), (name, len(grouped))
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_undeclared_options_are_refused(name: str) -> None:
     info = get_model_info(name)
     for option in [o for o in KNOWN_OPTIONS if o not in info.options] + ["bogus"]:

@@ -43,6 +43,10 @@ class ModelInfo:
     #: Architecture arguments of this model alone (not tricks), with their defaults,
     #: e.g. ``{"alpha": 0.125}`` for OctConv's low-frequency ratio.
     arch_args: dict[str, Any] = field(default_factory=dict)
+    #: Train in channels_last on CUDA unless the config says otherwise: on for dense
+    #: convolutions (cuDNN's NHWC kernels are faster with tensor cores), off for grouped
+    #: and depthwise ones, whose NHWC kernels are slower on some GPUs.
+    channels_last: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -59,12 +63,15 @@ def register_model(
     options: tuple[str, ...] = (),
     min_input: int = 32,
     arch_args: dict[str, Any] | None = None,
+    channels_last: bool = True,
 ) -> Callable[[ModelFn], ModelFn]:
     """Register a model constructor ``fn(num_classes=..., **options) -> nn.Module``.
 
     ``options`` are the tricks from ``KNOWN_OPTIONS`` the model supports; ``arch_args``
     are keyword arguments that only this model takes (name -> default), such as OctConv's
     ``alpha``. ``create_model`` passes both through and rejects anything else.
+    ``channels_last`` is the model's memory-format default on CUDA: ``False`` for models
+    built on grouped or depthwise convolutions.
     """
 
     def wrap(fn: ModelFn) -> ModelFn:
@@ -88,6 +95,7 @@ def register_model(
             options=tuple(options),
             min_input=min_input,
             arch_args=dict(arch_args or {}),
+            channels_last=channels_last,
         )
         return fn
 

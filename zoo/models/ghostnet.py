@@ -28,6 +28,7 @@ OPTIONS = ("act", "drop_rate")
     params_m=5.183,
     macs_g=0.1412,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def ghostnet_100(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                  ) -> nn.Module:
@@ -42,6 +43,7 @@ def ghostnet_100(num_classes: int = 1000, *, act: str = "relu", drop_rate: float
     params_m=7.359,
     macs_g=0.2270,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def ghostnet_130(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                  ) -> nn.Module:

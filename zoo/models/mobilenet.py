@@ -38,6 +38,7 @@ OPTIONS = ("act", "drop_rate")
     params_m=4.232,
     macs_g=0.569,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def mobilenetv1(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                 ) -> nn.Module:
@@ -58,6 +59,7 @@ def mobilenetv1(num_classes: int = 1000, *, act: str = "relu", drop_rate: float 
     params_m=3.505,
     macs_g=0.301,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def mobilenetv2(num_classes: int = 1000, *, act: str = "relu6", drop_rate: float = 0.0
                 ) -> nn.Module:
@@ -79,6 +81,7 @@ def _mobilenet_v3(arch: str, num_classes: int, act: str | None, drop_rate: float
     params_m=5.483,
     macs_g=0.217,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def mobilenetv3_large(num_classes: int = 1000, *, act: str | None = None,
                       drop_rate: float = 0.0) -> nn.Module:
@@ -93,6 +96,7 @@ def mobilenetv3_large(num_classes: int = 1000, *, act: str | None = None,
     params_m=2.543,
     macs_g=0.0565,
     options=OPTIONS,
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def mobilenetv3_small(num_classes: int = 1000, *, act: str | None = None,
                       drop_rate: float = 0.0) -> nn.Module:

@@ -63,4 +63,5 @@ for _v in VARIANTS:
         params_m=_v.params_m,
         macs_g=_v.macs_g,
         options=OPTIONS,
+        channels_last=False,  # grouped convolutions (group width 40-112)
     )(partial(_regnet, _v.timm_name))

@@ -30,6 +30,7 @@ from zoo.models._registry import register_model
     params_m=27.483,
     macs_g=5.371,
     options=("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm"),
+    channels_last=False,  # depthwise/grouped convolutions
 )
 def resnest50(
     num_classes: int = 1000,

@@ -146,6 +146,7 @@ def resnet101(num_classes: int = 1000, **options: object) -> nn.Module:
     params_m=25.029,
     macs_g=4.230,
     options=OPTIONS,
+    channels_last=False,  # grouped convolutions (32 groups)
 )
 def resnext50_32x4d(num_classes: int = 1000, **options: object) -> nn.Module:
     """ResNeXt-50 with 32 groups of width 4 (torchvision)."""
