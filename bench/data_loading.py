@@ -12,7 +12,8 @@ of wall-clock samples/s and of CPU microseconds per sample (this process plus it
 loader workers). On a machine shared with other jobs the CPU figure is the steadier one.
 
 Measured:
-- ``raw``: a loop of ``dataset[i]`` without a transform: read + decode to a PIL RGB image.
+- ``raw``: a loop of ``dataset[i]`` without a transform: read + decode to a uint8
+  RGB tensor (:mod:`zoo.data.decode`, the trainer's decoder for both formats).
 - ``to_tensor``: a DataLoader whose transform is decode + ``ToImage`` + ``ToDtype``.
 - ``train``: a DataLoader with the trainer's own ``train_transform`` of the Fashion-MNIST
   config (image_size 28, preset small) and its batch size.
@@ -25,6 +26,7 @@ Then a breakdown of one sample's CPU time, step by step. Writes
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -40,8 +42,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import PIL  # noqa: E402
+import PIL.Image  # noqa: E402
 import torch  # noqa: E402
+import torchcodec  # noqa: E402
 from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
@@ -105,7 +108,7 @@ def breakdown(args: argparse.Namespace, indices: list[int],
     """Where one sample's time goes: CPU microseconds per image of each step, alone.
 
     CPU time of this process (not wall time), so other processes' load does not count."""
-    from zoo.data.lmdb_dataset import decode_rgb
+    from zoo.data.decode import decode_rgb
 
     tree = ImageFolder(str(args.tree))
     db = LmdbDataset(args.lmdb)
@@ -122,12 +125,19 @@ def breakdown(args: argparse.Namespace, indices: list[int],
         "imagefolder: rgb_loader(path) (read + decode)": lambda: [rgb_loader(p) for p in paths],
         "lmdb: txn.get + parse the record": lambda: [db.read(i) for i in indices],
         "lmdb: dataset[i] (read + decode)": lambda: [db[i] for i in indices],
-        "decode bytes to PIL RGB (decode_rgb)": lambda: [decode_rgb(b) for b in blobs],
+        "decode bytes to a uint8 RGB tensor (decode_rgb)": lambda: [decode_rgb(b) for b in blobs],
     }
     for name, tf in transforms.items():
         if tf is not None:
             steps[f"transform {name} of a decoded image"] = (
                 lambda tf=tf: [tf(img) for img in images])
+    # The decoder before zoo.data.decode: PIL's RGB image, which ToImage then converts.
+    pil_images = [_pil_rgb(b) for b in blobs]
+    steps["before: PIL decode to an RGB image"] = lambda: [_pil_rgb(b) for b in blobs]
+    for name, tf in transforms.items():
+        if tf is not None:
+            steps[f"before: transform {name} of a PIL image"] = (
+                lambda tf=tf: [tf(img) for img in pil_images])
     times: dict[str, list[float]] = {k: [] for k in steps}
     for _ in range(repeats):
         for name, fn in steps.items():
@@ -135,6 +145,11 @@ def breakdown(args: argparse.Namespace, indices: list[int],
             fn()
             times[name].append((time.process_time() - t0) / len(indices) * 1e6)
     return {k: round(statistics.median(v), 1) for k, v in times.items()}
+
+
+def _pil_rgb(data: bytes) -> PIL.Image.Image:
+    with PIL.Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
 
 
 def make(fmt: str, args: argparse.Namespace, transform: Callable[[Any], Any] | None) -> Dataset:
@@ -214,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeats": args.repeats, "batch_size": cfg.batch_size,
         "transform": {"image_size": cfg.data.image_size, "preset": cfg.data.preset},
         "env": {"python": platform.python_version(), "torch": torch.__version__,
-                "pillow": PIL.__version__, "cpus": os.cpu_count(),
+                "pillow": PIL.__version__, "torchcodec": torchcodec.__version__,
+                "cpus": os.cpu_count(),
                 "loadavg_at_start": load_start, "loadavg_at_end": os.getloadavg()},
         "seconds": round(time.perf_counter() - t_start, 1),
         "results": rows,

@@ -116,3 +116,60 @@ def test_train_and_val_with_different_classes_is_an_error(digits_dir: Path,
     cfg = DataConfig(train=str(digits_dir / "train"), val=str(val), image_size=8, preset="small")
     with pytest.raises(ConfigError, match=r"only in train \['nine'\]"):
         build_datasets(cfg, train_transform(cfg), eval_transform(cfg))
+
+
+def _encoded(img: Image.Image, fmt: str = "PNG", **save: object) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def _pil_reference(data: bytes) -> torch.Tensor:
+    """What the transforms' ToImage makes of PIL's RGB conversion: the pixels to match."""
+    import io
+
+    from torchvision.transforms import v2
+
+    with Image.open(io.BytesIO(data)) as img:
+        return v2.ToImage()(img.convert("RGB")).as_subclass(torch.Tensor)
+
+
+@pytest.mark.parametrize("mode,save,fast", [
+    ("L", {}, True), ("RGB", {}, True),  # what prepare writes, and most PNGs
+    ("L", {"transparency": 7}, False), ("P", {}, False), ("RGBA", {}, False),
+    ("LA", {}, False), ("I;16", {}, False), ("1", {}, False),
+])
+def test_decode_matches_pil_for_every_png_kind(mode: str, save: dict[str, object],
+                                               fast: bool) -> None:
+    from zoo.data.decode import _plain_png, decode_rgb
+
+    rng = np.random.default_rng(0)
+    rgba = Image.fromarray(rng.integers(0, 256, (13, 17, 4), dtype=np.uint8), "RGBA")
+    img = rgba.convert(mode) if mode != "P" else rgba.convert("RGB").quantize(16)
+    data = _encoded(img, **save)
+    assert _plain_png(data) is fast  # which decoder reads it
+    out = decode_rgb(data)
+    assert out.dtype == torch.uint8 and out.shape == (3, 13, 17)
+    assert torch.equal(out, _pil_reference(data))
+    assert torch.equal(decode_rgb(memoryview(data)), out)  # an LMDB buffer reads the same
+
+
+def test_decode_jpeg_and_errors_are_pils(tmp_path: Path) -> None:
+    from zoo.data.datasets import rgb_loader
+    from zoo.data.decode import decode_rgb
+
+    rng = np.random.default_rng(1)
+    rgb = Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8), "RGB")
+    jpeg = _encoded(rgb, "JPEG", quality=90)
+    assert torch.equal(decode_rgb(jpeg), _pil_reference(jpeg))
+    png = _encoded(rgb)
+    (tmp_path / "ok.png").write_bytes(png)
+    assert torch.equal(rgb_loader(str(tmp_path / "ok.png")), _pil_reference(png))
+    # A damaged PNG that passes the header check: decode_png fails, PIL reports it.
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
+    with pytest.raises(OSError):
+        rgb_loader(str(tmp_path / "cut.png"))
+    with pytest.raises(Image.UnidentifiedImageError):
+        decode_rgb(b"not an image at all")

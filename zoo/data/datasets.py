@@ -6,19 +6,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from zoo.config import DataConfig
+from zoo.data.decode import decode_rgb
 from zoo.errors import ConfigError
 
 
-def rgb_loader(path: str) -> Image.Image:
-    """Open an image file as RGB (grayscale data is replicated to three channels)."""
+def rgb_loader(path: str) -> torch.Tensor:
+    """An image file as a ``(3, H, W)`` uint8 RGB tensor (grayscale replicated to three
+    channels), decoded exactly as an LMDB record of the same file (:mod:`zoo.data.decode`)."""
     with open(path, "rb") as f:
-        img = Image.open(f)
-        return img.convert("RGB")
+        return decode_rgb(f.read())
 
 
 def open_split(path: str, fmt: str, transform: Callable[[Any], Any] | None) -> Dataset:

@@ -35,6 +35,7 @@ import lmdb
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
+from zoo.data.decode import decode_rgb
 from zoo.data.lmdb_dataset import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -45,7 +46,6 @@ from zoo.data.lmdb_dataset import (
     LmdbFormatError,
     check_meta,
     check_size,
-    decode_rgb,
     describe_error,
     opened,
     pack_record,
