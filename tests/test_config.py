@@ -22,6 +22,17 @@ def test_defaults_are_filled_and_shorthand_model_is_accepted(digits_dir: Path) -
     assert d["schedule"]["warmup_start_factor"] == 0.01
 
 
+def test_channels_last_defaults_to_the_model_and_compile_to_off(digits_dir: Path) -> None:
+    base = digits_config(digits_dir)
+    cfg = build_config(base)
+    assert cfg.model.channels_last is None and cfg.compile is False
+    assert cfg.to_dict()["model"]["channels_last"] is None and cfg.to_dict()["compile"] is False
+    for value in (True, False, None):
+        got = build_config(base, [f"model.channels_last={'null' if value is None else value}"])
+        assert got.model.channels_last is value
+    assert build_config(base, ["compile=true"]).compile is True
+
+
 def test_set_overrides_are_typed_and_nested(digits_dir: Path) -> None:
     cfg = build_config(digits_config(digits_dir),
                        ["optim.lr=0.25", "model.name=resnet20", "model.options.drop_rate=0.1"])
@@ -46,6 +57,10 @@ BAD_CASES = [
      ["tricks.label_smoothing.smoothing", "[0, 1)"]),
     ({"tricks": {"label_smoothing": {"eps": 0.1}}},
      ["unknown key 'tricks.label_smoothing.eps'"]),
+    ({"model": {"name": "resnet20", "channels_last": 1}},
+     ["model.channels_last", "true or false or null", "1 (int)"]),
+    ({"compile": "yes"}, ["compile", "true or false", "'yes'"]),
+    ({"compiel": True}, ["unknown key 'compiel'", "did you mean 'compile'"]),
 ]
 
 

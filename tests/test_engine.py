@@ -125,3 +125,72 @@ def test_mixed_precision_step_on_cpu(name: str) -> None:
     after = list(model.parameters())
     assert all(torch.isfinite(q).all() for q in after)
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+def test_cpu_keeps_the_default_sgd_implementation() -> None:
+    """Only CUDA parameters get the fused SGD; CPU runs keep the numerics they always had."""
+    opt = build_optimizer(nn.Linear(2, 2), RunConfig(), TrickSet({}))
+    assert opt.defaults["fused"] is None and opt.defaults["foreach"] is None
+
+
+def test_fused_sgd_steps_under_grad_scaler_without_reading_found_inf(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Why CUDA gets the fused SGD: GradScaler hands it the found-inf flag as a tensor
+    instead of ``.item()``-ing it every step (``_maybe_opt_step``, a host sync), and the
+    kernel skips the update itself. Shown on the CPU, which has the same fused kernel."""
+
+    def host_sync(*args: object, **kwargs: object) -> None:
+        raise AssertionError("GradScaler read found_inf on the host")
+
+    monkeypatch.setattr(torch.amp.GradScaler, "_maybe_opt_step", host_sync)
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          fused=True)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for poison in (False, True):
+        before = [p.detach().clone() for p in model.parameters()]
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(model(torch.randn(2, 4)).sum()).backward()
+        if poison:
+            model.weight.grad[0, 0] = math.inf
+        scaler.unscale_(opt)  # as train_one_epoch does, for the hooks
+        scaler.step(opt)
+        scaler.update()
+        moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(),
+                                                          strict=True))
+        assert moved is not poison  # a non-finite gradient skips the step
+    assert scaler.get_scale() == 512.0  # and halves the scale
+
+
+class _Recorder(TrickSet):
+    def __init__(self) -> None:
+        super().__init__({})
+        self.seen: list[nn.Module] = []
+
+    def after_backward(self, model: nn.Module) -> None:
+        self.seen.append(model)
+
+    def after_step(self, model: nn.Module) -> None:
+        self.seen.append(model)
+
+
+def test_hooks_get_the_plain_module_of_a_compiled_model() -> None:
+    from zoo.engine import train_one_epoch
+    from zoo.tricks import TrainContext
+
+    cpu = torch.device("cpu")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    compiled = torch.compile(model, backend="eager")
+    cfg = RunConfig(epochs=1)
+    tricks = _Recorder()
+    opt = build_optimizer(model, cfg, tricks)
+    data = [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))] * 2
+    precision = resolve_precision("fp32", cpu)
+    stats = train_one_epoch(
+        compiled, data, 2, opt, build_scheduler(opt, cfg, 2), precision.grad_scaler(),
+        nn.CrossEntropyLoss(), tricks,
+        TrainContext(num_classes=3, world_size=1, device=cpu, epochs=1, steps_per_epoch=2),
+        precision, epoch=1, first_step=1, log_every=1)
+    assert stats.steps == 2 and stats.images == 8
+    assert len(tricks.seen) == 4 and all(m is model for m in tricks.seen)

@@ -87,12 +87,17 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet) -> torch
          "weight_decay": cfg.optim.weight_decay}
     ]
     groups = tricks.param_groups(model, groups)
+    # On CUDA the fused kernel: one launch for all parameters, and GradScaler hands it the
+    # found-inf flag on the device instead of reading it with .item() every step (a host
+    # sync). The CPU keeps the default implementation: CPU results stay bitwise as before.
+    fused = any(p.is_cuda for g in groups for p in g["params"]) or None
     opt = torch.optim.SGD(
         groups,
         lr=cfg.optim.lr,
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
         weight_decay=cfg.optim.weight_decay,
+        fused=fused,
     )
     return tricks.wrap_optimizer(opt)
 
@@ -160,8 +165,12 @@ def train_one_epoch(
     progress: ProgressFn | None = None,
 ) -> EpochStats:
     """One pass over the training data. Host syncs (``.item()``) happen only every
-    ``log_every`` steps and at the end, where the non-finite-loss check reads its flag."""
+    ``log_every`` steps and at the end, where the non-finite-loss check reads its flag.
+
+    ``model`` may be DDP- and/or ``torch.compile``-wrapped; trick hooks get it without the
+    compile wrapper, so parameter names read as in the plain module."""
     model.train()
+    hooked = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     device = ctx.device
     non_blocking = device.type == "cuda"
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -184,11 +193,11 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         if scaler.is_enabled():
             scaler.unscale_(optimizer)  # hooks see true gradients
-        tricks.after_backward(model)
+        tricks.after_backward(hooked)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        tricks.after_step(model)
+        tricks.after_step(hooked)
 
         detached = loss.detach()
         step_t += 1
@@ -245,12 +254,11 @@ def evaluate(
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices
         hits = topk == targets[:, None]
-        sums += torch.stack([
-            loss.double(),
-            hits[:, 0].sum().double(),
-            hits.any(dim=1).sum().double(),
-            torch.tensor(float(targets.shape[0]), dtype=torch.float64, device=device),
-        ])
+        # The count is added as a Python number: a tensor made for it on the host would
+        # be a blocking host-to-device copy per batch.
+        sums[:3] += torch.stack([
+            loss.double(), hits[:, 0].sum().double(), hits.any(dim=1).sum().double()])
+        sums[3] += targets.shape[0]
     all_reduce_sum(sums)
     count = float(sums[3])
     if count == 0:

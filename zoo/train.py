@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from zoo import rundir
 from zoo.config import RunConfig, check_data_paths, load_config
@@ -51,7 +51,7 @@ from zoo.engine import (
 )
 from zoo.errors import ZooError
 from zoo.measure import count_macs, count_params
-from zoo.models import create_model
+from zoo.models import create_model, get_model_info, is_model
 from zoo.tricks import TrainContext, TrickSet
 
 log = logging.getLogger("zoo")
@@ -131,22 +131,96 @@ def epoch_generator(seed: int, rank: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(((seed * 1009 + rank) * 100_003 + epoch) % 2**63)
 
 
+def worker_base_seed(gen: torch.Generator) -> int:
+    """The draw a DataLoader makes from its generator when it starts an epoch's workers;
+    worker ``w`` is seeded with ``base + w``."""
+    return int(torch.empty((), dtype=torch.int64).random_(generator=gen).item())
+
+
+class EpochKeys(Sampler[tuple[int, int, int]]):
+    """The training sampler's indices as ``(epoch, worker base seed, index)`` keys.
+
+    With persistent workers the DataLoader seeds each worker once, when it starts; these
+    keys carry every epoch's seed to the workers instead (see :class:`EpochSeeded`).
+    """
+
+    def __init__(self, sampler: DistributedSampler) -> None:
+        self.sampler = sampler
+        self.epoch, self.base_seed = 0, 0
+
+    def set_epoch(self, epoch: int, base_seed: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.epoch, self.base_seed = epoch, base_seed
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        return ((self.epoch, self.base_seed, i) for i in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
+class EpochSeeded(Dataset):
+    """Reseeds a persistent DataLoader worker at its first sample of every epoch exactly as
+    a newly started worker is seeded (``random``, ``torch`` and ``numpy`` from
+    ``base + worker id``), so an epoch's augmentation does not depend on earlier epochs.
+
+    Within an epoch the DataLoader hands batch ``k`` to worker ``k % workers`` (its
+    in-order round robin restarts at worker 0 every epoch), so a run resumed at epoch
+    ``e``, whose workers start fresh, draws the same augmentation as one that kept its
+    workers from epoch 1. In the main process (``workers: 0``) nothing is reseeded: the
+    transforms use the process's RNG, which the checkpoint holds.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        epoch, base_seed, index = key
+        if epoch != self.epoch:
+            self.epoch = epoch
+            worker = get_worker_info()
+            if worker is not None:
+                _seed_worker(base_seed, worker.id)
+        return self.dataset[index]
+
+
+def _seed_worker(base_seed: int, worker_id: int) -> None:
+    """What ``torch.utils.data``'s worker loop does when a worker starts."""
+    from torch.utils.data._utils.worker import _generate_state
+
+    seed = base_seed + worker_id
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(_generate_state(base_seed, worker_id))
+
+
 def make_loaders(
     cfg: RunConfig, info: DistInfo, tricks: TrickSet
-) -> tuple[DataLoader, DataLoader, DistributedSampler, list[str]]:
+) -> tuple[DataLoader, DataLoader, EpochKeys, list[str]]:
     train_ds, val_ds, classes = build_datasets(
         cfg.data, train_transform(cfg.data, tricks.transforms), eval_transform(cfg.data)
     )
     # DistributedSampler also for one process: the same seeded order in both cases.
-    sampler = DistributedSampler(
+    sampler = EpochKeys(DistributedSampler(
         train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed,
         drop_last=True,
-    )
+    ))
     pin = info.device.type == "cuda"
+    # Persistent workers: started once, not every epoch; EpochSeeded reseeds them per
+    # epoch. The loader's own generator only seeds the workers' start (overridden by
+    # EpochSeeded); a private one keeps that draw off the process's RNG.
     train_loader = DataLoader(
-        train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-        pin_memory=pin, drop_last=True, generator=torch.Generator(),
+        EpochSeeded(train_ds), batch_size=cfg.batch_size, sampler=sampler,
+        num_workers=cfg.workers, pin_memory=pin, drop_last=True, generator=torch.Generator(),
+        persistent_workers=cfg.workers > 0,
     )
+    # Not persistent: each epoch's evaluation draws one number from the process's RNG when
+    # its loader starts (DataLoader does so without a generator), as every run so far has;
+    # a persistent loader would draw only once per session and so break exact resume.
     val_loader = DataLoader(
         val_ds, batch_size=cfg.batch_size * 2,
         sampler=ShardSampler(len(val_ds), info.rank, info.world_size),  # type: ignore[arg-type]
@@ -163,6 +237,21 @@ def make_loaders(
 def build_model(cfg: RunConfig, num_classes: int, tricks: TrickSet) -> nn.Module:
     options = {**cfg.model.options, **tricks.model_options()}
     return create_model(tricks.model_name(cfg.model.name), num_classes=num_classes, **options)
+
+
+def resolve_channels_last(
+    requested: bool | None, model_name: str, model: nn.Module, device: torch.device
+) -> bool:
+    """``model.channels_last``: true/false as given; ``null`` is the registry's default for
+    the model on CUDA (for a ``timm/`` name: on unless it has grouped convolutions) and
+    off on the CPU, where NCHW is the format PyTorch's kernels are tuned for."""
+    if requested is not None:
+        return requested
+    if device.type != "cuda":
+        return False
+    if is_model(model_name) and not model_name.startswith("timm/"):
+        return get_model_info(model_name).channels_last
+    return not any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
 def prepare_run_dir(out: Path, cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
@@ -222,7 +311,9 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
     # configured input size.
     params = count_params(model)
     macs = count_macs(model, cfg.data.image_size)
-    if cfg.model.channels_last:
+    channels_last = resolve_channels_last(
+        cfg.model.channels_last, tricks.model_name(cfg.model.name), model, info.device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Different augmentation streams per process, after the shared initialisation.
     seed_everything(cfg.seed + 7919 * info.rank)
@@ -235,6 +326,11 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
         train_model = DistributedDataParallel(
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None
         )
+    if cfg.compile:
+        # Compiled outside DDP, as PyTorch recommends (its DDP optimizer splits the graph
+        # at gradient buckets). Only training runs compiled; the checkpoint, evaluation
+        # and the tricks' hooks use the plain module, whose weights it shares.
+        train_model = torch.compile(train_model)  # type: ignore[assignment]
 
     start_epoch, state = 1, _initial_state()
     ckpt_path = out / rundir.CHECKPOINT
@@ -261,12 +357,14 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
             "classes": classes,
             "steps_per_epoch": steps_per_epoch,
             "tricks": tricks.describe(),
+            "channels_last": channels_last,  # model.channels_last as resolved here
         })
         log.info(
             "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "
-            "world size %d, %d steps/epoch",
+            "world size %d, %d steps/epoch, %s%s",
             out, cfg.model.name, params / 1e6, macs / 1e9, cfg.data.image_size, len(classes),
             precision.name, info.world_size, steps_per_epoch,
+            "channels_last" if channels_last else "NCHW", ", compiled" if cfg.compile else "",
         )
 
     status, error, exit_code = "succeeded", None, 0
@@ -274,21 +372,22 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
             gen = epoch_generator(cfg.seed, info.rank, epoch)
-            train_loader.generator = gen  # seeds this epoch's workers
+            # This epoch's worker seed first, then the batch tricks' stream, from one
+            # generator: the order the DataLoader drew them in when it was handed ``gen``.
+            sampler.set_epoch(epoch, worker_base_seed(gen))
             ctx.generator = gen
             with _progress(info, epoch, cfg.epochs, steps_per_epoch) as progress:
                 stats = train_one_epoch(
                     train_model, train_loader, steps_per_epoch, optimizer, scheduler, scaler,
                     criterion, tricks, ctx, precision, epoch,
                     first_step=(epoch - 1) * steps_per_epoch + 1,
-                    log_every=cfg.log_every, channels_last=cfg.model.channels_last,
+                    log_every=cfg.log_every, channels_last=channels_last,
                     progress=progress,
                 )
             broadcast_buffers(model)  # every shard is scored with rank 0's BN statistics
             metrics = evaluate(tricks.eval_model(model), val_loader, info.device, precision,
-                               cfg.model.channels_last)
+                               channels_last)
             seconds = time.perf_counter() - t0
             row = {
                 "epoch": epoch,
