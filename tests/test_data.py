@@ -173,3 +173,23 @@ def test_decode_jpeg_and_errors_are_pils(tmp_path: Path) -> None:
         rgb_loader(str(tmp_path / "cut.png"))
     with pytest.raises(Image.UnidentifiedImageError):
         decode_rgb(b"not an image at all")
+
+
+@pytest.mark.parametrize("preset,size", [("small", 8), ("small", 16), ("imagenet", 12)])
+def test_transforms_give_the_same_tensors_from_decoded_bytes_as_from_pil(
+        digits_dir: Path, preset: str, size: int) -> None:
+    """The trainer's transforms start with ToImage, so decoding to a tensor changes no
+    input of any run: the same random crops and flips of the same pixels, bit for bit."""
+    from zoo.data.decode import decode_rgb
+
+    cfg = DataConfig(image_size=size, preset=preset)  # type: ignore[arg-type]
+    paths = sorted((digits_dir / "train").rglob("*.png"))[::37]
+    for make in (train_transform, eval_transform):
+        tf = make(cfg)
+        for i, path in enumerate(paths):
+            data = path.read_bytes()
+            torch.manual_seed(i)
+            with Image.open(path) as img:
+                want = tf(img.convert("RGB"))
+            torch.manual_seed(i)
+            assert torch.equal(tf(decode_rgb(data)), want), (make.__name__, path)
