@@ -1,24 +1,49 @@
-"""Training-loop overhead: zoo's ``train_one_epoch`` against a bare PyTorch loop.
+"""Training-loop overhead: zoo's ``train_one_epoch`` against a bare loop and PyTorch Lightning.
 
-Both train the same model on the same in-memory batches (no data loading), with the same
-batch size, precision and SGD settings, side by side in one process: repeats are
-interleaved (bare, zoo, bare, zoo, ...) and the medians compared, so a noisy shared
-machine affects both alike. The ratio zoo / bare is the figure; 1.00 means the loop
-(hooks, scheduler, scaler, device-side non-finite check) costs nothing.
+All three train the same model on the same in-memory batches (no data loading), with the
+same batch size, precision (fp32) and SGD settings (Nesterov momentum 0.9, weight decay
+5e-4), side by side in one process. Repeats are interleaved, and the order rotates each
+repeat (bare, zoo, lightning; zoo, lightning, bare; ...), so a noisy shared machine slows
+every side alike; medians are compared.
 
+- bare: forward, cross-entropy, backward, ``SGD.step``; nothing else. The ceiling.
+- zoo: :func:`zoo.engine.train_one_epoch` as ``zoo.train`` calls it, with its scheduler
+  (stepped every iteration), GradScaler (disabled in fp32), trick hooks and device-side
+  non-finite-loss check.
+- lightning: ``lightning.Trainer.fit`` on a ``LightningModule`` whose ``training_step``
+  returns the loss (automatic optimisation, its default loop), with checkpointing, the
+  logger, the progress bar and the model summary switched off. Its time is taken from
+  ``on_train_epoch_start`` to ``on_train_epoch_end`` (the steady-state loop, like zoo's);
+  the whole ``fit`` call, setup included, is recorded too.
+
+The figures are the ratios zoo / bare (goal >= 0.95) and zoo / lightning (goal >= 1.1).
+Lightning is optional: without it the bench says how to install it and compares zoo
+with the bare loop only.
+
+    .venv/bin/pip install -e '.[bench]'                     # lightning, once
     .venv/bin/python bench/trainer.py                       # resnet20 at 32 px, batch 128
-    .venv/bin/python bench/trainer.py --model resnet18 --size 64 --steps 3
+    .venv/bin/python bench/trainer.py --model resnet18 --size 64 --steps 3 --repeats 3
+    .venv/bin/python bench/trainer.py --profile --steps 3    # where the time goes
 
-Writes bench/results/trainer.json.
+Writes bench/results/trainer.json (one entry per model@size, every repeat kept);
+``--profile`` writes bench/results/profile_MODEL@SIZE.txt instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import platform
 import statistics
+import sys
 import time
+import warnings
+from collections.abc import Callable, Iterator
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +54,9 @@ from zoo.models import create_model
 from zoo.tricks import TrainContext, TrickSet
 
 OUT = Path(__file__).parent / "results" / "trainer.json"
-
+INSTALL_HINT = "lightning is not installed; for the Lightning column run: " \
+    ".venv/bin/pip install -e '.[bench]'"
+LR, MOMENTUM, WEIGHT_DECAY = 0.01, 0.9, 5e-4
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -40,10 +67,14 @@ def batches(n: int, batch: int, size: int, seed: int = 0) -> list[Batch]:
              torch.randint(0, 10, (batch,), generator=g)) for _ in range(n)]
 
 
-def bare(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> float:
+def sgd(params: Any) -> torch.optim.SGD:
+    return torch.optim.SGD(params, lr=LR, momentum=MOMENTUM, nesterov=True,
+                           weight_decay=WEIGHT_DECAY)
+
+
+def bare(model: nn.Module, data: list[Batch]) -> float:
     """The ceiling: forward, backward, SGD step; nothing else."""
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4)
+    opt = sgd(model.parameters())
     model.train()
     t0 = time.perf_counter()
     for x, y in data:
@@ -53,9 +84,10 @@ def bare(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], lr: fl
     return time.perf_counter() - t0
 
 
-def zoo_loop(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
-             log_every: int) -> float:
-    cfg = RunConfig(epochs=1, optim=OptimConfig(lr=lr, weight_decay=5e-4),
+def zoo_loop(model: nn.Module, data: list[Batch], log_every: int = 20) -> float:
+    """zoo's loop, built the way ``zoo.train`` builds it (no tricks, cosine schedule)."""
+    cfg = RunConfig(epochs=1, optim=OptimConfig(lr=LR, momentum=MOMENTUM,
+                                                weight_decay=WEIGHT_DECAY),
                     schedule=ScheduleConfig(warmup_epochs=0.0))
     tricks = TrickSet({})
     opt = build_optimizer(model, cfg, tricks)
@@ -70,41 +102,224 @@ def zoo_loop(model: nn.Module, data: list[tuple[torch.Tensor, torch.Tensor]], lr
     return time.perf_counter() - t0
 
 
-def main() -> None:
+@cache
+def _lightning() -> tuple[type, type]:
+    """The LightningModule and timing callback classes (lightning imported on first use)."""
+    import lightning as L
+
+    class Classifier(L.LightningModule):
+        def __init__(self, net: nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+            x, y = batch
+            return nn.functional.cross_entropy(self.net(x), y)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return sgd(self.parameters())
+
+    class EpochTimer(L.Callback):
+        start = end = 0.0
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.end = time.perf_counter()
+
+    return Classifier, EpochTimer
+
+
+class InMemory:
+    """The batches as one iterable: Lightning takes a bare list for a list of loaders."""
+
+    def __init__(self, data: list[Batch]) -> None:
+        self.data = data
+
+    def __iter__(self) -> Iterator[Batch]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def lightning_loop(model: nn.Module, data: list[Batch], fit_times: list[float]) -> float:
+    """One ``Trainer.fit`` epoch over ``data``; returns the epoch's seconds and appends
+    the whole ``fit`` call's seconds (setup and teardown included) to ``fit_times``."""
+    import lightning as L
+
+    classifier, epoch_timer = _lightning()
+    timer = epoch_timer()
+    threads = torch.get_num_threads()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=1, precision="32-true",
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
+    )
+    t0 = time.perf_counter()
+    trainer.fit(classifier(model), train_dataloaders=InMemory(data))
+    fit_times.append(time.perf_counter() - t0)
+    torch.set_num_threads(threads)  # in case Lightning changed it
+    return timer.end - timer.start
+
+
+def profile_steps(model: nn.Module, data: list[Batch], out: Path, rounds: int = 3
+                  ) -> dict[str, Any]:
+    """torch.profiler (CPU) over the same steps of the bare loop and of zoo's loop.
+
+    Writes both operator tables (sorted by self CPU time) and a table of the per-operator
+    difference zoo - bare to ``out``; returns the wall seconds per step of each."""
+    from torch.profiler import ProfilerActivity, profile
+
+    loops: dict[str, Callable[[], float]] = {
+        "bare": lambda: bare(model, data), "zoo": lambda: zoo_loop(model, data)}
+    for loop in loops.values():
+        loop()  # warm-up outside the profile
+    # Alternate the two under the profiler and keep each one's fastest round: a shared
+    # machine's interruptions inflate whole rounds, not one loop's operators.
+    best: dict[str, tuple[float, Any]] = {}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                seconds = loop()
+            if name not in best or seconds < best[name][0]:
+                best[name] = (seconds, prof.key_averages())
+    tables, stats, per_step = [], {}, {}
+    for name, (seconds, averages) in best.items():
+        per_step[name] = seconds / len(data)
+        stats[name] = {e.key: (e.count, e.self_cpu_time_total) for e in averages}
+        tables.append(f"== {name}: {len(data)} steps, {per_step[name] * 1e3:.1f} ms/step "
+                      f"(under the profiler, fastest of {rounds} alternating rounds, "
+                      f"{torch.get_num_threads()} threads)\n"
+                      + averages.table(sort_by="self_cpu_time_total", row_limit=20))
+    keys = set(stats["bare"]) | set(stats["zoo"])
+    diff = sorted(
+        ((k, *stats["bare"].get(k, (0, 0.0)), *stats["zoo"].get(k, (0, 0.0))) for k in keys),
+        key=lambda r: abs(r[4] - r[2]), reverse=True)
+    lines = [f"{'operator':<50} {'bare n':>7} {'bare us':>10} {'zoo n':>7} {'zoo us':>10} "
+             f"{'zoo-bare us':>12}"]
+    lines += [f"{k[:50]:<50} {bn:>7} {bt:>10.0f} {zn:>7} {zt:>10.0f} {zt - bt:>12.0f}"
+              for k, bn, bt, zn, zt in diff[:25]]
+    only_zoo = [k for k in keys if k not in stats["bare"]]
+    text = "\n\n".join([
+        *tables,
+        "== self CPU time per operator, zoo - bare (largest differences first)\n"
+        + "\n".join(lines),
+        "== operators only in zoo's loop: " + ", ".join(sorted(only_zoo)),
+    ])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    return {"ms_per_step": {k: v * 1e3 for k, v in per_step.items()},
+            "zoo_only_self_cpu_us": sum(stats["zoo"][k][1] for k in only_zoo),
+            "table": str(out)}
+
+
+def have_lightning() -> bool:
+    try:
+        import lightning  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def env_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+        "loadavg": list(os.getloadavg()),
+    }
+    if have_lightning():
+        import lightning
+
+        info["lightning"] = lightning.__version__
+    return info
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="resnet20")
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--log-every", type=int, default=20)
-    args = p.parse_args()
+    p.add_argument("--no-lightning", action="store_true", help="compare with bare only")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--profile", action="store_true",
+                   help="only profile zoo's and the bare loop's steps (torch.profiler, CPU); "
+                   "writes bench/results/profile_MODEL@SIZE.txt")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.profile:
+        model = create_model(args.model, num_classes=10)
+        data = batches(args.steps, args.batch, args.size)
+        out = OUT.parent / f"profile_{args.model}@{args.size}.txt"
+        summary = profile_steps(model, data, out, args.repeats)
+        print(json.dumps(summary, indent=2))
+        return summary
+    with_lightning = not args.no_lightning and have_lightning()
+    if not with_lightning and not args.no_lightning:
+        print(INSTALL_HINT, file=sys.stderr)
+    if with_lightning:  # lightning is imported now; its import sets the levels changed here
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.ERROR)  # "GPU available: False ..."
+        warnings.filterwarnings("ignore", module="lightning")
+
     model = create_model(args.model, num_classes=10)
     data = batches(args.steps, args.batch, args.size)
-    bare(model, data[:2], 0.01)  # warm-up: allocator, kernels
-    times: dict[str, list[float]] = {"bare": [], "zoo": []}
-    for _ in range(args.repeats):
-        times["bare"].append(bare(model, data, 0.01))
-        times["zoo"].append(zoo_loop(model, data, 0.01, args.log_every))
+    fit_times: list[float] = []
+    runners: dict[str, Callable[[], float]] = {
+        "bare": lambda: bare(model, data),
+        "zoo": lambda: zoo_loop(model, data, args.log_every),
+    }
+    if with_lightning:
+        runners["lightning"] = lambda: lightning_loop(model, data, fit_times)
+    # Warm-up: allocator, kernels, Lightning's first-import costs.
+    for run in runners.values():
+        run()
+    fit_times.clear()
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    names = list(runners)
+    load_start = list(os.getloadavg())
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            times[name].append(runners[name]())
     images = args.steps * args.batch
     med = {k: statistics.median(v) for k, v in times.items()}
-    result = {
+    result: dict[str, Any] = {
+        "command": " ".join([".venv/bin/python bench/trainer.py", *(argv or sys.argv[1:])]),
         "model": args.model, "size": args.size, "batch": args.batch, "steps": args.steps,
-        "repeats": args.repeats, "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "precision": "fp32", "env": env_info(),
+        "loadavg_at_start": load_start,
         "images_per_s": {k: images / v for k, v in med.items()},
         "zoo_over_bare": med["bare"] / med["zoo"],
         "seconds": times,
     }
-    print("| model | px | batch | threads | bare img/s | zoo img/s | zoo / bare |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| {args.model} | {args.size} | {args.batch} | {result['threads']} | "
-          f"{result['images_per_s']['bare']:.0f} | {result['images_per_s']['zoo']:.0f} | "
-          f"{result['zoo_over_bare']:.3f} |")
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    existing = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if with_lightning:
+        result["zoo_over_lightning"] = med["lightning"] / med["zoo"]
+        result["lightning_fit_seconds"] = fit_times
+        result["images_per_s"]["lightning_fit"] = images / statistics.median(fit_times)
+    else:
+        result["lightning"] = INSTALL_HINT if not args.no_lightning else "skipped"
+
+    ips = result["images_per_s"]
+    header = "| model | px | batch | threads | bare img/s | zoo img/s | zoo / bare |"
+    row = (f"| {args.model} | {args.size} | {args.batch} | {args.threads} | "
+           f"{ips['bare']:.0f} | {ips['zoo']:.0f} | {result['zoo_over_bare']:.3f} |")
+    if with_lightning:
+        header += " Lightning img/s | zoo / Lightning |"
+        row += f" {ips['lightning']:.0f} | {result['zoo_over_lightning']:.3f} |"
+    print(header)
+    print("|" + "---|" * 4 + "---:|" * (header.count("|") - 5))
+    print(row)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    existing = json.loads(args.out.read_text()) if args.out.exists() else {}
     existing[f"{args.model}@{args.size}"] = result
-    OUT.write_text(json.dumps(existing, indent=2) + "\n")
+    args.out.write_text(json.dumps(existing, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":
