@@ -194,3 +194,67 @@ def test_hooks_get_the_plain_module_of_a_compiled_model() -> None:
         precision, epoch=1, first_step=1, log_every=1)
     assert stats.steps == 2 and stats.images == 8
     assert len(tricks.seen) == 4 and all(m is model for m in tricks.seen)
+
+
+class _LossLog(nn.Module):
+    """Cross-entropy that records each step's loss, and can turn one step's into NaN."""
+
+    def __init__(self, nan_at: int | None = None) -> None:
+        super().__init__()
+        self.values: list[float] = []
+        self.nan_at = nan_at
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        loss = nn.functional.cross_entropy(logits, targets)
+        if len(self.values) + 1 == self.nan_at:
+            loss = loss * math.nan
+        self.values.append(loss.item())
+        return loss
+
+
+def _epoch(criterion: nn.Module, sizes: list[int], log_every: int,
+           progress: list[tuple[int, float]]) -> object:
+    from zoo.engine import train_one_epoch
+    from zoo.tricks import TrainContext
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    cfg = RunConfig(epochs=1)
+    opt = build_optimizer(model, cfg, TrickSet({}))
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(n, 3, 2, 2, generator=g), torch.randint(0, 3, (n,), generator=g))
+            for n in sizes]
+    precision = resolve_precision("fp32", cpu)
+    return train_one_epoch(
+        model, data, len(data), opt, build_scheduler(opt, cfg, len(data)),
+        precision.grad_scaler(), criterion, TrickSet({}),
+        TrainContext(num_classes=3, world_size=1, device=cpu, epochs=1,
+                     steps_per_epoch=len(data)),
+        precision, epoch=2, first_step=101, log_every=log_every,
+        progress=lambda i, n, v: progress.append((i, v["loss"])))
+
+
+def test_epoch_loss_is_the_image_weighted_mean_of_step_losses() -> None:
+    sizes = [4, 4, 3, 4, 2, 4, 4]
+    criterion, progress = _LossLog(), []
+    stats = _epoch(criterion, sizes, log_every=3, progress=progress)
+    expected = 0.0
+    for value, n in zip(criterion.values, sizes, strict=True):
+        expected += value * n  # float64, in step order
+    assert stats.loss == expected / sum(sizes)  # exactly
+    assert stats.images == sum(sizes) and stats.steps == 7
+    assert [i for i, _ in progress] == [3, 6, 7]  # log points: every 3 steps and the last
+    head = sum(v * n for v, n in zip(criterion.values[:3], sizes[:3], strict=True))
+    assert progress[0][1] == pytest.approx(head / sum(sizes[:3]), rel=1e-12)
+
+
+def test_non_finite_loss_names_its_step_at_the_next_log_point() -> None:
+    from zoo.engine import NonFiniteLossError
+
+    criterion, progress = _LossLog(nan_at=5), []
+    with pytest.raises(NonFiniteLossError) as err:
+        _epoch(criterion, [4] * 7, log_every=3, progress=progress)
+    assert (err.value.epoch, err.value.step) == (2, 105)  # first_step 101 + 4
+    assert [i for i, _ in progress] == [3]  # found at step 6's log point, not before
+    assert len(criterion.values) == 6

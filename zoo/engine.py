@@ -164,8 +164,12 @@ def train_one_epoch(
     channels_last: bool = False,
     progress: ProgressFn | None = None,
 ) -> EpochStats:
-    """One pass over the training data. Host syncs (``.item()``) happen only every
-    ``log_every`` steps and at the end, where the non-finite-loss check reads its flag.
+    """One pass over the training data.
+
+    Each step's loss stays on the device, copied into a small window (one device op per
+    step); the window is read, checked for non-finite values and summed on the host only
+    every ``log_every`` steps and at the end: those are the only host syncs. The sums are
+    the float64 sums, in step order, that a running device-side sum would give.
 
     ``model`` may be DDP- and/or ``torch.compile``-wrapped; trick hooks get it without the
     compile wrapper, so parameter names read as in the plain module."""
@@ -173,11 +177,23 @@ def train_one_epoch(
     hooked = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     device = ctx.device
     non_blocking = device.type == "cuda"
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    seen = torch.zeros((), dtype=torch.float64, device=device)
-    # The first step whose loss was not finite, or -1; kept on the device, read at log points.
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)
-    step_t = torch.zeros((), dtype=torch.long, device=device)
+    window: torch.Tensor | None = None  # this window's losses, on the device
+    sizes: list[int] = []  # this window's batch sizes
+    loss_sum, seen = 0.0, 0
+
+    def flush(last_step: int) -> None:
+        """Read the window (a host sync): fail on a non-finite loss, else add it up."""
+        nonlocal loss_sum, seen
+        if window is None or not sizes:
+            return
+        values = window[: len(sizes)].tolist()
+        for j, (value, n) in enumerate(zip(values, sizes, strict=True)):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(epoch, first_step + last_step - len(sizes) + j)
+            loss_sum += value * n
+            seen += n
+        sizes.clear()
+
     start = time.perf_counter()
     i = 0
     for i, (images, targets) in enumerate(loader, start=1):
@@ -199,22 +215,16 @@ def train_one_epoch(
         scheduler.step()
         tricks.after_step(hooked)
 
-        detached = loss.detach()
-        step_t += 1
-        bad_step = torch.where(
-            (bad_step < 0) & ~torch.isfinite(detached), step_t + (first_step - 1), bad_step
-        )
-        n = images.shape[0]
-        loss_sum += detached.double() * n
-        seen += n
+        if window is None:
+            window = torch.empty(log_every, dtype=loss.dtype, device=device)
+        window[len(sizes)] = loss.detach()
+        sizes.append(images.shape[0])
         if i % log_every == 0 or i == steps:
-            if int(bad_step.item()) >= 0:  # host sync, at log points only
-                raise NonFiniteLossError(epoch, int(bad_step.item()))
+            flush(i)  # host sync, at log points only
             if progress is not None:
-                progress(i, steps, {"loss": float(loss_sum / seen), "lr": current_lr(optimizer)})
-    if int(bad_step.item()) >= 0:
-        raise NonFiniteLossError(epoch, int(bad_step.item()))
-    totals = all_reduce_sum(torch.stack([loss_sum, seen]))
+                progress(i, steps, {"loss": loss_sum / max(seen, 1), "lr": current_lr(optimizer)})
+    flush(i)
+    totals = all_reduce_sum(torch.tensor([loss_sum, seen], dtype=torch.float64, device=device))
     seconds = time.perf_counter() - start
     return EpochStats(
         loss=float(totals[0] / totals[1]) if totals[1] > 0 else math.nan,

@@ -296,6 +296,10 @@ def run(cfg: RunConfig, out: Path, stop_after: int | None = None) -> int:
 def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) -> int:
     setup_logging(out, info)
     wall_start = time.perf_counter()
+    if info.device.type == "cuda":
+        # Input shapes are fixed, so cuDNN's autotuner picks each convolution's fastest
+        # algorithm once. GPU runs are not bitwise reproducible anyway (atomic adds).
+        torch.backends.cudnn.benchmark = True
     precision = resolve_precision(cfg.precision, info.device)
     tricks = TrickSet(cfg.tricks)
     seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
