@@ -7,20 +7,24 @@ Registered by the main CLI with ``app.command("models")(models)``. The measuring
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ablate.console import fail
 from zoo.errors import UnknownNameError
-from zoo.models import ModelSummary, get_model_info, list_models, summarize_model
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from zoo.models import ModelSummary
 
 
 def _names(pattern: str | None) -> list[str]:
     """Model names matching the glob ``pattern``; a plain unknown name raises with the
     closest names."""
+    from zoo.models import get_model_info, list_models  # torch: only when listing models
+
     names = list_models(pattern)
     if not names and pattern is not None:
         if not any(c in pattern for c in "*?["):
@@ -34,6 +38,8 @@ def _ref(value: float | None, digits: int) -> str:
 
 
 def _table(rows: list[ModelSummary]) -> Table:
+    from rich.table import Table
+
     table = Table(title="Model zoo (params and MACs measured at 224 px, 1000 classes)")
     table.add_column("model", style="bold", no_wrap=True)
     table.add_column("params (M)", justify="right", no_wrap=True)
@@ -67,6 +73,10 @@ def models(
 ) -> None:
     """List the models: parameters and MACs measured now (224 px, 1000 classes), the
     reference numbers, the paper and the options each supports."""
+    from rich.console import Console
+
+    from zoo.models import summarize_model
+
     try:
         rows = [summarize_model(name) for name in _names(pattern)]
     except UnknownNameError as err:

@@ -139,8 +139,7 @@ def status(
     try:
         store = Store(db, create=False)
         store.mark_lost(timedelta(seconds=lost_after))
-        names = [study] if study else store.study_names()
-        data = {n: store.study_runs(n) for n in names}
+        data = store.studies_runs([study] if study else None)
     except ZooError as exc:
         fail(str(exc))
     if json_out:
@@ -163,14 +162,13 @@ def status(
 
 def _jobs_table(study: str, runs: list[dict[str, Any]]) -> Any:
     """The scheduler's side of a study's runs: job id and submitit's last known state."""
-    from rich.table import Table
+    from ablate.view import FastTable
 
-    table = Table(title=f"{study}: scheduler jobs", title_justify="left")
+    table = FastTable(title=f"{study}: scheduler jobs", title_justify="left")
     for col in ("variant", "seed", "run", "status", "job", "job state"):
         table.add_column(col, no_wrap=True)
-    for r in runs:
-        table.add_row(r["variant"], str(r["seed"]), r["hash"][:8], r["status"],
-                      str(r["job_id"]), r.get("job_state") or "—")
+    table.add_rows([r["variant"], str(r["seed"]), r["hash"][:8], r["status"],
+                    str(r["job_id"]), r.get("job_state") or "—"] for r in runs)
     return table
 
 

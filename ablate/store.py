@@ -331,21 +331,43 @@ class Store:
 
     def study_runs(self, name: str) -> list[dict[str, Any]]:
         """One plain dict per (variant, seed) with its run's state; ORM objects stay here."""
-        with self.session() as s:
-            study = s.scalar(select(StudyRow).where(StudyRow.name == name))
-            if study is None:
-                known = self.study_names_in(s)
-                from zoo.errors import did_you_mean
+        return self.studies_runs([name])[name]
 
-                raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
-                                  + ("" if known else " (the database has no studies yet)"))
-            rows = s.execute(self._with_jobs(
-                select(StudyRunRow, RunRow)
-                .join(RunRow, RunRow.hash == StudyRunRow.run_hash)
-                .where(StudyRunRow.study_id == study.id)
-                .order_by(StudyRunRow.variant_index, StudyRunRow.seed)
-            )).all()
-            return [_run_dict(sr, run) for sr, run in rows]
+    def studies_runs(self, names: Sequence[str] | None = None
+                     ) -> dict[str, list[dict[str, Any]]]:
+        """:meth:`study_runs` of each named study (default: every study, by name), in one
+        query: columns, not ORM objects, and not the configs (JSON a status never shows),
+        so 10,000 runs load in a few dozen milliseconds."""
+        with self.session() as s:
+            ids = {name: i for name, i in
+                   s.execute(select(StudyRow.name, StudyRow.id).order_by(StudyRow.name))}
+            wanted = list(dict.fromkeys(names)) if names is not None else list(ids)
+            for name in wanted:
+                if name not in ids:
+                    known = self.study_names_in(s)
+                    from zoo.errors import did_you_mean
+
+                    raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
+                                      + ("" if known else " (the database has no studies yet)"))
+            link, run = StudyRunRow.__table__.c, RunRow.__table__.c
+            jobs = [run.job_id, run.job_state] if self.has_jobs else []
+            query = (select(link.study_id, link.variant, link.variant_index, link.change,
+                            link.seed, *(run[c.key] for c in _RUN_COLUMNS), *jobs)
+                     .join_from(StudyRunRow.__table__, RunRow.__table__,
+                                run.hash == link.run_hash)
+                     .order_by(link.study_id, link.variant_index, link.seed))
+            if names is not None:
+                query = query.where(link.study_id.in_([ids[n] for n in wanted]))
+            result = s.execute(query)
+            keys = list(result.keys())[1:]
+            by_id: dict[int, list[dict[str, Any]]] = {ids[n]: [] for n in wanted}
+            for study_id, *row in result:
+                r = dict(zip(keys, row, strict=True))
+                r["status"] = str(r["status"])
+                if not jobs:  # a database from before them
+                    r["job_id"] = r["job_state"] = None
+                by_id[study_id].append(r)
+            return {n: by_id[ids[n]] for n in wanted}
 
     @staticmethod
     def study_names_in(s: Session) -> list[str]:
@@ -543,21 +565,18 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+#: A run's fields for a person or a program, in this order (then job_id and job_state,
+#: deferred: absent from an older database).
+_RUN_COLUMNS = (RunRow.hash, RunRow.status, RunRow.run_dir, RunRow.epochs, RunRow.epochs_done,
+                RunRow.top1, RunRow.images_per_s, RunRow.host, RunRow.owner, RunRow.attempts,
+                RunRow.error, RunRow.log_tail, RunRow.code_commit, RunRow.code_dirty,
+                RunRow.started_at, RunRow.finished_at, RunRow.heartbeat_at, RunRow.nproc)
+
+
 def _run_fields(run: RunRow) -> dict[str, Any]:
-    return {
-        "hash": run.hash, "status": str(run.status), "run_dir": run.run_dir,
-        "epochs": run.epochs, "epochs_done": run.epochs_done, "top1": run.top1,
-        "images_per_s": run.images_per_s, "host": run.host, "owner": run.owner,
-        "attempts": run.attempts, "error": run.error, "log_tail": run.log_tail,
-        "code_commit": run.code_commit, "code_dirty": run.code_dirty,
-        "started_at": run.started_at, "finished_at": run.finished_at,
-        "heartbeat_at": run.heartbeat_at, "nproc": run.nproc,
-        # Read without loading: absent (None) where the query did not undefer them.
-        "job_id": inspect(run).dict.get("job_id"),
-        "job_state": inspect(run).dict.get("job_state"),
-    }
-
-
-def _run_dict(sr: StudyRunRow, run: RunRow) -> dict[str, Any]:
-    return {"variant": sr.variant, "variant_index": sr.variant_index, "change": sr.change,
-            "seed": sr.seed, **_run_fields(run)}
+    out = {c.key: getattr(run, c.key) for c in _RUN_COLUMNS}
+    out["status"] = str(run.status)
+    # Read without loading: absent (None) where the query did not undefer them.
+    out["job_id"] = inspect(run).dict.get("job_id")
+    out["job_state"] = inspect(run).dict.get("job_state")
+    return out
