@@ -51,7 +51,7 @@ def _row(r: PlannedRun, study: Study, runs_dir: Path) -> dict[str, Any]:
         "run_dir": str((runs_dir / r.hash).resolve()),
         "nproc": study.launch.world_size,
         "nproc_per_node": study.launch.nproc_per_node, "nnodes": study.launch.nnodes,
-        "epochs": r.config.epochs,
+        "epochs": r.config.epochs, "model": r.model,
     }
 
 

@@ -22,13 +22,14 @@ import math
 import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import pandas as pd
 
 from ablate.errors import AblateError
+from ablate.spec import effective_model
 from ablate.store import MetricRow, ResultRow, RunRow, Store, StudyRow, StudyRunRow
 
 Format = Literal["markdown", "csv", "latex", "html", "json"]
@@ -75,7 +76,9 @@ class RunRecord:
     seed: int
     hash: str
     status: str
-    config: dict[str, Any]
+    #: The resolved config as stored: JSON text, decoded on first use of :attr:`config`
+    #: (a report reads one config per variant; 10,000 decoded take a fifth of a second).
+    stored_config: str | dict[str, Any] = field(repr=False)
     nproc: int
     code_commit: str | None
     code_dirty: bool | None
@@ -86,11 +89,19 @@ class RunRecord:
     world_size: int | None
     device_hours: float | None
     env: dict[str, Any]
+    #: The model it really trains, as recorded at registration (None: work it out from
+    #: the config, see :func:`ablate.spec.effective_model`).
+    model: str | None = None
 
     @property
     def succeeded(self) -> bool:
         """Only succeeded runs with a final result count in a report."""
         return self.status == "succeeded" and self.top1 is not None
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's resolved config."""
+        return dict(_json(self.stored_config) or {})
 
 
 @dataclass(frozen=True)
@@ -107,14 +118,18 @@ def load_studies(store: Store, names: Sequence[str] | None = None) -> list[Study
     """The named studies (default: all, by name) as plain records.
 
     An empty database or an unknown name is an :class:`AblateError` (one line, with the
-    closest known names).
+    closest known names). One query for the runs of all of them, columns rather than ORM
+    objects: a database of 10,000 runs loads in a fraction of a second.
     """
-    from sqlalchemy import select
+    from sqlalchemy import Text, null, select, type_coerce
 
     from zoo.errors import did_you_mean
 
     with store.session() as s:
-        known = list(s.scalars(select(StudyRow.name).order_by(StudyRow.name)))
+        studies = {name: (i, mode, spec) for i, name, mode, spec in s.execute(
+            select(StudyRow.id, StudyRow.name, StudyRow.mode, StudyRow.spec)
+            .order_by(StudyRow.name))}
+        known = list(studies)
         if not known:
             raise AblateError(f"{store.engine.url}: the database has no studies yet; run "
                               f"'ablate run STUDY.yaml' first")
@@ -123,36 +138,39 @@ def load_studies(store: Store, names: Sequence[str] | None = None) -> list[Study
             if name not in known:
                 raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)} "
                                   f"(known: {', '.join(known)})")
-        out = []
-        for name in wanted:
-            study = s.scalar(select(StudyRow).where(StudyRow.name == name))
-            assert study is not None
-            rows = s.execute(
-                select(StudyRunRow, RunRow, ResultRow)
-                .join(RunRow, RunRow.hash == StudyRunRow.run_hash)
-                .outerjoin(ResultRow, ResultRow.run_hash == RunRow.hash)
-                .where(StudyRunRow.study_id == study.id)
-                .order_by(StudyRunRow.variant_index, StudyRunRow.seed)
-            ).all()
-            runs = tuple(
-                RunRecord(
-                    variant=sr.variant, variant_index=sr.variant_index, change=sr.change,
-                    seed=sr.seed, hash=run.hash, status=str(run.status),
-                    config=dict(run.config or {}), nproc=run.nproc,
-                    code_commit=run.code_commit, code_dirty=run.code_dirty,
-                    top1=None if res is None else res.top1,
-                    top5=None if res is None else res.top5,
-                    params=None if res is None else res.params,
-                    macs=None if res is None else res.macs,
-                    world_size=None if res is None else res.world_size,
-                    device_hours=None if res is None else res.device_hours,
-                    env=dict((res.env if res is not None else None) or {}),
-                )
-                for sr, run, res in rows
-            )
-            out.append(StudyRecord(name=study.name, mode=study.mode,
-                                   spec=dict(study.spec or {}), runs=runs))
-    return out
+        link, run, res = StudyRunRow.__table__.c, RunRow.__table__.c, ResultRow.__table__.c
+        # The JSON columns as their text, decoded below: SQLAlchemy's JSON type takes four
+        # times as long as json.loads itself (a driver that decodes JSON gives objects).
+        rows = s.execute(
+            select(link.study_id, link.variant, link.variant_index, link.change, link.seed,
+                   run.hash, run.status, type_coerce(run.config, Text), run.nproc,
+                   run.code_commit, run.code_dirty, res.top1, res.top5, res.params, res.macs,
+                   res.world_size, res.device_hours, type_coerce(res.env, Text),
+                   run.model if store.has_model else null())
+            .join_from(StudyRunRow.__table__, RunRow.__table__, run.hash == link.run_hash)
+            .outerjoin(ResultRow.__table__, res.run_hash == run.hash)
+            .where(link.study_id.in_([studies[n][0] for n in wanted]))
+            .order_by(link.study_id, link.variant_index, link.seed)
+        ).all()
+    envs: dict[str, Any] = {}  # the same environment for many runs: decoded once
+    by_study: dict[int, list[RunRecord]] = {studies[n][0]: [] for n in wanted}
+    for (study_id, variant, index, change, seed, h, status, config, nproc, commit, dirty,
+         top1, top5, params, macs, world_size, hours, env, model) in rows:
+        if isinstance(env, str):
+            env = envs[env] if env in envs else envs.setdefault(env, json.loads(env))
+        by_study[study_id].append(RunRecord(
+            variant=variant, variant_index=index, change=change, seed=seed, hash=h,
+            status=str(status), stored_config=config, nproc=nproc,
+            code_commit=commit, code_dirty=dirty, top1=top1, top5=top5, params=params,
+            macs=macs, world_size=world_size, device_hours=hours, env=dict(env or {}),
+            model=model))
+    return [StudyRecord(name=n, mode=studies[n][1], spec=dict(studies[n][2] or {}),
+                        runs=tuple(by_study[studies[n][0]])) for n in wanted]
+
+
+def _json(value: Any) -> Any:
+    """A JSON column's value from its text (or as the driver already decoded it)."""
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def curves_frame(store: Store, names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -226,8 +244,6 @@ class PairedDelta:
 def paired_delta(base: Mapping[int, float], other: Mapping[int, float],
                  confidence: float = CONFIDENCE) -> PairedDelta | None:
     """Paired comparison on the seeds both have (None when they share none)."""
-    from scipy import stats
-
     seeds = sorted(set(base) & set(other))
     if not seeds:
         return None
@@ -237,19 +253,54 @@ def paired_delta(base: Mapping[int, float], other: Mapping[int, float],
     if n < 2:
         return PairedDelta(n, mean, None, None)
     sd = statistics.stdev(diffs)
-    t = float(stats.t.ppf(1 - (1 - confidence) / 2, n - 1))
+    t = t_ppf(1 - (1 - confidence) / 2, n - 1)
     return PairedDelta(n, mean, sd, t * sd / math.sqrt(n))
 
 
 def paired_power(n: int, delta: float, sd: float, alpha: float = ALPHA) -> float:
     """Power of the two-sided paired t-test with ``n`` pairs when the true mean difference
     is ``delta`` and the differences have standard deviation ``sd`` (noncentral t)."""
-    from scipy import stats
-
     df = n - 1
     nc = abs(delta) / sd * math.sqrt(n)
-    crit = float(stats.t.ppf(1 - alpha / 2, df))
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    crit = t_ppf(1 - alpha / 2, df)
+    sf, cdf = _nct()
+    return float(sf(crit, df, nc) + cdf(-crit, df, nc))
+
+
+# scipy.stats costs half a second to import, and its distributions' generic argument
+# handling 50 us a call (a report of 1,000 variants makes 20,000 of them). These evaluate
+# the functions scipy.stats.t.ppf, nct.sf and nct.cdf evaluate themselves, to the bit
+# (tests/test_report.py checks them against scipy.stats on a grid).
+
+
+@lru_cache(maxsize=1024)
+def t_ppf(q: float, df: int) -> float:
+    """``scipy.stats.t.ppf(q, df)``, for 0 < q < 1 and df >= 1."""
+    from scipy.special import stdtrit
+
+    return float(stdtrit(df, q))
+
+
+@lru_cache(maxsize=1)
+def _nct() -> tuple[Callable[[float, int, float], Any], Callable[[float, int, float], Any]]:
+    """``scipy.stats.nct.sf`` and ``.cdf`` as functions of (x, df, nc)."""
+    try:
+        import numpy as np
+        from scipy.special import nctdtr
+        from scipy.special._ufuncs import _nct_sf  # what scipy.stats.nct.sf evaluates
+    except ImportError:  # pragma: no cover - another scipy: its public, slower way
+        from scipy import stats
+
+        return stats.nct.sf, stats.nct.cdf
+
+    def sf(x: float, df: int, nc: float) -> Any:
+        with np.errstate(over="ignore"):  # as scipy.stats does (scipy issue 17432)
+            return np.clip(_nct_sf(x, df, nc), 0, 1)
+
+    def cdf(x: float, df: int, nc: float) -> Any:
+        return nctdtr(df, nc, x)
+
+    return sf, cdf
 
 
 def seeds_for_power(delta: float | None, sd: float | None, power: float = POWER,
@@ -287,7 +338,9 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
+        if value is None or isinstance(value, (str, int, float)):  # the common leaves, fast
+            out[dotted] = value
+        elif isinstance(value, Mapping) and value:
             out.update(flatten(value, f"{dotted}."))
         elif isinstance(value, Mapping):
             out[dotted] = {}
@@ -332,37 +385,25 @@ def _covered(key: str, declared: Iterable[str]) -> bool:
 def config_diff(base: Mapping[str, Any], other: Mapping[str, Any],
                 ignore: Iterable[str] = ("seed",)) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two resolved configs: key -> (base, other)."""
-    a, b = flatten(base), flatten(other)
+    return _flat_diff(flatten(base), flatten(other), ignore)
+
+
+def _flat_diff(a: Mapping[str, Any], b: Mapping[str, Any],
+               ignore: Iterable[str] = ("seed",)) -> dict[str, tuple[Any, Any]]:
+    """:func:`config_diff` of two flattened configs."""
     skip = tuple(ignore)
     keys = set(a) | set(b)
     # An empty mapping on one side (``tricks: {}``) is a container on the other: its
     # entries are compared, not the container.
-    containers = {k for k in keys if any(o.startswith(f"{k}.") for o in keys)}
+    prefixes = set()
+    for k in keys:
+        i = k.find(".")
+        while i != -1:
+            prefixes.add(k[:i])
+            i = k.find(".", i + 1)
+    containers = keys & prefixes
     return {k: (a.get(k), b.get(k)) for k in sorted(keys - containers)
             if a.get(k) != b.get(k) and not _covered(k, skip)}
-
-
-@lru_cache(maxsize=256)
-def _effective_model(name: str, tricks_json: str) -> str:
-    tricks = json.loads(tricks_json)
-    if not tricks:
-        return name
-    try:  # a trick may select another version of the model (preactivation, octconv)
-        from zoo.errors import ZooError
-        from zoo.tricks import TrickSet
-    except ImportError:  # pragma: no cover - the zoo is part of this project
-        return name
-    try:
-        return TrickSet(tricks, name).model_name(name)
-    except ZooError:
-        return name
-
-
-def effective_model(config: Mapping[str, Any]) -> str:
-    """The model a run really trains: the config's model after model-selecting tricks."""
-    model = config.get("model")
-    name = model.get("name", "?") if isinstance(model, Mapping) else str(model or "?")
-    return _effective_model(name, json.dumps(config.get("tricks") or {}, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- formatting
@@ -391,9 +432,11 @@ def _describe_tricks(tricks: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _degree(base_cfg: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
+def _degree(base_cfg: Mapping[str, Any], cfg: Mapping[str, Any],
+            flat_base: Mapping[str, Any] | None = None,
+            flat_cfg: Mapping[str, Any] | None = None) -> str:
     """The parameters of what a variant changes: its tricks' parameters, and config values
-    that have no column of their own."""
+    that have no column of their own. ``flat_*``: the configs already flattened."""
     shown = {"model.name", "epochs", "precision", "batch_size", "optim.lr"}
     base_tricks = base_cfg.get("tricks") or {}
     parts: list[str] = []
@@ -403,7 +446,9 @@ def _degree(base_cfg: Mapping[str, Any], cfg: Mapping[str, Any]) -> str:
         parts += [f"{k}={_fmt_value(v)}" for k, v in (params or {}).items()]
     removed = [n for n in base_tricks if n not in (cfg.get("tricks") or {})]
     parts += [f"without {n}" for n in removed]
-    for key, (_, new) in config_diff(base_cfg, cfg, ignore=("seed", "tricks")).items():
+    diff = _flat_diff(flatten(base_cfg) if flat_base is None else flat_base,
+                      flatten(cfg) if flat_cfg is None else flat_cfg, ignore=("seed", "tricks"))
+    for key, (_, new) in diff.items():
         if key not in shown:
             parts.append(f"{key}={_fmt_value(new)}")
     return ", ".join(parts) or "-"
@@ -513,6 +558,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
     base_runs = by_variant[0]
     base_ok = [r for r in base_runs if r.succeeded]
     base_cfg = base_runs[0].config
+    flat_base = flatten(base_cfg)
     base_top1 = {r.seed: r.top1 for r in base_ok if r.top1 is not None}
     base_top5 = {r.seed: r.top5 for r in base_ok if r.top5 is not None}
     rows = []
@@ -521,6 +567,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
         runs = by_variant[index]
         ok = [r for r in runs if r.succeeded]
         cfg = runs[0].config
+        flat_cfg = flatten(cfg)
         top1 = {r.seed: r.top1 for r in ok if r.top1 is not None}
         top5 = {r.seed: r.top5 for r in ok if r.top5 is not None}
         notes: list[str] = []
@@ -537,7 +584,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
             verdict = "no pairs" if d1 is None else d1.verdict
             notes += _pair_notes(base_ok, ok)
             declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
-            extra = {k: v for k, v in config_diff(base_cfg, cfg).items()
+            extra = {k: v for k, v in _flat_diff(flat_base, flat_cfg).items()
                      if not _covered(k, declared if declared is not None else {"tricks"})}
             if extra:
                 notes.append("config differs from the baseline beyond the declared change: "
@@ -558,14 +605,14 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
             "variant": runs[0].variant,
             "variant_index": index,
             "change": runs[0].change,
-            "model": effective_model(cfg),
+            "model": runs[0].model or effective_model(cfg),
             "epochs": cfg.get("epochs"),
             "dtype": _dtype(cfg, ok),
             "batch_size": cfg.get("batch_size"),
             "gpus": max(sorted(set(world)), key=world.count) if world else runs[0].nproc,
             "lr": (cfg.get("optim") or {}).get("lr"),
             "tricks": tricks,
-            "degree": "-" if index == 0 else _degree(base_cfg, cfg),
+            "degree": "-" if index == 0 else _degree(base_cfg, cfg, flat_base, flat_cfg),
             "seeds": len(top1),
             "seeds_planned": len(runs),
             "top1": _mean(top1.values()),
@@ -695,10 +742,20 @@ def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"
     """The rows of one study as the cells a person reads, in the original README layout
     (``ablation``) or the models table layout (``models``). ``bold`` marks an improvement
     whose whole interval is above zero; ``escape`` protects text for the target format."""
-    layout = study["layout"].iloc[0]
+    header, rows = _display_cells(study.to_dict("records"), bold, escape)
+    return pd.DataFrame(rows, columns=list(header))
+
+
+def _display_cells(records: Sequence[Mapping[str, Any]],
+                   bold: Callable[[str], str] = lambda s: f"**{s}**",
+                   escape: Callable[[str], str] = lambda s: s,
+                   ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """:func:`display_table` as its header and rows of cells, from the study's rows of
+    the frame as records."""
+    layout = records[0]["layout"]
     header = MODELS_HEADER if layout == "models" else ABLATION_HEADER
     rows = []
-    for row in study.to_dict("records"):
+    for row in records:
         lr = _num(row["lr"])
         cells = {
             "model": escape(str(row["model"])),
@@ -716,13 +773,17 @@ def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"
             "params (M) / MACs (G)": _cost(row),
         }
         rows.append([cells[h] for h in header])
-    return pd.DataFrame(rows, columns=list(header))
+    return header, rows
 
 
 def study_notes(study: pd.DataFrame) -> list[str]:
     """The statements under a study's table: noise floor, how to read the deltas, seeds
     needed for 80% power, and every difference beyond the declared changes."""
-    rows = study.to_dict("records")
+    return _notes(study.to_dict("records"))
+
+
+def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """:func:`study_notes` from the study's rows of the frame as records."""
     base = rows[0]
     layout = base["layout"]
     notes: list[str] = []
@@ -767,9 +828,9 @@ def study_notes(study: pd.DataFrame) -> list[str]:
     return notes
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    header = [str(c) for c in table.columns]
-    body = [[str(v).replace("|", "\\|") for v in row] for row in table.itertuples(index=False)]
+def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    header = [str(c) for c in columns]
+    body = [[str(v).replace("|", "\\|") for v in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
               for i, h in enumerate(header)]
 
@@ -796,8 +857,13 @@ def study_markdown(frame: pd.DataFrame, study: str,
     rows = frame[frame["study"] == study]
     if rows.empty:
         raise AblateError(f"study '{study}' is not in the report")
-    parts = [_markdown_table(display_table(rows)),
-             "\n".join(f"- {n}" for n in study_notes(rows))]
+    return _study_block(rows.to_dict("records"), images)
+
+
+def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = ()) -> str:
+    """:func:`study_markdown` from the study's rows of the frame as records."""
+    parts = [_markdown_table(*_display_cells(records)),
+             "\n".join(f"- {n}" for n in _notes(records))]
     if images:
         parts.append("\n".join(images))
     return "\n\n".join(parts) + "\n"
@@ -807,11 +873,20 @@ def _studies(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["study"]))
 
 
+def _records_by_study(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """The frame's rows as records, grouped by study in the frame's order (one pass over
+    the frame, not one filter per study: pandas' cost is per call)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in frame.to_dict("records"):
+        out.setdefault(record["study"], []).append(record)
+    return out
+
+
 def to_markdown(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
     """Every study as a heading, its table and its notes."""
     return "\n".join(
-        f"## {s}\n\n" + study_markdown(frame, s, image_links(s, plots_dir) if plots_dir else ())
-        for s in _studies(frame))
+        f"## {s}\n\n" + _study_block(records, image_links(s, plots_dir) if plots_dir else ())
+        for s, records in _records_by_study(frame).items())
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",

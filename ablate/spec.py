@@ -10,17 +10,18 @@ line naming the file and the key.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
 from ablate.errors import StudyError
 from zoo.config import RunConfig, build_config, check_data_paths, load_yaml, set_path
 from zoo.errors import ZooError, did_you_mean
-from zoo.train import config_hash
 
 Mode = Literal["add_one", "cumulative", "leave_one_out"]
 MODES: tuple[str, ...] = ("add_one", "cumulative", "leave_one_out")
@@ -192,6 +193,8 @@ class PlannedRun:
     hash: str
     #: The tricks this variant adds to (or, leave_one_out, removes from) the baseline.
     change: str
+    #: The model it really trains: the config's model after model-selecting tricks.
+    model: str
 
 
 @dataclass(frozen=True)
@@ -393,6 +396,10 @@ def _describe(v: Variant) -> str:
 
 
 def plan_study(study: Study) -> list[PlannedRun]:
+    # Validating a config imports the model and trick registries (torch) anyway; the
+    # trainer's hash adds little to that, and is the one the trainer itself writes.
+    from zoo.train import config_hash
+
     runs: list[PlannedRun] = []
     for index, (vname, cfg_dict, change) in enumerate(_variant_dicts(study)):
         where = "base" if index == 0 else f"variant '{vname}'"
@@ -401,7 +408,8 @@ def plan_study(study: Study) -> list[PlannedRun]:
                 cfg = build_config({**cfg_dict, "seed": seed})
             except ZooError as exc:
                 raise StudyError(f"{where}: {exc}") from None
-            runs.append(PlannedRun(vname, index, seed, cfg, config_hash(cfg), change))
+            runs.append(PlannedRun(vname, index, seed, cfg, config_hash(cfg), change,
+                                   effective_model(cfg.to_dict())))
     seen: dict[str, PlannedRun] = {}
     for r in runs:
         if r.hash in seen and seen[r.hash].variant != r.variant:
@@ -411,3 +419,25 @@ def plan_study(study: Study) -> list[PlannedRun]:
             )
         seen[r.hash] = r
     return runs
+
+
+@lru_cache(maxsize=256)
+def _effective_model(name: str, tricks_json: str) -> str:
+    tricks = json.loads(tricks_json)
+    if not tricks:
+        return name
+    try:  # a trick may select another version of the model (preactivation, octconv)
+        from zoo.tricks import TrickSet  # torch: only for a config with tricks
+    except ImportError:  # pragma: no cover - the zoo is part of this project
+        return name
+    try:
+        return TrickSet(tricks, name).model_name(name)
+    except ZooError:
+        return name
+
+
+def effective_model(config: Mapping[str, Any]) -> str:
+    """The model a run really trains: the config's model after model-selecting tricks."""
+    model = config.get("model")
+    name = model.get("name", "?") if isinstance(model, Mapping) else str(model or "?")
+    return _effective_model(name, json.dumps(config.get("tricks") or {}, sort_keys=True))

@@ -38,6 +38,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -143,6 +144,10 @@ class RunRow(Base):
     #: Deferred: readers of a database from before them load runs without them.
     job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, deferred=True)
     job_state: Mapped[str | None] = mapped_column(String(32), nullable=True, deferred=True)
+    #: The model the run really trains (its config's model after model-selecting tricks),
+    #: recorded when it is registered, so a report needs no trick registry (torch) to name
+    #: it. Deferred, as the job columns; None in a database from before it.
+    model: Mapped[str | None] = mapped_column(String(200), nullable=True, deferred=True)
 
 
 class MetricRow(Base):
@@ -276,6 +281,8 @@ class Store:
                               f"{str(exc).splitlines()[0]}") from None
         #: Whether the run table has the job columns (a reader of an older one: no).
         self.has_jobs = {"job_id", "job_state"} <= run_columns
+        #: Whether the run table has the model column (a reader of an older one: no).
+        self.has_model = "model" in run_columns
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def _with_jobs(self, query: Any) -> Any:
@@ -299,7 +306,8 @@ class Store:
         """Create or update the study and its (variant, seed) links; add missing runs as queued.
 
         ``runs``: dicts with variant, variant_index, change, seed, hash, config, run_dir,
-        nproc, epochs. An existing run (any study) keeps its status and results.
+        nproc, epochs and optionally model. An existing run (any study) keeps its status and
+        results, and gets its model if it had none (a database from before the column).
         """
         with self.session() as s:
             if self.postgres:
@@ -313,12 +321,20 @@ class Store:
                 study.path, study.mode, study.spec = path, mode, spec
             hashes = {r["hash"] for r in runs}
             existing = set(s.scalars(select(RunRow.hash).where(RunRow.hash.in_(hashes))))
+            models = {r["hash"]: r["model"] for r in runs if r.get("model")}
             for r in runs:
                 if r["hash"] not in existing:
                     s.add(RunRow(hash=r["hash"], config=r["config"], status=Status.queued,
-                                 run_dir=r["run_dir"], nproc=r["nproc"], epochs=r["epochs"]))
+                                 run_dir=r["run_dir"], nproc=r["nproc"], epochs=r["epochs"],
+                                 model=r.get("model")))
                     existing.add(r["hash"])
             s.flush()
+            if models and self.has_model:
+                run = RunRow.__table__.c
+                s.execute(update(RunRow.__table__)
+                          .where(run.hash == bindparam("h"), run.model.is_(None))
+                          .values(model=bindparam("m")),
+                          [{"h": h, "m": m} for h, m in models.items()])
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study.id))
             for r in runs:
                 s.add(StudyRunRow(study_id=study.id, variant=r["variant"],

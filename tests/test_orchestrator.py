@@ -380,3 +380,40 @@ def test_fast_table_prints_what_rich_prints(console: dict[str, Any]) -> None:
                 t.add_row(name, str(i))
             tables.append(t)
         assert _rendered(tables[1], **console) == _rendered(tables[0], **console)
+
+
+def test_reading_the_database_never_imports_torch(tmp_path: Path) -> None:
+    """ablate status and ablate report start in a fraction of a second: they import neither
+    torch nor the model zoo (a CLI that imported them took 3-5 s to start)."""
+    db = tmp_path / "r.db"
+    store = Store(f"sqlite:///{db}")
+    rows = [{"variant": "baseline", "variant_index": 0, "change": "", "seed": 0, "hash": "h0",
+             "config": {"model": {"name": "resnet20"}, "tricks": {"zero_gamma": {}}},
+             "run_dir": "r0", "nproc": 1, "epochs": 1, "model": "resnet20"}]
+    store.register_study("s", "s.yaml", "add_one", {}, rows)
+    store.close()
+    code = ("import sys; from ablate.cli import app\n"
+            "for args in (['status', '--db', sys.argv[1]], ['report', '--db', sys.argv[1]]):\n"
+            "    try:\n"
+            "        app(args, prog_name='ablate')\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted(m for m in ('torch', 'timm', 'torchvision', 'zoo.models', "
+            "'zoo.tricks') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
+
+
+def test_a_registered_run_records_the_model_it_trains(tmp_path: Path) -> None:
+    """The model after model-selecting tricks is stored with the run (the report names it
+    without the trick registry); a run registered before the column gets it later."""
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    store = Store(url)
+    row = {"variant": "baseline", "variant_index": 0, "change": "", "seed": 0, "hash": "h0",
+           "config": {}, "run_dir": "r0", "nproc": 1, "epochs": 1}
+    store.register_study("old", "s.yaml", "add_one", {}, [row])  # no model: an old version
+    assert db_rows(tmp_path / "m.db", "select model from run") == [(None,)]
+    store.register_study("new", "s.yaml", "add_one", {}, [{**row, "model": "resnet50v2"}])
+    assert db_rows(tmp_path / "m.db", "select model from run") == [("resnet50v2",)]
+    store.close()

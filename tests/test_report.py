@@ -26,6 +26,7 @@ from ablate.report import (
     render_readme,
     seeds_for_power,
     study_markdown,
+    t_ppf,
 )
 from ablate.store import MetricRow, ResultRow, RunRow, Status, Store, StudyRow, StudyRunRow
 from tests.conftest import ROOT
@@ -259,6 +260,51 @@ def test_seeds_for_power_is_the_noncentral_t_answer() -> None:
             1 - stats.nct.cdf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
     assert seeds_for_power(0.0, 0.2) is None and seeds_for_power(0.1, None) is None
     assert paired_delta({0: 1.0}, {1: 2.0}) is None  # no seed in common: nothing to pair
+
+
+def test_interval_and_power_evaluate_exactly_what_scipy_stats_does() -> None:
+    """The report evaluates scipy.stats' own functions without importing scipy.stats: to the
+    bit, so no table changes (and NaN where scipy.stats gives NaN)."""
+    for n in (2, 3, 5, 10, 34, 100, 1000):
+        df = n - 1
+        crit = float(stats.t.ppf(0.975, df))
+        assert t_ppf(0.975, df) == crit
+        for delta, sd in ((1e-6, 1.0), (0.05, 0.2), (0.3, 0.25), (1.0, 1.0), (2.0, 0.1),
+                          (10.0, 0.01)):
+            nc = abs(delta) / sd * math.sqrt(n)
+            expected = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+            got = paired_power(n, delta, sd)
+            assert got == expected or (math.isnan(got) and math.isnan(expected)), (n, delta)
+
+
+def test_report_needs_no_trick_registry_when_runs_record_their_model(
+    tmp_path: Path
+) -> None:
+    """A run's model after model-selecting tricks is recorded when it is registered: the
+    report reads it instead of importing the trick registry (torch, seconds), and says the
+    same as when it works the model out (a database from before the column)."""
+    import subprocess
+    import sys
+
+    from ablate.spec import effective_model
+
+    url = f"sqlite:///{tmp_path / 'models.db'}"
+    store = Store(url)
+    add_study(store, "tricks", tricks_study())
+    before = build_frame(Store(url, create=False))
+    with store.session() as s:  # as register_study records them
+        for run in s.query(RunRow).all():
+            run.model = effective_model(run.config)
+    store.close()
+    assert build_frame(Store(url, create=False)).equals(before)
+    code = ("import sys; from ablate.report import build_frame, render; "
+            "from ablate.store import Store; "
+            f"render(build_frame(Store({url!r}, create=False)), 'markdown'); "
+            "print(sorted(m for m in ('torch', 'zoo.tricks', 'scipy.stats') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_differences_beyond_the_declared_change_are_reported(frame: pd.DataFrame) -> None:
