@@ -157,7 +157,7 @@ class Orchestrator:
                 self._mirror()
                 if not self.active and not self._claimable():
                     break
-                time.sleep(POLL_S)
+                launch.wait(self.active.values(), POLL_S)  # wakes when a run ends
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
@@ -334,7 +334,7 @@ class Follower:
         self.on_event(Event("start", row), self)
         while (rc := self.job.poll()) is None:
             self._check_signal()
-            time.sleep(POLL_S)
+            launch.wait([self.job], POLL_S)
         self.job.close()
         self.job = None
         if rc == 0:

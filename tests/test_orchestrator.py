@@ -382,6 +382,31 @@ def test_fast_table_prints_what_rich_prints(console: dict[str, Any]) -> None:
         assert _rendered(tables[1], **console) == _rendered(tables[0], **console)
 
 
+def test_the_next_run_starts_when_one_ends_not_at_the_next_poll() -> None:
+    """A local run's process is watched through a pidfd: the orchestrator's wait wakes the
+    moment it exits."""
+    import select
+
+    from ablate.launch import ProcessJob
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                            stdin=subprocess.PIPE)
+    with open(os.devnull, "wb") as log:
+        job = ProcessJob(run={"hash": "h"}, devices=[0], proc=proc, log=log)
+        fd = job.exit_fd()
+        if fd is None:
+            proc.kill()
+            proc.wait()
+            pytest.skip("no pidfd_open on this system: runs are polled")
+        assert select.select([fd], [], [], 0)[0] == []  # running
+        assert proc.stdin is not None
+        proc.stdin.close()  # it exits
+        assert select.select([fd], [], [], 60)[0] == [fd]
+        assert job.poll() == 0
+        job.close()
+        assert job.exit_fd() is None
+
+
 def test_reading_the_database_never_imports_torch(tmp_path: Path) -> None:
     """ablate status and ablate report start in a fraction of a second: they import neither
     torch nor the model zoo (a CLI that imported them took 3-5 s to start)."""
