@@ -244,3 +244,27 @@ def test_compiled_run_checkpoints_the_plain_module_and_resumes(
     b = rundir.load_checkpoint(straight / rundir.CHECKPOINT)["model"]
     for key, value in state.items():
         assert torch.equal(value, b[key]), key
+
+
+@pytest.mark.slow
+def test_gpu_bench_runs_in_smoke_mode(tmp_path: Path) -> None:
+    """bench/gpu.sh is prepared here for a session with a GPU: its CPU smoke mode runs
+    every part (synthetic bare/zoo loops, the real loader, zoo.train) end to end."""
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--smoke", "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["smoke"] is True and not result["warnings"]
+    rows = result["synthetic"]
+    assert {(r["loop"], r["channels_last"]) for r in rows} == {
+        (loop, cl) for loop in ("bare", "zoo") for cl in (False, True)}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    real = result["real"]
+    assert real["loader_images_per_s"] > 0 and real["bare_images_per_s"] > 0
+    (run,) = real["zoo_train"]
+    assert run["images_per_s"] > 0 and run["resolved_channels_last"] is False
