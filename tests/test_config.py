@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import digits_config, run_train, write_config
+from tests.conftest import ROOT, digits_config, run_train, write_config
 from zoo.config import RunConfig, build_config, load_config
 from zoo.errors import ConfigError
 from zoo.train import main
@@ -138,3 +138,51 @@ def test_trick_without_parameters_and_option_conflicts(digits_dir: Path) -> None
         build_config(digits_config(digits_dir, model={"name": "resnet20",
                                                       "options": {"act": "relu"}}),
                      ["tricks.relu6={}"])
+
+
+def test_execution_only_settings_do_not_change_a_runs_identity(digits_dir: Path,
+                                                                tmp_path: Path) -> None:
+    import torch
+
+    from zoo.distributed import DistInfo
+    from zoo.train import config_hash, prepare_run_dir
+
+    base = digits_config(digits_dir)
+    cfg = build_config(base)
+    same = [build_config(base, ["compile=true"]),
+            build_config(base, ["model.channels_last=true"]),
+            build_config(base, ["model.channels_last=false", "compile=true"])]
+    assert {config_hash(c) for c in same} == {config_hash(cfg)}
+    assert config_hash(build_config(base, ["optim.lr=0.5"])) != config_hash(cfg)
+    # A run directory of the same run, made with other execution settings, resumes...
+    import json
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps({"hash": config_hash(cfg),
+                                                 "config": same[2].to_dict()}))
+    info = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    assert prepare_run_dir(out, cfg, info) is None
+    # ...one of another run is refused.
+    (out / "config.json").write_text(json.dumps({"config": build_config(
+        base, ["optim.lr=0.5"]).to_dict()}))
+    with pytest.raises(Exception, match="holds a run of a different config"):
+        prepare_run_dir(out, cfg, info)
+
+
+def test_hashes_of_the_committed_results_still_hold() -> None:
+    """Every run in results.db (made before compile and per-model channels_last existed)
+    keeps its hash: no study of it is retrained or forked by an upgrade."""
+    import json
+    import sqlite3
+
+    from zoo.config import from_dict
+    from zoo.train import config_hash
+
+    with sqlite3.connect(ROOT / "results.db") as con:
+        rows = con.execute("select hash, config from run").fetchall()
+    assert len(rows) >= 21
+    for run_hash, config in rows:
+        cfg = from_dict(RunConfig, json.loads(config))
+        assert "compile" not in json.loads(config)  # older than the key
+        assert config_hash(cfg) == run_hash

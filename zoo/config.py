@@ -111,6 +111,35 @@ class RunConfig:
         """Plain JSON-ready dict with every default filled in (tuples become lists)."""
         return _plain(dataclasses.asdict(self))
 
+    def identity(self) -> dict[str, Any]:
+        """What the run trains, as a plain dict: its hash and the check that a run
+        directory holds this run use it (see :func:`run_identity`)."""
+        return run_identity(self.to_dict())
+
+
+#: Settings that change how a run executes, not what it trains: a run's identity holds
+#: them at these fixed values (None: left out), so switching one on never forks a run
+#: into a new hash nor retrains a finished one. ``model.channels_last`` was part of every
+#: identity as ``false`` before it became a per-model default; it stays there with that
+#: value so the hashes of runs made before keep matching.
+EXECUTION_ONLY: dict[str, Any] = {"compile": None, "model.channels_last": False}
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a :meth:`RunConfig.to_dict`, possibly from an older version's
+    config.json) with :data:`EXECUTION_ONLY` settings at their fixed values."""
+    out = copy.deepcopy(dict(config))
+    for key, value in EXECUTION_ONLY.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    return out
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):

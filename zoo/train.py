@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from zoo import rundir
-from zoo.config import RunConfig, check_data_paths, load_config
+from zoo.config import RunConfig, check_data_paths, load_config, run_identity
 from zoo.data.datasets import build_datasets
 from zoo.data.samplers import ShardSampler
 from zoo.data.transforms import eval_transform, train_transform
@@ -60,8 +60,9 @@ EXIT_CONFIG = 2
 
 
 def config_hash(cfg: RunConfig) -> str:
-    """Content hash of the canonical resolved config (sorted keys, every default filled)."""
-    canonical = json.dumps(cfg.to_dict(), sort_keys=True, separators=(",", ":"))
+    """Content hash of the canonical resolved config (sorted keys, every default filled),
+    execution-only settings (``compile``, ``model.channels_last``) left at fixed values."""
+    canonical = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -260,7 +261,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig, info: DistInfo) -> dict[str, Any]
     existing = out / rundir.CONFIG
     if existing.exists():
         prev = rundir.read_json(existing)
-        if prev.get("config") != cfg.to_dict():
+        if run_identity(prev.get("config") or {}) != cfg.identity():
             raise ZooError(
                 f"{out}: holds a run of a different config (hash {prev.get('hash')}); "
                 f"use another --out or delete the directory"
