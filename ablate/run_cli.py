@@ -89,6 +89,7 @@ def run(
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
         + f"; results in {store.url}"
     )
+    store.close()
     if outcome.failed:
         raise typer.Exit(1)
 
