@@ -442,22 +442,3 @@ def test_a_registered_run_records_the_model_it_trains(tmp_path: Path) -> None:
     store.register_study("new", "s.yaml", "add_one", {}, [{**row, "model": "resnet50v2"}])
     assert db_rows(tmp_path / "m.db", "select model from run") == [("resnet50v2",)]
     store.close()
-
-
-def test_a_command_that_imported_torch_exits_completely(tmp_path: Path) -> None:
-    """Such a command ends without finalising the interpreter (0.9 s with torch loaded), yet
-    as one that does: exit handlers run, output flushed, exit code kept."""
-    marker = tmp_path / "atexit"
-    code = ("import atexit, sys; from pathlib import Path\n"
-            f"atexit.register(lambda: Path({str(marker)!r}).write_text('ran'))\n"
-            "from ablate.cli import app\n"
-            "app(sys.argv[1:], prog_name='ablate')")
-    ok = subprocess.run([sys.executable, "-c", code, "models", "resnet20", "--json"],
-                        cwd=ROOT, capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    assert [m["name"] for m in json.loads(ok.stdout)] == ["resnet20"]
-    assert marker.read_text() == "ran"
-    bad = subprocess.run([sys.executable, "-c", code, "models", "resnet5"], cwd=ROOT,
-                         capture_output=True, text=True)
-    assert bad.returncode == 2
-    assert bad.stderr.startswith("error: ") and "resnet50" in bad.stderr
