@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT, digits_config, run_train, write_config
 from zoo.config import RunConfig, build_config, load_config
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, ZooError
 from zoo.train import main
 
 
@@ -166,7 +166,7 @@ def test_execution_only_settings_do_not_change_a_runs_identity(digits_dir: Path,
     # ...one of another run is refused.
     (out / "config.json").write_text(json.dumps({"config": build_config(
         base, ["optim.lr=0.5"]).to_dict()}))
-    with pytest.raises(Exception, match="holds a run of a different config"):
+    with pytest.raises(ZooError, match="holds a run of a different config"):
         prepare_run_dir(out, cfg, info)
 
 
