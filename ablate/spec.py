@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ablate.errors import StudyError
-from zoo.config import RunConfig, build_config, check_data_paths, load_yaml, set_path
+from zoo.config import (
+    RunConfig,
+    build_config,
+    check_data_paths,
+    config_hash,
+    load_yaml,
+    set_path,
+)
 from zoo.errors import ZooError, did_you_mean
 
 Mode = Literal["add_one", "cumulative", "leave_one_out"]
@@ -396,10 +403,6 @@ def _describe(v: Variant) -> str:
 
 
 def plan_study(study: Study) -> list[PlannedRun]:
-    # Validating a config imports the model and trick registries (torch) anyway; the
-    # trainer's hash adds little to that, and is the one the trainer itself writes.
-    from zoo.train import config_hash
-
     runs: list[PlannedRun] = []
     for index, (vname, cfg_dict, change) in enumerate(_variant_dicts(study)):
         where = "base" if index == 0 else f"variant '{vname}'"
@@ -427,7 +430,7 @@ def _effective_model(name: str, tricks_json: str) -> str:
     if not tricks:
         return name
     try:  # a trick may select another version of the model (preactivation, octconv)
-        from zoo.tricks import TrickSet  # torch: only for a config with tricks
+        from zoo.tricks import TrickSet
     except ImportError:  # pragma: no cover - the zoo is part of this project
         return name
     try:

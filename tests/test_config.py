@@ -61,6 +61,15 @@ BAD_CASES = [
      ["model.channels_last", "true or false or null", "1 (int)"]),
     ({"compile": "yes"}, ["compile", "true or false", "'yes'"]),
     ({"compiel": True}, ["unknown key 'compiel'", "did you mean 'compile'"]),
+    # Model options are checked with the config, before a run directory exists.
+    ({"model": {"name": "resnet20", "options": {"act": "gelu"}}},
+     ["model.options", "unknown activation 'gelu'", "relu6"]),
+    ({"model": {"name": "mobilenetv2", "options": {"drop_path_rate": 0.1}}},
+     ["model.options", "'mobilenetv2' does not support option 'drop_path_rate'"]),
+    ({"model": {"name": "resnet20", "options": {"drop_rate": 1.5}}},
+     ["model.options", "'drop_rate' must be a number in [0, 1), got 1.5"]),
+    ({"model": {"name": "resnet50", "options": {"alpha": 0.25}}},
+     ["model.options", "'resnet50' does not support option 'alpha'"]),
 ]
 
 

@@ -7,6 +7,8 @@ arithmetic); everything that needs real numbers runs on small inputs.
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import itertools
 import json
 from collections.abc import Iterator
@@ -26,12 +28,14 @@ from ablate.models_cli import models as models_command
 from zoo.errors import UnknownNameError
 from zoo.measure import count_macs, count_params
 from zoo.models import KNOWN_OPTIONS, create_model, get_model_info, list_models
-from zoo.models._options import ACTIVATIONS, REPLACEABLE_ACTS
+from zoo.models._layers import ACTIVATIONS, NORMS, REPLACEABLE_ACTS
+from zoo.models._options import ACTIVATION_NAMES, NORM_NAMES
+from zoo.models.catalog import MODELS
 from zoo.models.switchnorm import SwitchNorm2d
 
 ALL = list_models()
 NUM_CLASSES = 10
-NORMS = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm, SwitchNorm2d)
+NORM_MODULES = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LayerNorm, SwitchNorm2d)
 #: Pre-activation blocks end their branch with a convolution, not a BN: zero-γ zeroes it
 #: (see zoo/models/preact_resnet.py for why zeroing that BN's γ would kill the block).
 PREACT = ("resnet50v2", "resnet101v2")
@@ -75,7 +79,7 @@ def norms_eval(model: nn.Module) -> nn.Module:
     """Train mode with every norm layer in eval: only dropout-like randomness remains."""
     model.train()
     for m in model.modules():
-        if isinstance(m, NORMS):
+        if isinstance(m, NORM_MODULES):
             m.eval()
     return model
 
@@ -175,7 +179,7 @@ def test_params_and_macs_match_reference(name: str) -> None:
 def test_defaults_are_the_plain_baseline(name: str) -> None:
     model = default_model(name)
     zero_norms = [n for n, m in model.named_modules()
-                  if isinstance(m, NORMS) and m.weight is not None and not m.weight.any()]
+                  if isinstance(m, NORM_MODULES) and m.weight is not None and not m.weight.any()]
     assert not zero_norms, f"{name}: zero-γ on by default: {zero_norms[:3]}"
     assert not [m for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     assert not drop_path_rates(model), f"{name}: drop-path modules by default"
@@ -214,6 +218,32 @@ def test_option_values_are_validated() -> None:
         create_model("resnet20", drop_rate=1.5)
     with pytest.raises(ValueError, match="zero_init_last"):
         create_model("resnet20", zero_init_last=1)
+
+
+def test_every_constructor_is_declared_once() -> None:
+    """The catalog names each model's constructor; every public constructor of the model
+    modules (a function whose first parameter is ``num_classes``) has one declaration."""
+    declared: dict[str, set[str]] = {}
+    for info in MODELS:
+        module, _, function = info.builder.partition(":")
+        declared.setdefault(module, set()).add(function)
+        assert callable(info.fn), info.name
+    for module_name, functions in declared.items():
+        module = importlib.import_module(module_name)
+        constructors = {
+            name for name, obj in vars(module).items()
+            if inspect.isfunction(obj) and obj.__module__ == module_name
+            and not name.startswith("_")
+            and next(iter(inspect.signature(obj).parameters), None) == "num_classes"
+        }
+        assert constructors == functions, module_name
+    assert len({info.name for info in MODELS}) == len(MODELS)
+
+
+def test_option_values_are_the_layers_values() -> None:
+    """The torch-free option values (what a config may say) are the ones the layers build."""
+    assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
+    assert tuple(NORMS) == NORM_NAMES
 
 
 def test_model_specific_arguments() -> None:
@@ -292,7 +322,7 @@ def test_zero_init_last_zeroes_the_end_of_every_residual_branch(name: str) -> No
         if name in PREACT:
             assert n.endswith("conv3.weight"), n
         else:
-            assert isinstance(owner, NORMS), f"{name}: zeroed a non-norm weight {n}"
+            assert isinstance(owner, NORM_MODULES), f"{name}: zeroed a non-norm weight {n}"
     if name not in ("oct_resnet50",):  # octave blocks have one BN per frequency
         assert len(new) == len(blocks)
 

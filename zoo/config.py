@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,7 +22,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from zoo.errors import ConfigError, did_you_mean
+from zoo.errors import ConfigError, ZooError, did_you_mean
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -139,6 +141,13 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
         else:
             node[leaf] = value
     return out
+
+
+def config_hash(cfg: RunConfig) -> str:
+    """Content hash of the canonical resolved config (sorted keys, every default filled),
+    execution-only settings (``compile``, ``model.channels_last``) left at fixed values."""
+    canonical = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:
@@ -324,19 +333,25 @@ def _check_values(cfg: RunConfig) -> None:
         )
     if any(s <= 0 for s in cfg.data.std):
         raise ConfigError(f"data.std: every value must be positive, got {list(cfg.data.std)}")
-    from zoo.models import get_model_info, is_model
+    # The declarations alone (zoo/models/catalog.py, the trick classes): no torch here.
+    from zoo.models import check_model_options, get_model_info, is_model
+    from zoo.tricks import TrickSet
 
     if not is_model(cfg.model.name):
         get_model_info(cfg.model.name)  # raises with the closest names
-    from zoo.tricks import TrickSet, validate_tricks
-
-    validate_tricks(cfg.tricks, cfg.model.name)
-    for key, value in TrickSet(cfg.tricks).model_options().items():
+    tricks = TrickSet(cfg.tricks, cfg.model.name)  # validates names, parameters, the model
+    for key, value in tricks.model_options().items():
         if key in cfg.model.options and cfg.model.options[key] != value:
             raise ConfigError(
                 f"model.options.{key}: {cfg.model.options[key]!r} conflicts with a trick that "
                 f"sets it to {value!r}; remove one of them"
             )
+    # The options as the trainer passes them, to the model the tricks select.
+    try:
+        check_model_options(tricks.model_name(cfg.model.name),
+                            {**cfg.model.options, **tricks.model_options()})
+    except (ZooError, ValueError) as exc:
+        raise ConfigError(f"model.options: {exc}") from None
 
 
 def check_data_paths(cfg: RunConfig) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
-import json
 import logging
 import os
 import random
@@ -29,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from zoo import rundir
-from zoo.config import RunConfig, check_data_paths, load_config, run_identity
+from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
 from zoo.data.datasets import build_datasets
 from zoo.data.samplers import ShardSampler
 from zoo.data.transforms import eval_transform, train_transform
@@ -57,13 +55,6 @@ from zoo.tricks import TrainContext, TrickSet
 log = logging.getLogger("zoo")
 
 EXIT_CONFIG = 2
-
-
-def config_hash(cfg: RunConfig) -> str:
-    """Content hash of the canonical resolved config (sorted keys, every default filled),
-    execution-only settings (``compile``, ``model.channels_last``) left at fixed values."""
-    canonical = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def setup_logging(out: Path, info: DistInfo) -> None:

@@ -15,36 +15,15 @@ from __future__ import annotations
 import timm
 from torch import nn
 
-from zoo.models._options import act_layer, replace_act
-from zoo.models._registry import register_model
-
-OPTIONS = ("act", "drop_rate")
+from zoo.models._layers import act_layer, replace_act
 
 
-@register_model(
-    "ghostnet_1.0",
-    paper="Han et al. 2020, GhostNet: More Features from Cheap Operations (CVPR)",
-    reference="GhostNet 1.0x, timm ghostnet_100",
-    params_m=5.183,
-    macs_g=0.1412,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def ghostnet_100(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                  ) -> nn.Module:
     """GhostNet 1.0x (timm ``ghostnet_100``)."""
     return _ghostnet("ghostnet_100", num_classes, act, drop_rate)
 
 
-@register_model(
-    "ghostnet_1.3",
-    paper="Han et al. 2020, GhostNet: More Features from Cheap Operations (CVPR)",
-    reference="GhostNet 1.3x, timm ghostnet_130",
-    params_m=7.359,
-    macs_g=0.2270,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def ghostnet_130(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                  ) -> nn.Module:
     """GhostNet 1.3x (timm ``ghostnet_130``)."""

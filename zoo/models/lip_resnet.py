@@ -38,8 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from zoo.models._options import act_layer, drop_path_rates, kaiming_init, norm_layer
-from zoo.models._registry import register_model
+from zoo.models._layers import act_layer, drop_path_rates, kaiming_init, norm_layer
 
 #: Width of the shared bottleneck logit module (authors' BOTTLENECK_WIDTH).
 LOGIT_WIDTH = 128
@@ -197,14 +196,6 @@ class LIPResNet(nn.Module):
         return self.fc(self.drop(torch.flatten(self.avgpool(x), 1)))
 
 
-@register_model(
-    "lip_resnet50",
-    paper="Gao, Wang, Wu 2019, LIP: Local Importance-based Pooling (ICCV)",
-    reference="LIP-ResNet-50, paper's ImageNet table: 23.9M params, 5.33 GFLOPs",
-    params_m=23.9,
-    macs_g=5.33,
-    options=("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm"),
-)
 def lip_resnet50(num_classes: int = 1000, **options: object) -> nn.Module:
     """LIP-ResNet-50 (authors' layout, see module doc)."""
     return LIPResNet((3, 4, 6, 3), num_classes, **options)  # type: ignore[arg-type]

@@ -24,22 +24,9 @@ import timm
 from torch import nn
 from torchvision import models as tvm
 
-from zoo.models._options import act_layer, replace_act
-from zoo.models._registry import register_model
-
-OPTIONS = ("act", "drop_rate")
+from zoo.models._layers import act_layer, replace_act
 
 
-@register_model(
-    "mobilenetv1",
-    paper="Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for "
-    "Mobile Vision Applications (arXiv:1704.04861)",
-    reference="MobileNet v1 1.0, timm mobilenetv1_100",
-    params_m=4.232,
-    macs_g=0.569,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def mobilenetv1(num_classes: int = 1000, *, act: str = "relu", drop_rate: float = 0.0
                 ) -> nn.Module:
     """MobileNet v1 1.0 at 224 px (timm ``mobilenetv1_100`` with the paper's ReLU)."""
@@ -52,15 +39,6 @@ def mobilenetv1(num_classes: int = 1000, *, act: str = "relu", drop_rate: float 
     )
 
 
-@register_model(
-    "mobilenetv2",
-    paper="Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks (CVPR)",
-    reference="torchvision mobilenet_v2",
-    params_m=3.505,
-    macs_g=0.301,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def mobilenetv2(num_classes: int = 1000, *, act: str = "relu6", drop_rate: float = 0.0
                 ) -> nn.Module:
     """MobileNet v2 1.0 (torchvision); ``act`` replaces its ReLU6."""
@@ -74,30 +52,12 @@ def _mobilenet_v3(arch: str, num_classes: int, act: str | None, drop_rate: float
     return model if act is None else replace_act(model, act_layer(act))
 
 
-@register_model(
-    "mobilenetv3_large",
-    paper="Howard et al. 2019, Searching for MobileNetV3 (ICCV)",
-    reference="torchvision mobilenet_v3_large",
-    params_m=5.483,
-    macs_g=0.217,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def mobilenetv3_large(num_classes: int = 1000, *, act: str | None = None,
                       drop_rate: float = 0.0) -> nn.Module:
     """MobileNet v3 large 1.0 (torchvision); ``act=None`` keeps its ReLU/hard-swish mix."""
     return _mobilenet_v3("mobilenet_v3_large", num_classes, act, drop_rate)
 
 
-@register_model(
-    "mobilenetv3_small",
-    paper="Howard et al. 2019, Searching for MobileNetV3 (ICCV)",
-    reference="torchvision mobilenet_v3_small",
-    params_m=2.543,
-    macs_g=0.0565,
-    options=OPTIONS,
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def mobilenetv3_small(num_classes: int = 1000, *, act: str | None = None,
                       drop_rate: float = 0.0) -> nn.Module:
     """MobileNet v3 small 1.0 (torchvision); ``act=None`` keeps its ReLU/hard-swish mix."""

@@ -39,8 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from zoo.models._options import act_layer, drop_path_rates, kaiming_init, norm_layer
-from zoo.models._registry import register_model
+from zoo.models._layers import act_layer, drop_path_rates, kaiming_init, norm_layer
 
 Octave = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -253,17 +252,6 @@ class OctResNet(nn.Module):
         return self.fc(self.drop(torch.flatten(self.avgpool(x_h), 1)))
 
 
-@register_model(
-    "oct_resnet50",
-    paper="Chen et al. 2019, Drop an Octave: Reducing Spatial Redundancy in Convolutional "
-    "Neural Networks with Octave Convolution (ICCV)",
-    reference="Oct-ResNet-50, alpha 0.125 (authors' resnet50_v1b layout): 25.6M params "
-    "(= ResNet-50), 3.6 GFLOPs",
-    params_m=25.557,
-    macs_g=3.6,
-    options=("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm"),
-    arch_args={"alpha": 0.125},
-)
 def oct_resnet50(num_classes: int = 1000, alpha: float = 0.125, **options: object
                  ) -> nn.Module:
     """Oct-ResNet-50 with low-frequency ratio ``alpha`` (default 0.125, the paper's best)."""

@@ -19,37 +19,16 @@ from __future__ import annotations
 
 from torch import nn
 
-from zoo.models._options import timm_with_options
-from zoo.models._registry import register_model
-
-PAPER = "He et al. 2016, Identity Mappings in Deep Residual Networks (ECCV)"
-OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
-
+from zoo.models._layers import timm_with_options
 
 _preact_resnet = timm_with_options
 
 
-@register_model(
-    "resnet50v2",
-    paper=PAPER,
-    reference="timm resnetv2_50",
-    params_m=25.549,
-    macs_g=4.089,
-    options=OPTIONS,
-)
 def resnet50v2(num_classes: int = 1000, **options: object) -> nn.Module:
     """Pre-activation ResNet-50."""
     return _preact_resnet("resnetv2_50", num_classes, **options)  # type: ignore[arg-type]
 
 
-@register_model(
-    "resnet101v2",
-    paper=PAPER,
-    reference="timm resnetv2_101",
-    params_m=44.541,
-    macs_g=7.801,
-    options=OPTIONS,
-)
 def resnet101v2(num_classes: int = 1000, **options: object) -> nn.Module:
     """Pre-activation ResNet-101."""
     return _preact_resnet("resnetv2_101", num_classes, **options)  # type: ignore[arg-type]

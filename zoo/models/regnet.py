@@ -24,44 +24,21 @@ it on by default; we pass ``zero_init_last=False``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+from torch import nn
 
-from zoo.models._options import timm_with_options
-from zoo.models._registry import register_model
-
-PAPER = "Radosavovic et al. 2020, Designing Network Design Spaces (CVPR)"
-OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+from zoo.models._layers import timm_with_options
 
 
-@dataclass(frozen=True)
-class RegNetVariant:
-    """One registered RegNet: our name, timm's, and the reference counts at 224 px."""
-
-    name: str
-    timm_name: str
-    title: str
-    params_m: float
-    macs_g: float
+def regnetx_040(num_classes: int = 1000, **options: object) -> nn.Module:
+    """RegNetX-4.0GF."""
+    return timm_with_options("regnetx_040", num_classes, **options)  # type: ignore[arg-type]
 
 
-VARIANTS = (
-    RegNetVariant("regnetx_4.0gf", "regnetx_040", "RegNetX-4.0GF", 22.118, 3.964),
-    RegNetVariant("regnety_4.0gf", "regnety_040", "RegNetY-4.0GF", 20.647, 3.973),
-    RegNetVariant("regnety_6.4gf", "regnety_064", "RegNetY-6.4GF", 30.583, 6.355),
-)
+def regnety_040(num_classes: int = 1000, **options: object) -> nn.Module:
+    """RegNetY-4.0GF."""
+    return timm_with_options("regnety_040", num_classes, **options)  # type: ignore[arg-type]
 
 
-_regnet = timm_with_options
-
-
-for _v in VARIANTS:
-    register_model(
-        _v.name,
-        paper=PAPER,
-        reference=f"{_v.title}, timm {_v.timm_name}",
-        params_m=_v.params_m,
-        macs_g=_v.macs_g,
-        options=OPTIONS,
-        channels_last=False,  # grouped convolutions (group width 40-112)
-    )(partial(_regnet, _v.timm_name))
+def regnety_064(num_classes: int = 1000, **options: object) -> nn.Module:
+    """RegNetY-6.4GF."""
+    return timm_with_options("regnety_064", num_classes, **options)  # type: ignore[arg-type]

@@ -19,19 +19,9 @@ from __future__ import annotations
 import timm
 from torch import nn
 
-from zoo.models._options import act_layer, norm_layer, replace_act
-from zoo.models._registry import register_model
+from zoo.models._layers import act_layer, norm_layer, replace_act
 
 
-@register_model(
-    "resnest50",
-    paper="Zhang et al. 2020, ResNeSt: Split-Attention Networks (arXiv:2004.08955)",
-    reference="ResNeSt-50 (deep stem, avg-down), timm resnest50d",
-    params_m=27.483,
-    macs_g=5.371,
-    options=("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm"),
-    channels_last=False,  # depthwise/grouped convolutions
-)
 def resnest50(
     num_classes: int = 1000,
     *,

@@ -27,10 +27,7 @@ from torch import nn
 from torchvision.models import resnet as tv
 from torchvision.ops import StochasticDepth
 
-from zoo.models._options import act_layer, drop_path_rates, norm_layer, replace_act
-from zoo.models._registry import register_model
-
-OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+from zoo.models._layers import act_layer, drop_path_rates, norm_layer, replace_act
 
 
 class BasicBlock(tv.BasicBlock):
@@ -112,42 +109,16 @@ class ResNet(tv.ResNet):
         return self.fc(self.drop(torch.flatten(self.avgpool(x), 1)))
 
 
-@register_model(
-    "resnet50",
-    paper="He et al. 2016, Deep Residual Learning for Image Recognition (CVPR)",
-    reference="torchvision resnet50",
-    params_m=25.557,
-    macs_g=4.089,
-    options=OPTIONS,
-)
 def resnet50(num_classes: int = 1000, **options: object) -> nn.Module:
     """ResNet-50 (torchvision)."""
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, **options)  # type: ignore[arg-type]
 
 
-@register_model(
-    "resnet101",
-    paper="He et al. 2016, Deep Residual Learning for Image Recognition (CVPR)",
-    reference="torchvision resnet101",
-    params_m=44.549,
-    macs_g=7.801,
-    options=OPTIONS,
-)
 def resnet101(num_classes: int = 1000, **options: object) -> nn.Module:
     """ResNet-101 (torchvision)."""
     return ResNet(Bottleneck, (3, 4, 23, 3), num_classes, **options)  # type: ignore[arg-type]
 
 
-@register_model(
-    "resnext50_32x4d",
-    paper="Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks "
-    "(CVPR)",
-    reference="torchvision resnext50_32x4d",
-    params_m=25.029,
-    macs_g=4.230,
-    options=OPTIONS,
-    channels_last=False,  # grouped convolutions (32 groups)
-)
 def resnext50_32x4d(num_classes: int = 1000, **options: object) -> nn.Module:
     """ResNeXt-50 with 32 groups of width 4 (torchvision)."""
     return ResNet(  # type: ignore[arg-type]
@@ -155,14 +126,6 @@ def resnext50_32x4d(num_classes: int = 1000, **options: object) -> nn.Module:
     )
 
 
-@register_model(
-    "resnet18",
-    paper="He et al. 2016, Deep Residual Learning for Image Recognition (CVPR); "
-    "3x3 stride-1 stem without max-pool for 28-32 px images",
-    reference="torchvision resnet18 body, small-input stem",
-    options=OPTIONS,
-    min_input=8,
-)
 def resnet18(num_classes: int = 10, **options: object) -> nn.Module:
     """ResNet-18 for small images: a 3x3 stride-1 stem and no max-pool (see module doc)."""
     return ResNet(  # type: ignore[arg-type]

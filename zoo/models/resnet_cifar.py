@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from torchvision.ops import StochasticDepth
 
-from zoo.models._options import act_layer, drop_path_rates, kaiming_init, norm_layer
-from zoo.models._registry import register_model
+from zoo.models._layers import act_layer, drop_path_rates, kaiming_init, norm_layer
 
 NormLayer = Callable[[int], nn.Module]
 
@@ -102,13 +101,6 @@ class CifarResNet(nn.Module):
         return self.fc(self.drop(torch.flatten(self.pool(x), 1)))
 
 
-@register_model(
-    "resnet20",
-    paper="He et al. 2016, Deep Residual Learning for Image Recognition (CIFAR, sec. 4.2)",
-    reference="CIFAR ResNet-20, 0.27M params",
-    options=("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm"),
-    min_input=8,
-)
 def resnet20(num_classes: int = 10, **options: object) -> nn.Module:
     """ResNet-20 for 28-32 px images (3 stages of 3 basic blocks)."""
     return CifarResNet(20, num_classes=num_classes, **options)  # type: ignore[arg-type]
