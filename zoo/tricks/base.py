@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo.errors import ConfigError
+
+if TYPE_CHECKING:  # torch is imported by the hooks that run, not by config validation
+    import torch
+    from torch import nn
 
 #: What a trick may touch, as declared by each trick and listed by ``ablate tricks``.
 TOUCHES = ("model", "init", "loss", "targets", "batch", "transform", "optimizer",

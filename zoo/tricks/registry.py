@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError, UnknownNameError, did_you_mean
 from zoo.tricks.base import TOUCHES, Audit, TrainContext, Trick
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 _TRICKS: dict[str, type[Trick]] = {}
 
@@ -140,6 +141,8 @@ class TrickSet:
     def batch(
         self, images: torch.Tensor, targets: torch.Tensor, ctx: TrainContext
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
         # One uniform draw per group of alternatives, before any trick's own draws.
         chosen = {
             group: members[int(torch.randint(len(members), (1,), generator=ctx.generator))]
