@@ -30,10 +30,9 @@ from zoo.models import create_model, resnet_cifar
 from zoo.models import resnet as tv_resnet
 from zoo.models.switchnorm import SwitchNorm2d
 from zoo.tricks import TrainContext, TrickSet, get_trick, list_tricks, validate_tricks
+from zoo.tricks._ops import Lookahead, ModulatedDeformConv2d
 from zoo.tricks.base import TOUCHES
 from zoo.tricks.cutmix import cutmix_batch
-from zoo.tricks.deformable_conv import ModulatedDeformConv2d
-from zoo.tricks.lookahead import Lookahead
 from zoo.tricks.mixup import mixup_batch
 from zoo.tricks.sync_bn import convert_sync_bn
 

@@ -3,25 +3,27 @@ back", NeurIPS): the inner optimizer takes ``k`` fast steps; then the slow weigh
 fraction ``alpha`` towards the fast ones, ``slow += alpha * (fast - slow)``, and the fast
 weights restart from them. The slow weights start equal to the initial weights.
 
-:class:`Lookahead` is a real ``torch.optim.Optimizer`` over the inner optimizer's own
-parameter groups (learning-rate schedules and ``GradScaler.unscale_``/``step`` reach both)
-and state (``state_dict()`` holds the slow weights and the step count, plain tensors and
-numbers that load with ``torch.load(weights_only=True)``). timm's ``Lookahead`` creates the
-slow weights lazily at the first synchronisation, from the fast weights of that moment,
-which skips the first slow update; this one follows the paper.
+:class:`zoo.tricks._ops.Lookahead` is a real ``torch.optim.Optimizer`` over the inner
+optimizer's own parameter groups (learning-rate schedules and ``GradScaler.unscale_``/``step``
+reach both) and state (``state_dict()`` holds the slow weights and the step count, plain
+tensors and numbers that load with ``torch.load(weights_only=True)``). timm's ``Lookahead``
+creates the slow weights lazily at the first synchronisation, from the fast weights of that
+moment, which skips the first slow update; this one follows the paper.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING
 
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.tricks._ops import Lookahead
 
 
 @dataclass(frozen=True)
@@ -30,46 +32,6 @@ class LookaheadParams:
     k: int = 5
     #: Slow step size.
     alpha: float = 0.5
-
-
-class Lookahead(torch.optim.Optimizer):
-    """Wrap ``optimizer``; its parameter groups and state are shared, not copied."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, k: int = 5, alpha: float = 0.5
-                 ) -> None:
-        if k < 1 or not 0 < alpha <= 1:
-            raise ValueError(f"Lookahead: need k >= 1 and 0 < alpha <= 1, got {k}, {alpha}")
-        self.optimizer = optimizer
-        super().__init__(optimizer.param_groups, optimizer.defaults)
-        self.param_groups = optimizer.param_groups  # the same dicts: lr changes reach both
-        self.state = optimizer.state
-        for group in self.param_groups:
-            group.setdefault("lookahead_k", k)
-            group.setdefault("lookahead_alpha", alpha)
-            group.setdefault("lookahead_step", 0)
-            for p in group["params"]:
-                self.state[p]["lookahead_slow"] = p.detach().clone()
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
-        loss = self.optimizer.step(closure)
-        for group in self.param_groups:
-            group["lookahead_step"] += 1
-            if group["lookahead_step"] % group["lookahead_k"] == 0:
-                for p in group["params"]:
-                    slow = self.state[p]["lookahead_slow"]
-                    slow.add_(p - slow, alpha=group["lookahead_alpha"])
-                    p.copy_(slow)
-        return loss
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state_dict)
-        # The inner optimizer rebuilt its groups and state: share the new ones.
-        self.param_groups = self.optimizer.param_groups
-        self.state = self.optimizer.state
-
-    def slow_weights(self) -> list[torch.Tensor]:
-        return [self.state[p]["lookahead_slow"] for g in self.param_groups for p in g["params"]]
 
 
 @register_trick
@@ -92,6 +54,8 @@ class LookaheadTrick(Trick):
             raise ConfigError(f"tricks.lookahead.alpha: must be in (0, 1], got {params.alpha}")
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+        from zoo.tricks._ops import Lookahead
+
         self.optimizer = Lookahead(optimizer, self.params.k, self.params.alpha)
         return self.optimizer
 
