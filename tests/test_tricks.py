@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -23,6 +24,7 @@ from torchvision import tv_tensors
 from torchvision.ops import StochasticDepth
 from typer.testing import CliRunner
 
+from tests.conftest import ROOT
 from zoo.config import RunConfig, build_config
 from zoo.engine import build_optimizer, build_scheduler
 from zoo.errors import ConfigError, UnknownNameError
@@ -128,6 +130,35 @@ def test_every_trick_declares_its_facts() -> None:
             assert other in list_tricks(), (name, other)
             assert name in get_trick(other).conflicts, f"{other} should list {name} too"
         TrickSet({name: None})  # the defaults are valid
+
+
+def test_validating_tricks_imports_no_torch() -> None:
+    """``ablate run`` validates a study's tricks before launching its runs; importing torch
+    for that costs seconds of start-up. Hooks import torch when they run, not before."""
+    code = """if True:
+        import sys
+        from zoo.tricks import TrickSet, get_trick, list_tricks, parse_params, validate_tricks
+
+        for name in list_tricks():
+            cls = get_trick(name)
+            assert cls.name == name and cls.paper and cls.touches and cls.Params
+            cls.check(parse_params(name, None))
+            cls.check_model("resnet50")
+            validate_tricks({name: None}, "resnet50")
+        ts = TrickSet({"octconv": {"alpha": 0.25}, "zero_gamma": None, "swish": None,
+                       "dropout": None, "stochastic_depth": None, "mixup": None,
+                       "cutmix": None, "cutout": None, "lookahead": None,
+                       "label_smoothing": None, "autoaugment": None, "ema": None,
+                       "sync_bn": None}, "resnet50")
+        assert ts.model_name("resnet50") == "oct_resnet50"
+        assert set(ts.model_options()) == {"alpha", "zero_init_last", "act", "drop_rate",
+                                           "drop_path_rate"}
+        ts.describe()
+        print(sorted(m for m in ("torch", "torchvision", "timm") if m in sys.modules))
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
 
 
 @pytest.mark.parametrize(("a", "b"), [

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo.tricks.base import Audit, TrainContext, Trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ACT_CONFLICT = "both replace the activation"
 
@@ -19,7 +20,8 @@ class ActivationTrick(Trick):
     conflict_reason = ACT_CONFLICT
     order = 23
     act: ClassVar[str]
-    act_class: ClassVar[type[nn.Module]]
+    #: The activation's class in ``torch.nn``, by name (torch is not imported to validate).
+    act_class: ClassVar[str]
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
@@ -29,14 +31,16 @@ class ActivationTrick(Trick):
         return {"act": self.act}
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
-        replaced = sum(1 for m in model.modules() if type(m) is self.act_class)
+        from torch import nn
+
+        act_class = getattr(nn, self.act_class)
+        replaced = sum(1 for m in model.modules() if type(m) is act_class)
         relu_left = sum(1 for m in model.modules() if type(m) is nn.ReLU)
         self.counts = (replaced, relu_left)
         return model
 
     def audit(self) -> Audit:
         replaced, left = self.counts or (0, 0)
-        cls = self.act_class.__name__
-        return Audit(self.name, f"{self.name}: {replaced} activations are {cls}, "
+        return Audit(self.name, f"{self.name}: {replaced} activations are {self.act_class}, "
                                 f"{left} plain ReLU left", effective=replaced > 0,
                      details={"replaced": replaced, "relu_left": left})

@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
-from torchvision.transforms import v2
+from typing import TYPE_CHECKING, Any
 
 from zoo.tricks.base import Audit, TrainContext, Trick
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+    from torchvision.transforms import v2
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def seeded_from(generator: torch.Generator | None) -> Iterator[None]:
     if generator is None:
         yield
         return
+    import torch
+
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from torchvision.transforms import v2
-
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
 
@@ -32,6 +30,8 @@ class AutoAugment(Trick):
     order = 65
 
     def transforms(self, pre: list[Any], post: list[Any]) -> tuple[list[Any], list[Any]]:
+        from torchvision.transforms import v2
+
         policy = v2.AutoAugmentPolicy(self.params.policy)
         return [*pre, v2.AutoAugment(policy)], post
 

@@ -10,13 +10,14 @@ pairing and the seeding). With mixup in the same run, each batch gets one of the
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-from torchvision.transforms import v2
+from typing import TYPE_CHECKING
 
 from zoo.errors import ConfigError
 from zoo.tricks._mixing import MixedBatch, MixTrick, mix_with
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ def cutmix_batch(
 ) -> MixedBatch:
     """Paste a box of the previous sample of the batch into each sample; ``lam`` is the
     share of the image that stays its own."""
+    from torchvision.transforms import v2
+
     return mix_with(v2.CutMix(alpha=alpha, num_classes=num_classes), images, targets, generator)
 
 

@@ -5,13 +5,14 @@ Neural Networks from Overfitting", JMLR): the pooled features are dropped with p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, TrainContext, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Dropout(Trick):
         return {"drop_rate": self.params.rate}
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        from torch import nn
+
         # torchvision-style models hold an nn.Dropout; timm heads apply F.dropout with the
         # model's ``drop_rate`` attribute.
         layers = sum(1 for m in model.modules()

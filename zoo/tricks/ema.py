@@ -11,15 +11,15 @@ average; the checkpoint holds it (the trick's state), so a resumed run continues
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-from zoo.distributed import broadcast_buffers
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, TrainContext, Trick, unwrap
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
+    from torch.optim.swa_utils import AveragedModel
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Ema(Trick):
             raise ConfigError(f"tricks.ema.decay: must be in (0, 1), got {params.decay}")
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(self.params.decay),
                                  use_buffers=True)
         return model
@@ -58,6 +60,8 @@ class Ema(Trick):
     def eval_model(self, model: nn.Module) -> nn.Module:
         if self.ema is None or int(self.ema.n_averaged) == 0:
             return model
+        from zoo.distributed import broadcast_buffers
+
         broadcast_buffers(self.ema.module)  # every shard scored with rank 0's statistics
         return self.ema.module
 

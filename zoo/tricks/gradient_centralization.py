@@ -11,13 +11,13 @@ It runs after the gradients are final: after DDP's all-reduce and the GradScaler
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -26,16 +26,18 @@ class GradientCentralizationParams:
     conv_only: bool = True
 
 
-@torch.no_grad()
 def centralize_gradients(model: nn.Module, conv_only: bool = True) -> int:
     """Centre the gradient of every conv (and, unless ``conv_only``, linear) weight over all
     dimensions but the first. Returns how many gradients it centred."""
+    import torch
+
     min_ndim = 4 if conv_only else 2
     n = 0
-    for p in model.parameters():
-        if p.grad is not None and p.ndim >= min_ndim:
-            p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.ndim)), keepdim=True))
-            n += 1
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None and p.ndim >= min_ndim:
+                p.grad.sub_(p.grad.mean(dim=tuple(range(1, p.ndim)), keepdim=True))
+                n += 1
     return n
 
 

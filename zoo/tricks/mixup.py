@@ -10,13 +10,14 @@ and the seeding). With cutmix in the same run, each batch gets one of the two, 5
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-from torchvision.transforms import v2
+from typing import TYPE_CHECKING
 
 from zoo.errors import ConfigError
 from zoo.tricks._mixing import MixedBatch, MixTrick, mix_with
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ def mixup_batch(
     generator: torch.Generator | None = None,
 ) -> MixedBatch:
     """Mix each sample with the previous one of the batch by ``lam ~ Beta(alpha, alpha)``."""
+    from torchvision.transforms import v2
+
     return mix_with(v2.MixUp(alpha=alpha, num_classes=num_classes), images, targets, generator)
 
 

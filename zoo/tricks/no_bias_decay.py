@@ -10,12 +10,13 @@ or a normalisation parameter; every weight of a convolution or linear layer has 
 
 from __future__ import annotations
 
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def split_decay(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:

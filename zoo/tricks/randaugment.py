@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torchvision.transforms import v2
-
 from zoo.errors import ConfigError
 from zoo.tricks.autoaugment import POLICY_CONFLICT
 from zoo.tricks.base import Audit, Trick
@@ -49,6 +47,8 @@ class RandAugment(Trick):
                               f"got {params.magnitude}")
 
     def transforms(self, pre: list[Any], post: list[Any]) -> tuple[list[Any], list[Any]]:
+        from torchvision.transforms import v2
+
         op = v2.RandAugment(num_ops=self.params.num_ops, magnitude=self.params.magnitude,
                             num_magnitude_bins=MAX_MAGNITUDE + 1)
         return [*pre, op], post

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from torchvision.transforms import v2
-
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
@@ -55,6 +53,8 @@ class RandomErasing(Trick):
                               f"0 < min <= max, got {list(params.ratio)}")
 
     def transforms(self, pre: list[Any], post: list[Any]) -> tuple[list[Any], list[Any]]:
+        from torchvision.transforms import v2
+
         p = self.params
         value: float | str = "random" if p.value == "random" else 0.0
         op = v2.RandomErasing(p=p.p, scale=p.scale, ratio=p.ratio, value=value)  # type: ignore[arg-type]

@@ -7,8 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from torchvision.transforms import v2
-
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
@@ -37,6 +35,8 @@ class RandomRotation(Trick):
             )
 
     def transforms(self, pre: list[Any], post: list[Any]) -> tuple[list[Any], list[Any]]:
+        from torchvision.transforms import v2
+
         return [*pre, v2.RandomRotation(self.params.degrees)], post
 
     def audit(self) -> Audit:

@@ -4,8 +4,6 @@ activations. Switched on through the model option ``act=relu6``."""
 
 from __future__ import annotations
 
-from torch import nn
-
 from zoo.tricks._activation import ActivationTrick
 from zoo.tricks.registry import register_trick
 
@@ -16,4 +14,4 @@ class ReLU6(ActivationTrick):
     paper = "Krizhevsky 2010, Convolutional Deep Belief Networks on CIFAR-10"
     conflicts = ("swish",)
     act = "relu6"
-    act_class = nn.ReLU6
+    act_class = "ReLU6"

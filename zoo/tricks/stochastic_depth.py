@@ -7,15 +7,14 @@ model option ``drop_path_rate`` (torchvision ``StochasticDepth``, or timm's ``Dr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from timm.layers import DropPath
-from torch import nn
-from torchvision.ops import StochasticDepth as TvStochasticDepth
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError
 from zoo.tricks.base import Audit, TrainContext, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -26,6 +25,9 @@ class StochasticDepthParams:
 
 def drop_rates(model: nn.Module) -> list[float]:
     """The drop probability of every stochastic-depth layer of ``model``, in module order."""
+    from timm.layers import DropPath
+    from torchvision.ops import StochasticDepth as TvStochasticDepth
+
     rates = []
     for m in model.modules():
         if isinstance(m, TvStochasticDepth) and m.p > 0:

@@ -4,8 +4,6 @@ through the model option ``act=silu``."""
 
 from __future__ import annotations
 
-from torch import nn
-
 from zoo.tricks._activation import ActivationTrick
 from zoo.tricks.registry import register_trick
 
@@ -16,4 +14,4 @@ class Swish(ActivationTrick):
     paper = "Ramachandran, Zoph, Le 2017, Searching for Activation Functions (arXiv:1710.05941)"
     conflicts = ("relu6",)
     act = "silu"
-    act_class = nn.SiLU
+    act_class = "SiLU"

@@ -5,13 +5,13 @@ the model option ``norm=switchnorm`` (see ``zoo/models/switchnorm.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
-
-from zoo.models.switchnorm import SwitchNorm2d
 from zoo.tricks.base import Audit, TrainContext, Trick, count_modules
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @register_trick
@@ -33,6 +33,10 @@ class SwitchNorm(Trick):
         return {"norm": "switchnorm"}
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
+        from torch import nn
+
+        from zoo.models.switchnorm import SwitchNorm2d
+
         self.counts = (count_modules(model, SwitchNorm2d),
                        count_modules(model, nn.modules.batchnorm._BatchNorm))
         return model

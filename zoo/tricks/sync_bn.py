@@ -9,21 +9,22 @@ layers stay per-process); the audit then says "no effect".
 
 from __future__ import annotations
 
-from typing import Any
-
-import timm.layers
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoo.tricks.base import Audit, TrainContext, Trick, count_modules
 from zoo.tricks.registry import register_trick
 
-BN = nn.modules.batchnorm._BatchNorm
+if TYPE_CHECKING:
+    from torch import nn
+
 #: Device types whose tensors SyncBatchNorm synchronises.
 SYNC_DEVICES = ("cuda", "xpu", "hpu")
 
 
 def convert_sync_bn(model: nn.Module) -> nn.Module:
     """Every BatchNorm of ``model`` as a SyncBatchNorm (weights and statistics kept)."""
+    import timm.layers
+
     return timm.layers.convert_sync_batchnorm(model)
 
 
@@ -41,7 +42,9 @@ class SyncBN(Trick):
         self.result: tuple[int, str] | None = None
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
-        n = count_modules(model, BN)
+        from torch import nn
+
+        n = count_modules(model, nn.modules.batchnorm._BatchNorm)
         if ctx.world_size == 1:
             self.result = (n, "at world size 1")
         elif ctx.device.type not in SYNC_DEVICES:

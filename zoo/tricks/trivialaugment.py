@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchvision.transforms import v2
-
 from zoo.tricks.autoaugment import POLICY_CONFLICT
 from zoo.tricks.base import Audit, Trick
 from zoo.tricks.registry import register_trick
@@ -25,6 +23,8 @@ class TrivialAugment(Trick):
     order = 67
 
     def transforms(self, pre: list[Any], post: list[Any]) -> tuple[list[Any], list[Any]]:
+        from torchvision.transforms import v2
+
         return [*pre, v2.TrivialAugmentWide()], post
 
     def audit(self) -> Audit:

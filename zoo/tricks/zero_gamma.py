@@ -6,16 +6,23 @@ last convolution instead; see ``zoo/models/preact_resnet.py``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from zoo.models.switchnorm import SwitchNorm2d
 from zoo.tricks.base import Audit, TrainContext, Trick
 from zoo.tricks.registry import register_trick
 
-NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, SwitchNorm2d)
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+def _norm_types() -> tuple[type[nn.Module], ...]:
+    """The normalisation layers whose weight zero-γ zeroes."""
+    from torch import nn
+
+    from zoo.models.switchnorm import SwitchNorm2d
+
+    return (nn.modules.batchnorm._NormBase, nn.GroupNorm, SwitchNorm2d)
 
 
 def _all_zero(weight: torch.Tensor | None) -> bool:
@@ -25,13 +32,16 @@ def _all_zero(weight: torch.Tensor | None) -> bool:
 def zeroed_in_blocks(model: nn.Module) -> dict[str, int]:
     """Count residual blocks (modules with a ``zero_init_last`` hook) and, inside them, the
     norm layers whose weight is all zero (or, with none of those, the zeroed convolutions)."""
+    from torch import nn
+
+    norm_types = _norm_types()
     counts = {"blocks": 0, "zeroed_blocks": 0, "norms": 0, "convs": 0}
     for block in model.modules():
         if not callable(getattr(block, "zero_init_last", None)):
             continue
         counts["blocks"] += 1
         norms = sum(1 for m in block.modules()
-                    if isinstance(m, NORMS) and _all_zero(getattr(m, "weight", None)))
+                    if isinstance(m, norm_types) and _all_zero(getattr(m, "weight", None)))
         convs = 0 if norms else sum(1 for m in block.modules()
                                     if isinstance(m, nn.Conv2d) and _all_zero(m.weight))
         counts["norms"] += norms
