@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -195,3 +197,35 @@ def test_hashes_of_the_committed_results_still_hold() -> None:
         cfg = from_dict(RunConfig, json.loads(config))
         assert "compile" not in json.loads(config)  # older than the key
         assert config_hash(cfg) == run_hash
+
+
+def test_validating_studies_imports_no_torch() -> None:
+    """``ablate run`` validates and plans a whole study before it launches anything; the
+    model catalog and the trick declarations let it do that without importing torch,
+    torchvision or timm (importing them costs seconds of start-up)."""
+    code = """
+import sys
+import subprocess
+import sys
+from pathlib import Path
+from ablate.spec import load_study, plan_study
+from zoo.config import build_config
+from zoo.tricks import list_tricks
+
+planned = 0
+for path in sorted(Path("studies").glob("*.yaml")):
+    planned += len(plan_study(load_study(path, check_paths=False)))
+for trick in list_tricks():
+    build_config({"model": "resnet50", "tricks": {trick: {}}})
+build_config({"model": {"name": "resnet50", "options": {"act": "silu"}},
+              "tricks": {"octconv": {"alpha": 0.25}, "mixup": {}, "cutmix": {},
+                         "label_smoothing": {"smoothing": 0.1}, "ema": {}}})
+print(planned, len(list_tricks()), sorted(m for m in ("torch", "torchvision", "timm")
+                                          if m in sys.modules))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    planned, tricks, heavy = proc.stdout.strip().split(" ", 2)
+    assert int(planned) > 20 and int(tricks) >= 20
+    assert heavy == "[]", f"validation imported {heavy}"
