@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -29,13 +29,53 @@ RUN_CONFIG = "run.yaml"
 LAUNCH_LOG = "launch.log"
 
 
-def parse_gpus(spec: str | None) -> list[int] | None:
-    """``0-3,6`` -> [0, 1, 2, 3, 6]; None -> autodetect (all GPUs, or none on CPU)."""
-    if spec is None:
-        import torch
+#: Where a GPU driver shows itself: NVIDIA's kernel module, AMD's ROCm compute device.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
 
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return list(range(n)) or None
+
+def _visible_entries(env: Mapping[str, str] | None = None) -> list[str] | None:
+    """The entries of ``CUDA_VISIBLE_DEVICES`` (None when unset), cut at the first invalid
+    one as CUDA does: ``-1`` or an empty variable hides every GPU."""
+    value = (os.environ if env is None else env).get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    out: list[str] = []
+    for entry in value.split(","):
+        entry = entry.strip()
+        if not entry or not (entry.isdigit() or entry.startswith(("GPU-", "MIG-"))):
+            break
+        out.append(entry)
+    return out
+
+
+def gpu_count() -> int:
+    """How many GPUs a training process started from here would see. A machine without
+    a GPU driver, or a ``CUDA_VISIBLE_DEVICES`` hiding every GPU, answers without importing
+    torch (``ablate`` knows nothing about tensors, and importing torch costs seconds of
+    ``ablate run``'s start-up); otherwise torch counts them."""
+    entries = _visible_entries()
+    if entries == [] or not any(os.path.exists(p) for p in GPU_DRIVER_PATHS):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def child_visible_devices(devices: Sequence[int], env: Mapping[str, str] | None = None
+                          ) -> str:
+    """``CUDA_VISIBLE_DEVICES`` for a run on ``devices``, which number the GPUs this
+    process sees (as torch does): under ``CUDA_VISIBLE_DEVICES=2,3`` device 0 is GPU 2."""
+    entries = _visible_entries(env)
+    if entries is None:
+        return ",".join(str(d) for d in devices)
+    return ",".join(entries[d] for d in devices)  # parse_gpus checked they are visible
+
+
+def parse_gpus(spec: str | None) -> list[int] | None:
+    """``0-3,6`` -> [0, 1, 2, 3, 6]; None -> autodetect (all GPUs, or none on CPU).
+    The numbers are those of the GPUs this process sees (see ``child_visible_devices``)."""
+    if spec is None:
+        return list(range(gpu_count())) or None
     if spec.strip().lower() in ("", "none", "cpu"):
         return None
     out: list[int] = []
@@ -50,6 +90,11 @@ def parse_gpus(spec: str | None) -> list[int] | None:
         raise AblateError(f"--gpus '{spec}': expected a list like 0-3,6") from None
     if len(set(out)) != len(out):
         raise AblateError(f"--gpus '{spec}': a GPU is listed twice")
+    entries = _visible_entries()
+    if entries is not None and (hidden := [d for d in out if d >= len(entries)]):
+        raise AblateError(f"--gpus '{spec}': GPU {hidden[0]} is not visible "
+                          f"(CUDA_VISIBLE_DEVICES={','.join(entries)} shows {len(entries)}; "
+                          f"number them from 0)")
     return out
 
 
@@ -250,7 +295,7 @@ class LocalLauncher(Launcher):
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         if self.use_gpus:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
+            env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices)
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""
             env["OMP_NUM_THREADS"] = str(self.threads)

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from ablate import orchestrate
-from ablate.launch import DevicePool, LocalLauncher
+from ablate import launch, orchestrate
+from ablate.errors import AblateError
+from ablate.launch import DevicePool, LocalLauncher, parse_gpus
 from ablate.orchestrate import Orchestrator
 from ablate.spec import load_study
 from ablate.store import Status, Store
@@ -31,6 +32,48 @@ def test_device_pool_takes_the_lowest_free_gpus_and_returns_them() -> None:
     cpu = DevicePool(None, slots=2)  # no GPUs: --max-parallel slots, one per run
     assert cpu.take(8) == [0] and cpu.take(1) == [1] and cpu.take(1) is None
     assert cpu.fits_ever(64)
+
+
+def test_gpus_are_numbered_as_this_process_sees_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under CUDA_VISIBLE_DEVICES=5,7 GPU 0 is GPU 5: a run on device 1 gets '7', never
+    the machine's GPU 1, which the user hid."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
+    assert parse_gpus("0-1") == [0, 1]
+    gpu = LocalLauncher(use_gpus=True, threads=1)
+    assert gpu.env([1])["CUDA_VISIBLE_DEVICES"] == "7"
+    assert gpu.env([0, 1])["CUDA_VISIBLE_DEVICES"] == "5,7"
+    with pytest.raises(AblateError, match=r"--gpus '0-2': GPU 2 is not visible.*5,7"):
+        parse_gpus("0-2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8c1f,GPU-33ab,-1,3")  # cut at -1
+    assert LocalLauncher(use_gpus=True, threads=1).env([1])["CUDA_VISIBLE_DEVICES"] == "GPU-33ab"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert gpu.env([2, 3])["CUDA_VISIBLE_DEVICES"] == "2,3"
+
+
+def test_no_gpu_driver_means_no_gpus_without_importing_torch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Autodetection asks torch only where a GPU driver exists; elsewhere (and when
+    CUDA_VISIBLE_DEVICES hides every GPU) the answer is none, with no torch import."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "torch" or name.startswith("torch."):
+            raise AssertionError("gpu_count imported torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(launch, "GPU_DRIVER_PATHS", ("/nonexistent/nvidia",))
+    assert parse_gpus(None) is None
+    monkeypatch.setattr(launch, "GPU_DRIVER_PATHS", ("/",))  # a driver, but all hidden
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert parse_gpus(None) is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # visible GPUs: only torch can count
+    with pytest.raises(AssertionError, match="imported torch"):
+        parse_gpus(None)
 
 
 class FakeProc:
