@@ -9,9 +9,11 @@ the noise floor (the baseline's seed-to-seed standard deviation), about how many
 detect each observed delta, and every way the compared runs differ beyond the variant's
 declared change (code commit, environment, resolved config).
 
-The ORM stays in this module: :func:`load_studies` turns rows into plain
-:class:`StudyRecord` objects, :func:`build_frame` turns those into the DataFrame, and the
-renderers take only DataFrames.
+The database's rows become plain data here: :func:`load_studies` turns the rows the store
+gives (``report_runs``, from :class:`ablate.store.Store` or, on a SQLite file, the
+SQLAlchemy-free :class:`ablate.store_lite.SQLiteReader`) into plain :class:`StudyRecord`
+objects, :func:`build_frame` turns those into the DataFrame, and the renderers take only
+DataFrames.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
 from ablate.errors import AblateError
-from ablate.spec import effective_model
-from ablate.store import MetricRow, ResultRow, RunRow, Store, StudyRow, StudyRunRow
+
+if TYPE_CHECKING:
+    from ablate.store import Store
+    from ablate.store_lite import SQLiteReader
 
 Format = Literal["markdown", "csv", "latex", "html", "json"]
 FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "html", "json")
@@ -114,44 +118,26 @@ class StudyRecord:
     runs: tuple[RunRecord, ...]
 
 
-def load_studies(store: Store, names: Sequence[str] | None = None) -> list[StudyRecord]:
+def load_studies(store: Store | SQLiteReader, names: Sequence[str] | None = None
+                 ) -> list[StudyRecord]:
     """The named studies (default: all, by name) as plain records.
 
     An empty database or an unknown name is an :class:`AblateError` (one line, with the
-    closest known names). One query for the runs of all of them, columns rather than ORM
-    objects: a database of 10,000 runs loads in a fraction of a second.
+    closest known names). One query for the runs of all of them (``report_runs``): a
+    database of 10,000 runs loads in a fraction of a second.
     """
-    from sqlalchemy import Text, null, select, type_coerce
+    studies, rows = store.report_runs(names)
+    known = list(studies)
+    if not known:
+        raise AblateError(f"{store.display_url}: the database has no studies yet; run "
+                          f"'ablate run STUDY.yaml' first")
+    wanted = list(dict.fromkeys(names)) if names else known
+    for name in wanted:
+        if name not in known:
+            from zoo.errors import did_you_mean
 
-    from zoo.errors import did_you_mean
-
-    with store.session() as s:
-        studies = {name: (i, mode, spec) for i, name, mode, spec in s.execute(
-            select(StudyRow.id, StudyRow.name, StudyRow.mode, StudyRow.spec)
-            .order_by(StudyRow.name))}
-        known = list(studies)
-        if not known:
-            raise AblateError(f"{store.engine.url}: the database has no studies yet; run "
-                              f"'ablate run STUDY.yaml' first")
-        wanted = list(dict.fromkeys(names)) if names else known
-        for name in wanted:
-            if name not in known:
-                raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)} "
-                                  f"(known: {', '.join(known)})")
-        link, run, res = StudyRunRow.__table__.c, RunRow.__table__.c, ResultRow.__table__.c
-        # The JSON columns as their text, decoded below: SQLAlchemy's JSON type takes four
-        # times as long as json.loads itself (a driver that decodes JSON gives objects).
-        rows = s.execute(
-            select(link.study_id, link.variant, link.variant_index, link.change, link.seed,
-                   run.hash, run.status, type_coerce(run.config, Text), run.nproc,
-                   run.code_commit, run.code_dirty, res.top1, res.top5, res.params, res.macs,
-                   res.world_size, res.device_hours, type_coerce(res.env, Text),
-                   run.model if store.has_model else null())
-            .join_from(StudyRunRow.__table__, RunRow.__table__, run.hash == link.run_hash)
-            .outerjoin(ResultRow.__table__, res.run_hash == run.hash)
-            .where(link.study_id.in_([studies[n][0] for n in wanted]))
-            .order_by(link.study_id, link.variant_index, link.seed)
-        ).all()
+            raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)} "
+                              f"(known: {', '.join(known)})")
     envs: dict[str, Any] = {}  # the same environment for many runs: decoded once
     by_study: dict[int, list[RunRecord]] = {studies[n][0]: [] for n in wanted}
     for (study_id, variant, index, change, seed, h, status, config, nproc, commit, dirty,
@@ -173,34 +159,27 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def curves_frame(store: Store, names: Sequence[str] | None = None) -> pd.DataFrame:
+def curves_frame(store: Store | SQLiteReader, names: Sequence[str] | None = None
+                 ) -> pd.DataFrame:
     """Validation top-1 per epoch of every succeeded run of the studies: one row per
     (study, variant, seed, epoch)."""
-    from sqlalchemy import select
-
     records = load_studies(store, names)
     rows: list[dict[str, Any]] = []
-    with store.session() as s:
-        for rec in records:
-            runs = {r.hash: r for r in rec.runs if r.succeeded}
-            if not runs:
+    for rec in records:
+        runs = {r.hash: r for r in rec.runs if r.succeeded}
+        if not runs:
+            continue
+        by_hash: dict[str, list[tuple[int, float | None]]] = {}
+        for h, epoch, value in store.metric_values(runs, "top1"):
+            by_hash.setdefault(h, []).append((epoch, value))
+        for r in rec.runs:
+            if not r.succeeded:
                 continue
-            metrics = s.execute(
-                select(MetricRow.run_hash, MetricRow.epoch, MetricRow.value)
-                .where(MetricRow.run_hash.in_(list(runs)), MetricRow.key == "top1")
-                .order_by(MetricRow.run_hash, MetricRow.epoch)
-            ).all()
-            by_hash: dict[str, list[tuple[int, float | None]]] = {}
-            for h, epoch, value in metrics:
-                by_hash.setdefault(h, []).append((epoch, value))
-            for r in rec.runs:
-                if not r.succeeded:
-                    continue
-                for epoch, value in by_hash.get(r.hash, []):
-                    if value is not None:
-                        rows.append({"study": rec.name, "variant": r.variant,
-                                     "variant_index": r.variant_index, "seed": r.seed,
-                                     "epoch": epoch, "top1": value})
+            for epoch, value in by_hash.get(r.hash, []):
+                if value is not None:
+                    rows.append({"study": rec.name, "variant": r.variant,
+                                 "variant_index": r.variant_index, "seed": r.seed,
+                                 "epoch": epoch, "top1": value})
     return pd.DataFrame(rows, columns=["study", "variant", "variant_index", "seed", "epoch",
                                        "top1"])
 
@@ -454,6 +433,14 @@ def _degree(base_cfg: Mapping[str, Any], cfg: Mapping[str, Any],
     return ", ".join(parts) or "-"
 
 
+def _effective_model(config: Mapping[str, Any]) -> str:
+    """The model a run trains, worked out from its config: for a database from before
+    runs recorded it (imports the study machinery only then)."""
+    from ablate.spec import effective_model
+
+    return effective_model(config)
+
+
 def _dtype(config: Mapping[str, Any], runs: Sequence[RunRecord]) -> str:
     precision = str(config.get("precision", "auto"))
     if precision == "auto":  # the trainer's rule: fp16 on CUDA, fp32 elsewhere
@@ -605,7 +592,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
             "variant": runs[0].variant,
             "variant_index": index,
             "change": runs[0].change,
-            "model": runs[0].model or effective_model(cfg),
+            "model": runs[0].model or _effective_model(cfg),
             "epochs": cfg.get("epochs"),
             "dtype": _dtype(cfg, ok),
             "batch_size": cfg.get("batch_size"),
@@ -652,7 +639,8 @@ def _study_notes(rec: StudyRecord) -> str:
     return NOTE_SEP.join(notes)
 
 
-def build_frame(store: Store, studies: Sequence[str] | None = None) -> pd.DataFrame:
+def build_frame(store: Store | SQLiteReader, studies: Sequence[str] | None = None
+                ) -> pd.DataFrame:
     """One row per (study, variant), baseline first, with the aggregated numbers of its
     succeeded runs and the paired comparison with its study's baseline (see COLUMNS)."""
     rows = [row for rec in load_studies(store, studies) for row in study_rows(rec)]
@@ -964,7 +952,7 @@ def readme_studies(text: str) -> list[str]:
     return list(dict.fromkeys(closed))
 
 
-def render_readme(text: str, store: Store, plots_dir: str | None = None,
+def render_readme(text: str, store: Store | SQLiteReader, plots_dir: str | None = None,
                   studies: Sequence[str] | None = None) -> str:
     """``text`` with the block between each ``<!-- ablate:report STUDY -->`` and
     ``<!-- /ablate:report -->`` replaced by that study's table and notes; everything outside

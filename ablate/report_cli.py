@@ -54,13 +54,13 @@ def report(
     """Each study's variants against its baseline on the same seeds: mean paired deltas with
     95% intervals, deltas within noise marked, and what the compared runs differ in."""
     from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
-    from ablate.store import Store
+    from ablate.store_lite import open_reader
 
     try:
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
-        store = Store(db, create=False)
+        store = open_reader(db)
         if readme is not None:
             try:
                 # Bytes, not read_text(): newline translation would rewrite \r\n outside

@@ -135,10 +135,10 @@ def status(
         min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
 ) -> None:
     """Where each study stands: every variant and seed with status, epoch, top-1, ETA."""
-    from ablate.store import Store
+    from ablate.store_lite import open_reader
 
     try:
-        store = Store(db, create=False)
+        store = open_reader(db)
         store.mark_lost(timedelta(seconds=lost_after))
         data = store.studies_runs([study] if study else None)
     except ZooError as exc:

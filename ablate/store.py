@@ -15,13 +15,11 @@ nullable columns added by later versions are added to an older database when a w
 
 from __future__ import annotations
 
-import enum
 import json
-import os
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +43,10 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    null,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -60,20 +60,7 @@ from sqlalchemy.orm import (
 )
 
 from ablate.errors import AblateError
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Status(enum.StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    interrupted = "interrupted"
-    lost = "lost"
-
+from ablate.store_lite import Status, default_url, utcnow  # defined without SQLAlchemy
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
 CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
@@ -190,10 +177,6 @@ METRIC_KEYS = ("train_loss", "lr", "val_loss", "top1", "top5", "eval_images", "i
 # --------------------------------------------------------------------------- connection
 
 
-def default_url() -> str:
-    return os.environ.get("ABLATE_DB", "sqlite:///results.db")
-
-
 #: Key of the PostgreSQL advisory lock that serialises schema changes and study
 #: registration between orchestrators starting at the same moment.
 _PG_LOCK = 0x61626C61
@@ -299,6 +282,11 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def display_url(self) -> str:
+        """The URL as messages show it (a password hidden)."""
+        return str(self.engine.url)
+
     # ------------------------------------------------------------------ studies
 
     def register_study(self, name: str, path: str, mode: str, spec: dict[str, Any],
@@ -388,6 +376,39 @@ class Store:
     @staticmethod
     def study_names_in(s: Session) -> list[str]:
         return list(s.scalars(select(StudyRow.name)))
+
+    def report_runs(self, names: Sequence[str] | None = None
+                    ) -> tuple[dict[str, tuple[int, str, Any]], list[tuple[Any, ...]]]:
+        """What a report reads, in one transaction: every study by name as (id, mode,
+        spec), and one row per (variant, seed) of the named studies that exist (default:
+        all), by study, variant and seed: study id, variant, variant index, change, seed,
+        run hash, status, config, nproc, code commit, code dirty, then the result's top1,
+        top5, params, macs, world size and device hours (None without a result), its env,
+        and the run's model (None in a database from before the column).
+
+        Columns, not ORM objects, and the JSON columns as their text (decoded where used):
+        SQLAlchemy's JSON type takes four times as long as json.loads itself (a driver
+        that decodes JSON gives objects)."""
+        with self.session() as s:
+            studies = {name: (i, mode, spec) for i, name, mode, spec in s.execute(
+                select(StudyRow.id, StudyRow.name, StudyRow.mode, StudyRow.spec)
+                .order_by(StudyRow.name))}
+            ids = [studies[n][0] for n in dict.fromkeys(names or studies) if n in studies]
+            if not ids:
+                return studies, []
+            link, run, res = StudyRunRow.__table__.c, RunRow.__table__.c, ResultRow.__table__.c
+            rows = s.execute(
+                select(link.study_id, link.variant, link.variant_index, link.change, link.seed,
+                       run.hash, run.status, type_coerce(run.config, Text), run.nproc,
+                       run.code_commit, run.code_dirty, res.top1, res.top5, res.params,
+                       res.macs, res.world_size, res.device_hours, type_coerce(res.env, Text),
+                       run.model if self.has_model else null())
+                .join_from(StudyRunRow.__table__, RunRow.__table__, run.hash == link.run_hash)
+                .outerjoin(ResultRow.__table__, res.run_hash == run.hash)
+                .where(link.study_id.in_(ids))
+                .order_by(link.study_id, link.variant_index, link.seed)
+            ).all()
+        return studies, [tuple(row) for row in rows]
 
     # ------------------------------------------------------------------ runs
 
@@ -499,6 +520,15 @@ class Store:
                 "result": None if result is None else {
                     c.key: getattr(result, c.key) for c in ResultRow.__table__.columns},
             }
+
+    def metric_values(self, hashes: Iterable[str], key: str
+                      ) -> list[tuple[str, int, float | None]]:
+        """(run hash, epoch, value) of one metric of the runs, by run and epoch."""
+        with self.session() as s:
+            return [tuple(row) for row in s.execute(  # type: ignore[misc]
+                select(MetricRow.run_hash, MetricRow.epoch, MetricRow.value)
+                .where(MetricRow.run_hash.in_(list(hashes)), MetricRow.key == key)
+                .order_by(MetricRow.run_hash, MetricRow.epoch))]
 
     def metrics(self, run_hash: str) -> list[dict[str, Any]]:
         """Per-epoch metrics of a run, one dict per epoch."""

@@ -17,7 +17,7 @@ from rich.style import Style
 from rich.table import Column, Row, Table
 
 from ablate.console import console
-from ablate.store import utcnow
+from ablate.store_lite import utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
