@@ -152,13 +152,13 @@ def status(
         return
     if not data:
         console.print("no studies yet; start one with 'ablate run STUDY.yaml'")
-    from ablate.view import status_table
+    from ablate.view import print_table, status_table
 
     for name, runs in data.items():
-        console.print(status_table(name, runs))
+        print_table(status_table(name, runs))
         jobs = [r for r in runs if r.get("job_id")]
         if jobs:
-            console.print(_jobs_table(name, jobs))
+            print_table(_jobs_table(name, jobs))
 
 
 def _jobs_table(study: str, runs: list[dict[str, Any]]) -> Any:

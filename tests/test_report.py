@@ -476,6 +476,48 @@ def test_the_sqlite_reader_gives_what_the_store_gives(db: str, tmp_path: Path) -
     assert isinstance(open_reader(f"sqlite:///{tmp_path}/odd%5F.db"), Store)
 
 
+@pytest.mark.parametrize("console", [
+    {"width": 160},  # a pipe: ablate's console
+    {"width": 120, "force_terminal": True, "color_system": "truecolor"},
+    {"width": 100, "force_terminal": True, "color_system": "standard"},
+    {"width": 100, "force_terminal": True, "safe_box": True, "legacy_windows": False},
+    {"width": 30},  # narrower than the table: rich shrinks its columns
+])
+def test_status_tables_print_without_cropping_what_they_print_cropped(
+    console: dict[str, Any]
+) -> None:
+    """ablate status prints its tables without rich's cropping of every line to the
+    console's width (print_table), where they are within it: the same text as
+    console.print, in a pipe and on terminals, for every kind of cell."""
+    from datetime import datetime
+
+    from rich.console import Console
+
+    from ablate.view import plan_table, print_table, status_table
+
+    names = ["baseline", "lr 0.2 ünïcode", "日本語 variant", ":thumbs_up: emoji", "x[red]y",
+             "trailing ", " leading", "—"]
+    statuses = ["succeeded", "failed", "running", "queued", "lost", "interrupted"]
+    runs = [{"variant": names[i % 8], "seed": i, "hash": f"{i:016x}", "change": "",
+             "status": statuses[i % 6], "epochs_done": i % 4, "epochs": 3,
+             "top1": None if i % 5 == 0 else 90 + i / 7, "images_per_s": 3000.0 + i,
+             "started_at": datetime(2025, 1, 1), "finished_at": datetime(2025, 1, 1, 1, i),
+             "error": "boom [rank 0] " * (i % 3) if i % 6 == 1 else None}
+            for i in range(40)]
+    for table in (status_table("study", runs), status_table("empty", []),
+                  status_table("plain", [r for r in runs if r["variant"] == "baseline"]),
+                  plan_table("plan", runs, {})):
+        printed = []
+        for cropped in (True, False):
+            out = Console(file=io.StringIO(), highlight=False, **console)
+            if cropped:
+                out.print(table)
+            else:
+                print_table(table, out)
+            printed.append(out.file.getvalue())  # type: ignore[attr-defined]
+        assert printed[1] == printed[0]
+
+
 README = """# Results
 
 Hand-written text stays *exactly* as it is.\r
