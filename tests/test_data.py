@@ -5,11 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 from typer.testing import CliRunner
 
 from ablate.cli import app
@@ -178,8 +180,9 @@ def test_decode_jpeg_and_errors_are_pils(tmp_path: Path) -> None:
 @pytest.mark.parametrize("preset,size", [("small", 8), ("small", 16), ("imagenet", 12)])
 def test_transforms_give_the_same_tensors_from_decoded_bytes_as_from_pil(
         digits_dir: Path, preset: str, size: int) -> None:
-    """The trainer's transforms start with ToImage, so decoding to a tensor changes no
-    input of any run: the same random crops and flips of the same pixels, bit for bit."""
+    """The trainer's transforms turn a PIL image into the tensor ToImage makes of it, so
+    decoding to a tensor changes no input of any run: the same random crops and flips of
+    the same pixels, bit for bit."""
     from zoo.data.decode import decode_rgb
 
     cfg = DataConfig(image_size=size, preset=preset)  # type: ignore[arg-type]
@@ -193,3 +196,62 @@ def test_transforms_give_the_same_tensors_from_decoded_bytes_as_from_pil(
                 want = tf(img.convert("RGB"))
             torch.manual_seed(i)
             assert torch.equal(tf(decode_rgb(data)), want), (make.__name__, path)
+
+
+def _v2_reference(cfg: DataConfig, hook: Any = None) -> tuple[v2.Compose, v2.Compose]:
+    """The transforms as torchvision's v2 ops alone (what the trainer ran before its fused
+    ops): the independent reference the fused ones must match bit for bit."""
+    size = cfg.image_size
+    ops: list[Any] = [v2.ToImage()]
+    if cfg.preset == "imagenet":
+        ops.append(v2.RandomResizedCrop(size, antialias=True))
+    else:
+        ops += [v2.Resize(size, antialias=True), v2.RandomCrop(size, padding=max(1, size // 8))]
+    if cfg.hflip:
+        ops.append(v2.RandomHorizontalFlip())
+    post: list[Any] = []
+    if hook is not None:
+        ops, post = hook(ops, post)
+    tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
+    resize = round(size / 0.875) if cfg.preset == "imagenet" else size
+    return (v2.Compose([*ops, *tail, *post]),
+            v2.Compose([v2.ToImage(), v2.Resize(resize, antialias=True), v2.CenterCrop(size),
+                        *tail]))
+
+
+@pytest.mark.parametrize("tricks", [
+    {},
+    {"random_rotation": {"degrees": 15}, "cutout": {}},
+    {"autoaugment": {}, "random_erasing": {}},
+    {"randaugment": {}},
+    {"trivialaugment": {}},
+])
+@pytest.mark.parametrize("preset,size,hflip", [
+    ("small", 28, True), ("small", 8, False), ("small", 24, True), ("imagenet", 20, True),
+])
+def test_fused_transforms_match_torchvisions_ops_bit_for_bit(
+        preset: str, size: int, hflip: bool, tricks: dict[str, Any]) -> None:
+    """PadCropFlip, FloatNormalize and ImageTensor replace v2 ops for speed: on images
+    already at the size, smaller, larger and not square, with the tricks that add ops
+    before and after them, they give the same tensors and leave torch's generator where
+    the v2 ops leave it (the next draw is the same)."""
+    from zoo.tricks import TrickSet
+
+    cfg = DataConfig(image_size=size, preset=preset, hflip=hflip,  # type: ignore[arg-type]
+                     mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    hook = TrickSet(tricks).transforms if tricks else None
+    ours = (train_transform(cfg, hook), eval_transform(cfg))
+    ref = _v2_reference(cfg, hook)
+    gen = torch.Generator().manual_seed(size)
+    shapes = [(size, size), (size - 3, size - 3), (size + 5, size + 5), (size + 7, size - 2)]
+    for i, (h, w) in enumerate(shapes * 4):
+        img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+        for mine, theirs in zip(ours, ref, strict=True):
+            torch.manual_seed(1000 + i)
+            want = theirs(img.clone()).as_subclass(torch.Tensor)
+            after = torch.rand(1)
+            torch.manual_seed(1000 + i)
+            got = mine(img.clone())
+            assert type(got) is torch.Tensor and got.dtype == torch.float32
+            assert torch.equal(got, want), (preset, size, (h, w), tricks)
+            assert torch.equal(torch.rand(1), after), "a different number of draws"
