@@ -12,8 +12,10 @@ declared change (code commit, environment, resolved config).
 The database's rows become plain data here: :func:`load_studies` turns the rows the store
 gives (``report_runs``, from :class:`ablate.store.Store` or, on a SQLite file, the
 SQLAlchemy-free :class:`ablate.store_lite.SQLiteReader`) into plain :class:`StudyRecord`
-objects, :func:`build_frame` turns those into the DataFrame, and the renderers take only
-DataFrames.
+objects, :func:`report_rows` those into one plain dict per (study, variant), and
+:func:`build_frame` the rows into the DataFrame. The renderers take the DataFrame; the
+markdown (the default, and the README blocks) is the same text from the rows, so that
+``ablate report`` imports pandas (0.2 s) only for the other formats and the plots.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
-
 from ablate.errors import AblateError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ablate.store import Store
     from ablate.store_lite import SQLiteReader
 
@@ -171,6 +173,8 @@ def curves_frame(store: Store | SQLiteReader, names: Sequence[str] | None = None
                  ) -> pd.DataFrame:
     """Validation top-1 per epoch of every succeeded run of the studies: one row per
     (study, variant, seed, epoch)."""
+    import pandas as pd
+
     records = load_studies(store, names)
     rows: list[dict[str, Any]] = []
     for rec in records:
@@ -703,18 +707,39 @@ def build_frame(store: Store | SQLiteReader, studies: Sequence[str] | None = Non
                 ) -> pd.DataFrame:
     """One row per (study, variant), baseline first, with the aggregated numbers of its
     succeeded runs and the paired comparison with its study's baseline (see COLUMNS)."""
-    rows = [row for rec in load_studies(store, studies) for row in study_rows(rec)]
+    return frame_of(report_rows(store, studies))
+
+
+def report_rows(store: Store | SQLiteReader, studies: Sequence[str] | None = None
+                ) -> list[dict[str, Any]]:
+    """:func:`build_frame`'s rows as plain dicts: what the markdown report is made from
+    without pandas (0.2 s to import; the other formats and the plots take the frame)."""
+    return [row for rec in load_studies(store, studies) for row in study_rows(rec)]
+
+
+def frame_of(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`report_rows` as :func:`build_frame`'s DataFrame."""
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in ("seeds_for_power", "gpus", "epochs", "batch_size"):
         frame[col] = frame[col].astype("Int64")
     return frame
 
 
+def _as_frame(report: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    """A report given as the frame or as its rows (:func:`report_rows`), as the frame."""
+    return frame_of(report) if isinstance(report, list) else report
+
+
 # --------------------------------------------------------------------------- display
 
 
 def _num(value: Any) -> float | None:
-    if value is None or value is pd.NA:
+    """A number of the report as a float; None for a missing one (None, NaN, pandas' NA:
+    a frame holds those, report_rows None)."""
+    pd = sys.modules.get("pandas")  # a pandas NA comes only from a frame: pandas is in
+    if value is None or (pd is not None and value is pd.NA):
         return None
     try:
         f = float(value)
@@ -790,6 +815,8 @@ def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"
     """The rows of one study as the cells a person reads, in the original README layout
     (``ablation``) or the models table layout (``models``). ``bold`` marks an improvement
     whose whole interval is above zero; ``escape`` protects text for the target format."""
+    import pandas as pd
+
     header, rows = _display_cells(study.to_dict("records"), bold, escape)
     return pd.DataFrame(rows, columns=list(header))
 
@@ -921,20 +948,23 @@ def _studies(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["study"]))
 
 
-def _records_by_study(frame: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
-    """The frame's rows as records, grouped by study in the frame's order (one pass over
-    the frame, not one filter per study: pandas' cost is per call)."""
+def _records_by_study(report: pd.DataFrame | list[dict[str, Any]]
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """The report's rows as records, grouped by study in the report's order (one pass over
+    a frame, not one filter per study: pandas' cost is per call)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for record in frame.to_dict("records"):
+    for record in report if isinstance(report, list) else report.to_dict("records"):
         out.setdefault(record["study"], []).append(record)
     return out
 
 
-def to_markdown(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
-    """Every study as a heading, its table and its notes."""
+def to_markdown(report: pd.DataFrame | list[dict[str, Any]],
+                plots_dir: str | None = None) -> str:
+    """Every study as a heading, its table and its notes (from the frame or its rows: the
+    same text)."""
     return "\n".join(
         f"## {s}\n\n" + _study_block(records, image_links(s, plots_dir) if plots_dir else ())
-        for s, records in _records_by_study(frame).items())
+        for s, records in _records_by_study(report).items())
 
 
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -981,20 +1011,22 @@ def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def render(frame: pd.DataFrame, fmt: Format, plots_dir: str | None = None) -> str:
-    """The report in one format: markdown/latex/html are the tables a person reads; csv and
-    json are the whole frame, every number unrounded."""
+def render(report: pd.DataFrame | list[dict[str, Any]], fmt: Format,
+           plots_dir: str | None = None) -> str:
+    """The report (the frame, or its rows) in one format: markdown/latex/html are the
+    tables a person reads; csv and json are the whole frame, every number unrounded."""
     if fmt == "markdown":
-        return to_markdown(frame, plots_dir)
+        return to_markdown(report, plots_dir)
+    if fmt not in FORMATS:
+        raise AblateError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    frame = _as_frame(report)
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "latex":
         return to_latex(frame)
     if fmt == "html":
         return to_html(frame, plots_dir)
-    if fmt == "json":
-        return frame.to_json(orient="records", indent=2) + "\n"
-    raise AblateError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    return frame.to_json(orient="records", indent=2) + "\n"
 
 
 # --------------------------------------------------------------------------- README
@@ -1028,7 +1060,7 @@ def render_readme(text: str, store: Store | SQLiteReader, plots_dir: str | None 
         names = [n for n in names if n in set(studies)]
     if not names:
         return text
-    frame = build_frame(store, names)
+    by_study = _records_by_study(report_rows(store, names))
 
     def replace(m: re.Match[str]) -> str:
         study = m.group("study")
@@ -1039,7 +1071,9 @@ def render_readme(text: str, store: Store | SQLiteReader, plots_dir: str | None 
         else:
             images = [ln.strip() for ln in m.group("body").splitlines()
                       if _IMAGE_LINE.match(ln.strip())]
-        block = study_markdown(frame, study, images)
+        if study not in by_study:
+            raise AblateError(f"study '{study}' is not in the report")
+        block = _study_block(by_study[study], images)
         return f"{m.group(1)}\n{block}{m.group(4)}"
 
     return README_MARKER.sub(replace, text)

@@ -22,9 +22,12 @@ from ablate.cli import app
 from ablate.errors import AblateError
 from ablate.report import (
     build_frame,
+    frame_of,
     paired_delta,
     paired_power,
+    render,
     render_readme,
+    report_rows,
     seeds_for_power,
     study_markdown,
     t_ppf,
@@ -338,6 +341,38 @@ def test_report_needs_no_trick_registry_when_runs_record_their_model(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_markdown_from_the_rows_is_the_markdown_from_the_frame(db: str) -> None:
+    """ablate report's markdown (the default) is made from the report's rows, without
+    pandas: the same text as from the DataFrame, which the other formats take."""
+    store = Store(db, create=False)
+    rows, frame = report_rows(store), build_frame(store)
+    assert frame_of(rows).equals(frame)
+    for plots_dir in (None, "docs/plots"):
+        assert render(rows, "markdown", plots_dir) == render(frame, "markdown", plots_dir)
+    for fmt in ("csv", "json", "latex", "html"):
+        assert render(rows, fmt) == render(frame, fmt)  # type: ignore[arg-type]
+
+
+def test_status_and_report_start_without_sqlalchemy_or_pandas(db: str) -> None:
+    """On a SQLite file, ablate status and the markdown report import neither SQLAlchemy
+    nor pandas (0.2-0.3 s each of their start-up); the report imports scipy only for its
+    intervals."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ablate.cli import app\n"
+            "for args in (['status', '--db', sys.argv[1]], ['report', '--db', sys.argv[1]]):\n"
+            "    try:\n"
+            "        app(args, prog_name='ablate')\n"
+            "    except SystemExit as exc:\n"
+            "        assert not exc.code, exc.code\n"
+            "print(sorted(m for m in ('sqlalchemy', 'pandas', 'matplotlib') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code, db], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
 
 
 def test_differences_beyond_the_declared_change_are_reported(frame: pd.DataFrame) -> None:
