@@ -25,12 +25,17 @@
     ``ablate.store``: 10,000 runs (100 studies x 10 variants x 10 seeds) of real resolved
     configs, each with 100 epochs of every metric the trainer writes (10 per epoch: 10M
     metric rows), results, environments and audits; side by side with the same commands on
-    a database of 20 runs, their start-up floor.
+    a database of 20 runs, their start-up floor. With ``--baseline DIR`` (a checkout of an
+    earlier commit, e.g. ``git worktree add /tmp/base HEAD~3``) the same two commands of
+    that code run too, interleaved with these (``python -c 'from ablate.cli import app;
+    app()'`` with DIR first on PYTHONPATH: the ``ablate`` script's own two lines).
 
     .venv/bin/python bench/orchestrator.py                 # all three (5-15 minutes)
     .venv/bin/python bench/orchestrator.py --only startup --repeats 5
     .venv/bin/python bench/orchestrator.py --only study --runs 20
     .venv/bin/python bench/orchestrator.py --only db --db-file /tmp/ablate10k.db  # kept
+    .venv/bin/python bench/orchestrator.py --only db --db-file /tmp/ablate10k.db \
+        --db-repeats 7 --baseline /tmp/base                # before/after, side by side
 
 Writes bench/results/orchestrator.json (the parts run now replace those in it).
 """
@@ -423,9 +428,9 @@ def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[st
             "build_s": time.perf_counter() - t0, "bytes": path.stat().st_size}
 
 
-def _timed(cmd: Sequence[str], cwd: Path) -> float:
+def _timed(cmd: Sequence[str], cwd: Path, env: dict[str, str] | None = None) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, env=env)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0 or not proc.stdout:
         raise RuntimeError(f"{' '.join(cmd)}: exit {proc.returncode}: "
@@ -443,33 +448,51 @@ def _db_file(keep: Path | None) -> Iterator[tuple[Path, bool]]:
         yield Path(tmp) / "results.db", True
 
 
+#: What the ``ablate`` console script runs, for a baseline checkout on PYTHONPATH.
+_CLI = "import sys; from ablate.cli import app; sys.exit(app(prog_name='ablate'))"
+
+
 def bench_db(repeats: int, keep: Path | None, studies: int = 100, seeds: int = 10,
-             epochs: int = 100) -> dict[str, Any]:
+             epochs: int = 100, baseline: Path | None = None) -> dict[str, Any]:
     with _db_file(keep) as (path, build), tempfile.TemporaryDirectory() as small_dir:
         built = build_database(path, studies, seeds, epochs) if build else {"reused": str(path)}
         print(f"  database: {built}", flush=True)
-        # The floor: the same commands on one study of 20 runs (Python, typer, SQLAlchemy,
-        # pandas and scipy start-up), side by side.
+        # The floor: the same commands on one study of 20 runs (Python, typer, rich and what
+        # each command imports), side by side.
         small = Path(small_dir) / "small.db"
         build_database(small, 1, 2, 2)
         commands = {f"{cmd}{suffix}": [ABLATE, cmd, "--db", f"sqlite:///{db}"]
                     for suffix, db in (("", path), ("_small", small))
                     for cmd in ("status", "report")}
+        envs: dict[str, dict[str, str] | None] = dict.fromkeys(commands)
+        if baseline is not None:
+            for cmd in ("status", "report"):
+                commands[f"{cmd}_baseline"] = [sys.executable, "-c", _CLI, cmd, "--db",
+                                               f"sqlite:///{path}"]
+                envs[f"{cmd}_baseline"] = {**os.environ, "PYTHONPATH": str(baseline.resolve())}
         times: dict[str, list[float]] = {k: [] for k in commands}
         _timed(commands["status"], path.parent)  # page cache warm, as for a user's second look
         for i in range(repeats):
             for name, cmd in commands.items():
-                times[name].append(_timed(cmd, path.parent))
+                times[name].append(_timed(cmd, path.parent, envs[name]))
             print(f"  db {i}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
                   flush=True)
     return {
         "what": f"wall seconds of the CLI, start-up included, on {studies * len(VARIANTS) * seeds}"
                 f" runs x {epochs} epochs x {len(METRIC_KEYS)} metrics; *_small: on 20 runs",
         "database": built, "repeats": repeats,
+        **({"baseline": f"{baseline}: {_commit_of(baseline)}"} if baseline is not None else {}),
         **{f"{k}_s": v for k, v in times.items()},
         **{f"median_{k}_s": statistics.median(v) for k, v in times.items()},
         "goal_status_s": GOALS["status_s"], "goal_report_s": GOALS["report_s"],
     }
+
+
+def _commit_of(tree: Path) -> str:
+    """The commit a checkout is at (or what is known of it)."""
+    proc = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
+                          text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else "not a git checkout"
 
 
 # --------------------------------------------------------------------------- main
@@ -482,6 +505,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=20, help="runs of the tiny study")
     parser.add_argument("--db-repeats", type=int, default=3)
     parser.add_argument("--db-file", type=Path, help="keep (or reuse) the synthetic database")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="db: also time status and report of the code in DIR (a checkout "
+                             "of an earlier commit), side by side")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "digits",
                         help="digits prepared by 'ablate data prepare digits'")
     args = parser.parse_args(argv)
@@ -499,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         elif part == "study":
             results[part] = bench_study(args.data.resolve(), args.runs)
         else:
-            results[part] = bench_db(args.db_repeats, args.db_file)
+            results[part] = bench_db(args.db_repeats, args.db_file, baseline=args.baseline)
         results[part]["load_avg_before_after"] = [load, os.getloadavg()]
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
@@ -523,7 +549,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"(c) status {r['median_status_s']:.2f} s (goal < {r['goal_status_s']}), "
                   f"report {r['median_report_s']:.2f} s (goal < {r['goal_report_s']}); on 20 "
                   f"runs: status {r['median_status_small_s']:.2f} s, report "
-                  f"{r['median_report_small_s']:.2f} s")
+                  f"{r['median_report_small_s']:.2f} s"
+                  + (f"; baseline ({r['baseline']}): status {r['median_status_baseline_s']:.2f}"
+                     f" s, report {r['median_report_baseline_s']:.2f} s" if "baseline" in r
+                     else ""))
     print(f"wrote {OUT}")
 
 
