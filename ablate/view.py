@@ -194,7 +194,8 @@ class _FastColumn:
         self.ascii = joined.isascii()
         self.width: int | None = None
         if self.all_plain:
-            self.width = 2 + max(map(len, texts) if self.ascii else map(cell_len, texts))
+            self.width = 2 + max(map(len, texts) if self.ascii
+                                 else map(cell_len, dict.fromkeys(texts)))
             return
         width = 0
         for text in dict.fromkeys(texts):  # each distinct text once, in order
@@ -226,7 +227,8 @@ class _FastColumn:
                 if right:
                     return [f" {t.rjust(inner)} " for t in texts], True
                 return [f" {t.ljust(inner)} " for t in texts], True
-            return [self._pad(t, inner) for t in texts], True
+            padded = {t: self._pad(t, inner) for t in dict.fromkeys(texts)}
+            return [padded[t] for t in texts], True
         memo: dict[str, str | list[Segment]] = {}  # the cell of each distinct text
         for text in dict.fromkeys(texts):
             if (colorless or not style) and self._plain(text):
