@@ -448,6 +448,17 @@ def _db_file(keep: Path | None) -> Iterator[tuple[Path, bool]]:
         yield Path(tmp) / "results.db", True
 
 
+def _described(path: Path) -> dict[str, Any]:
+    """What a kept database holds, as :func:`build_database` reports it."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        count = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                 for t in ("study", "run", "metric")}
+    return {"reused": str(path), "studies": count["study"], "runs": count["run"],
+            "metric_rows": count["metric"], "bytes": path.stat().st_size}
+
+
 #: What the ``ablate`` console script runs, for a baseline checkout on PYTHONPATH.
 _CLI = "import sys; from ablate.cli import app; sys.exit(app(prog_name='ablate'))"
 
@@ -455,7 +466,7 @@ _CLI = "import sys; from ablate.cli import app; sys.exit(app(prog_name='ablate')
 def bench_db(repeats: int, keep: Path | None, studies: int = 100, seeds: int = 10,
              epochs: int = 100, baseline: Path | None = None) -> dict[str, Any]:
     with _db_file(keep) as (path, build), tempfile.TemporaryDirectory() as small_dir:
-        built = build_database(path, studies, seeds, epochs) if build else {"reused": str(path)}
+        built = build_database(path, studies, seeds, epochs) if build else _described(path)
         print(f"  database: {built}", flush=True)
         # The floor: the same commands on one study of 20 runs (Python, typer, rich and what
         # each command imports), side by side.
