@@ -10,7 +10,9 @@ train the same run: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks th
 claimable run no other transaction holds; on SQLite (one writer at a time) a conditional
 ``UPDATE ... WHERE status IN (claimable)`` decides. The schema is created on first use;
 nullable columns added by later versions are added to an older database when a writer
-(``ablate run``) opens it; readers leave it as it is and do without them.
+(``ablate run``) opens it; readers leave it as it is and do without them. The commands
+that only read a SQLite file (``ablate status``, ``ablate report``) read it without
+SQLAlchemy, through :mod:`ablate.store_lite`: the same rows, without its start-up.
 """
 
 from __future__ import annotations

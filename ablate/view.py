@@ -100,10 +100,10 @@ class FastTable(Table):
                           colorless, header=True)[0][0] for c in columns]
         yield from self._line(header, box.head_left, box.head_vertical, box.head_right)
         yield Segment(box.get_row(widths, "head", edge=True) + "\n")  # type: ignore[arg-type]
-        body, text = zip(*(c.cells(render_options, Style.null(), colorless) for c in columns),
-                         strict=True)
+        body, text_only = zip(*(c.cells(render_options, Style.null(), colorless)
+                                for c in columns), strict=True)
         n = self.row_count
-        if n and whole_lines and all(text):
+        if n and whole_lines and all(text_only):
             left, divider, right = box.mid_left, box.mid_vertical, box.mid_right
             lines = [Segment(f"{left}{divider.join(row)}{right}\n")  # type: ignore[arg-type]
                      for row in zip(*body, strict=True)]
