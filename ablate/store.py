@@ -45,10 +45,8 @@ from sqlalchemy import (
     event,
     func,
     inspect,
-    null,
     select,
     text,
-    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -62,7 +60,17 @@ from sqlalchemy.orm import (
 )
 
 from ablate.errors import AblateError
-from ablate.store_lite import Status, default_url, utcnow  # defined without SQLAlchemy
+from ablate.store_lite import (  # defined without SQLAlchemy
+    RUN_FIELDS,
+    Execute,
+    Status,
+    default_url,
+    read_mark_lost,
+    read_metric_values,
+    read_report_runs,
+    read_studies_runs,
+    utcnow,
+)
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
 CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
@@ -342,38 +350,9 @@ class Store:
     def studies_runs(self, names: Sequence[str] | None = None
                      ) -> dict[str, list[dict[str, Any]]]:
         """:meth:`study_runs` of each named study (default: every study, by name), in one
-        query: columns, not ORM objects, and not the configs (JSON a status never shows),
-        so 10,000 runs load in a few dozen milliseconds."""
+        query (:func:`ablate.store_lite.read_studies_runs`)."""
         with self.session() as s:
-            ids = {name: i for name, i in
-                   s.execute(select(StudyRow.name, StudyRow.id).order_by(StudyRow.name))}
-            wanted = list(dict.fromkeys(names)) if names is not None else list(ids)
-            for name in wanted:
-                if name not in ids:
-                    known = self.study_names_in(s)
-                    from zoo.errors import did_you_mean
-
-                    raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
-                                      + ("" if known else " (the database has no studies yet)"))
-            link, run = StudyRunRow.__table__.c, RunRow.__table__.c
-            jobs = [run.job_id, run.job_state] if self.has_jobs else []
-            query = (select(link.study_id, link.variant, link.variant_index, link.change,
-                            link.seed, *(run[c.key] for c in _RUN_COLUMNS), *jobs)
-                     .join_from(StudyRunRow.__table__, RunRow.__table__,
-                                run.hash == link.run_hash)
-                     .order_by(link.study_id, link.variant_index, link.seed))
-            if names is not None:
-                query = query.where(link.study_id.in_([ids[n] for n in wanted]))
-            result = s.execute(query)
-            keys = list(result.keys())[1:]
-            by_id: dict[int, list[dict[str, Any]]] = {ids[n]: [] for n in wanted}
-            for study_id, *row in result:
-                r = dict(zip(keys, row, strict=True))
-                r["status"] = str(r["status"])
-                if not jobs:  # a database from before them
-                    r["job_id"] = r["job_state"] = None
-                by_id[study_id].append(r)
-            return {n: by_id[ids[n]] for n in wanted}
+            return read_studies_runs(_execute_in(s), names, self.has_jobs)
 
     @staticmethod
     def study_names_in(s: Session) -> list[str]:
@@ -381,36 +360,10 @@ class Store:
 
     def report_runs(self, names: Sequence[str] | None = None
                     ) -> tuple[dict[str, tuple[int, str, Any]], list[tuple[Any, ...]]]:
-        """What a report reads, in one transaction: every study by name as (id, mode,
-        spec), and one row per (variant, seed) of the named studies that exist (default:
-        all), by study, variant and seed: study id, variant, variant index, change, seed,
-        run hash, status, config, nproc, code commit, code dirty, then the result's top1,
-        top5, params, macs, world size and device hours (None without a result), its env,
-        and the run's model (None in a database from before the column).
-
-        Columns, not ORM objects, and the JSON columns as their text (decoded where used):
-        SQLAlchemy's JSON type takes four times as long as json.loads itself (a driver
-        that decodes JSON gives objects)."""
+        """What a report reads, in one transaction
+        (:func:`ablate.store_lite.read_report_runs`)."""
         with self.session() as s:
-            studies = {name: (i, mode, spec) for i, name, mode, spec in s.execute(
-                select(StudyRow.id, StudyRow.name, StudyRow.mode, StudyRow.spec)
-                .order_by(StudyRow.name))}
-            ids = [studies[n][0] for n in dict.fromkeys(names or studies) if n in studies]
-            if not ids:
-                return studies, []
-            link, run, res = StudyRunRow.__table__.c, RunRow.__table__.c, ResultRow.__table__.c
-            rows = s.execute(
-                select(link.study_id, link.variant, link.variant_index, link.change, link.seed,
-                       run.hash, run.status, type_coerce(run.config, Text), run.nproc,
-                       run.code_commit, run.code_dirty, res.top1, res.top5, res.params,
-                       res.macs, res.world_size, res.device_hours, type_coerce(res.env, Text),
-                       run.model if self.has_model else null())
-                .join_from(StudyRunRow.__table__, RunRow.__table__, run.hash == link.run_hash)
-                .outerjoin(ResultRow.__table__, res.run_hash == run.hash)
-                .where(link.study_id.in_(ids))
-                .order_by(link.study_id, link.variant_index, link.seed)
-            ).all()
-        return studies, [tuple(row) for row in rows]
+            return read_report_runs(_execute_in(s), names, self.has_model)
 
     # ------------------------------------------------------------------ runs
 
@@ -485,17 +438,8 @@ class Store:
 
     def mark_lost(self, older_than: timedelta) -> list[str]:
         """Running runs whose owner stopped beating become ``lost`` (resumable)."""
-        cutoff = utcnow() - older_than
         with self.session() as s:
-            hashes = list(s.scalars(select(RunRow.hash).where(
-                RunRow.status == Status.running, RunRow.heartbeat_at < cutoff)))
-            if hashes:
-                s.execute(update(RunRow)
-                          .where(RunRow.hash.in_(hashes), RunRow.status == Status.running,
-                                 RunRow.heartbeat_at < cutoff)
-                          .values(status=Status.lost,
-                                  error=f"no heartbeat for {older_than.total_seconds():.0f}s"))
-            return hashes
+            return read_mark_lost(_execute_in(s), older_than)
 
     def run_status(self, hashes: Iterable[str]) -> dict[str, Status]:
         with self.session() as s:
@@ -527,10 +471,7 @@ class Store:
                       ) -> list[tuple[str, int, float | None]]:
         """(run hash, epoch, value) of one metric of the runs, by run and epoch."""
         with self.session() as s:
-            return [tuple(row) for row in s.execute(  # type: ignore[misc]
-                select(MetricRow.run_hash, MetricRow.epoch, MetricRow.value)
-                .where(MetricRow.run_hash.in_(list(hashes)), MetricRow.key == key)
-                .order_by(MetricRow.run_hash, MetricRow.epoch))]
+            return read_metric_values(_execute_in(s), hashes, key)
 
     def metrics(self, run_hash: str) -> list[dict[str, Any]]:
         """Per-epoch metrics of a run, one dict per epoch."""
@@ -615,10 +556,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 #: A run's fields for a person or a program, in this order (then job_id and job_state,
 #: deferred: absent from an older database).
-_RUN_COLUMNS = (RunRow.hash, RunRow.status, RunRow.run_dir, RunRow.epochs, RunRow.epochs_done,
-                RunRow.top1, RunRow.images_per_s, RunRow.host, RunRow.owner, RunRow.attempts,
-                RunRow.error, RunRow.log_tail, RunRow.code_commit, RunRow.code_dirty,
-                RunRow.started_at, RunRow.finished_at, RunRow.heartbeat_at, RunRow.nproc)
+_RUN_COLUMNS = tuple(getattr(RunRow, name) for name in RUN_FIELDS)
 
 
 def _run_fields(run: RunRow) -> dict[str, Any]:
@@ -628,3 +566,15 @@ def _run_fields(run: RunRow) -> dict[str, Any]:
     out["job_id"] = inspect(run).dict.get("job_id")
     out["job_state"] = inspect(run).dict.get("job_state")
     return out
+
+
+def _execute_in(s: Session) -> Execute:
+    """An :data:`ablate.store_lite.Execute` in session ``s``: the shared SQL of the reads,
+    its timestamp parameters bound as SQLAlchemy's DateTime (stored as the ORM stores
+    them)."""
+    def execute(sql: str, params: dict[str, Any]) -> Any:
+        stmt = text(sql).bindparams(*(bindparam(k, type_=DateTime()) for k, v in params.items()
+                                      if isinstance(v, datetime)))
+        return s.execute(stmt, params)
+
+    return execute

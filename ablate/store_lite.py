@@ -1,12 +1,14 @@
-"""The results database without SQLAlchemy, for the commands that only look at it.
+"""The results database without SQLAlchemy, for the commands that only look at it, and
+the SQL of those looks.
 
 ``ablate status`` and ``ablate report`` read a few tables and print them; importing
 SQLAlchemy (and declaring :mod:`ablate.store`'s models) takes them 0.2-0.3 s, more than
-the queries themselves on 10,000 runs. On a SQLite file (the default) :func:`open_reader`
-gives a :class:`SQLiteReader`: the same queries through the standard library's sqlite3,
-the same rows as :class:`ablate.store.Store` gives (``tests/test_report.py`` compares them),
-the same connection settings and the same one-line errors. Any other URL gets a
-``Store(url, create=False)``, which has the same methods.
+the queries themselves on 10,000 runs. Their reads (``read_*`` below) are written once,
+as SQL with named parameters that both drivers take: :class:`ablate.store.Store` runs
+them through SQLAlchemy (SQLite or PostgreSQL), :class:`SQLiteReader` through the
+standard library's sqlite3 on a SQLite file (the default), with the same connection
+settings and the same one-line errors. :func:`open_reader` picks one; any URL but a
+plain SQLite file gets a ``Store(url, create=False)``.
 
 The few definitions both need (statuses, timestamps, the default URL) live here, so that
 :mod:`ablate.store` imports them from this module and not the other way round.
@@ -19,7 +21,7 @@ import json
 import os
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,8 +66,7 @@ def open_reader(url: str | None = None) -> SQLiteReader | Store:
     return Store(url, create=False)
 
 
-#: The run columns :meth:`SQLiteReader.studies_runs` gives, in the order of
-#: ``ablate.store._RUN_COLUMNS``, then the job columns.
+#: The run columns a status reads (:func:`read_studies_runs`), then the job columns.
 RUN_FIELDS = ("hash", "status", "run_dir", "epochs", "epochs_done", "top1", "images_per_s",
               "host", "owner", "attempts", "error", "log_tail", "code_commit", "code_dirty",
               "started_at", "finished_at", "heartbeat_at", "nproc")
@@ -84,8 +85,134 @@ def _cannot_open(url: str, exc: sqlite3.Error) -> AblateError:
     return AblateError(f"--db {url}: cannot open it: {message.splitlines()[0]}")
 
 
-def _params(n: int) -> str:
-    return ", ".join("?" * n)
+# --------------------------------------------------------------------------- the reads
+#
+# The queries that status and report make, written once as SQL with named parameters,
+# which both drivers take: Store runs them through SQLAlchemy (SQLite or PostgreSQL),
+# SQLiteReader through sqlite3. An ``Execute`` runs one statement and gives its rows;
+# values come back as the driver gives them (SQLite: timestamps as text, booleans as
+# integers) and are read here into one form.
+
+#: ``execute(sql, params)``: the rows of one statement with ``:name`` parameters.
+Execute = Callable[[str, dict[str, Any]], Iterable[Sequence[Any]]]
+
+
+def _in(prefix: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """``:p0, :p1, ...`` and their values, for ``IN (...)``."""
+    names = [f"{prefix}{i}" for i in range(len(values))]
+    return ", ".join(f":{n}" for n in names), dict(zip(names, values, strict=True))
+
+
+def _datetime(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)  # SQLite's text
+
+
+def _bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)  # SQLite's 0/1
+
+
+def read_mark_lost(execute: Execute, older_than: timedelta) -> list[str]:
+    """Running runs whose owner stopped beating become ``lost`` (resumable); their hashes."""
+    params = {"running": Status.running.value, "cutoff": utcnow() - older_than}
+    hashes = [h for (h,) in execute(
+        "SELECT run.hash FROM run WHERE run.status = :running AND run.heartbeat_at < :cutoff",
+        params)]
+    if hashes:
+        among, which = _in("h", hashes)
+        execute(f"UPDATE run SET status = :lost, error = :error WHERE run.hash IN ({among}) "
+                f"AND run.status = :running AND run.heartbeat_at < :cutoff",
+                {**params, **which, "lost": Status.lost.value,
+                 "error": f"no heartbeat for {older_than.total_seconds():.0f}s"})
+    return hashes
+
+
+def read_studies_runs(execute: Execute, names: Sequence[str] | None, has_jobs: bool
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """One dict per (variant, seed) of each named study (default: every study, by name),
+    in one query: columns, not ORM objects, and not the configs (JSON a status never
+    shows), so 10,000 runs load in a few dozen milliseconds."""
+    ids = {name: i for name, i in execute(
+        "SELECT study.name, study.id FROM study ORDER BY study.name", {})}
+    wanted = list(dict.fromkeys(names)) if names is not None else list(ids)
+    for name in wanted:
+        if name not in ids:
+            from zoo.errors import did_you_mean
+
+            known = list(ids)
+            raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
+                              + ("" if known else " (the database has no studies yet)"))
+    jobs = ("job_id", "job_state") if has_jobs else ()
+    columns = ", ".join(f"run.{c}" for c in (*RUN_FIELDS, *jobs))
+    where, params = "", {}
+    if names is not None:
+        among, params = _in("s", [ids[n] for n in wanted])
+        where = f"WHERE study_run.study_id IN ({among}) "
+    result = execute(
+        f"SELECT study_run.study_id, study_run.variant, study_run.variant_index, "
+        f"study_run.change, study_run.seed, {columns} FROM study_run JOIN run "
+        f"ON run.hash = study_run.run_hash {where}"
+        f"ORDER BY study_run.study_id, study_run.variant_index, study_run.seed", params)
+    keys = ["variant", "variant_index", "change", "seed", *RUN_FIELDS, *jobs]
+    dirty = keys.index("code_dirty")
+    times = [keys.index(k) for k in _DATETIMES]
+    by_id: dict[int, list[dict[str, Any]]] = {ids[n]: [] for n in wanted}
+    for study_id, *row in result:
+        row[dirty] = _bool(row[dirty])
+        for i in times:
+            row[i] = _datetime(row[i])
+        r = dict(zip(keys, row, strict=True))
+        if not jobs:  # a database from before them
+            r["job_id"] = r["job_state"] = None
+        by_id[study_id].append(r)
+    return {n: by_id[ids[n]] for n in wanted}
+
+
+def read_report_runs(execute: Execute, names: Sequence[str] | None, has_model: bool
+                     ) -> tuple[dict[str, tuple[int, str, Any]], list[tuple[Any, ...]]]:
+    """What a report reads: every study by name as (id, mode, spec), and one row per
+    (variant, seed) of the named studies that exist (default: all), by study, variant and
+    seed: study id, variant, variant index, change, seed, run hash, status, config, nproc,
+    code commit, code dirty, then the result's top1, top5, params, macs, world size and
+    device hours (None without a result), its env, and the run's model (None in a
+    database from before the column).
+
+    The JSON columns come as the driver gives them: text from SQLite (decoded where
+    used, four times faster than SQLAlchemy's JSON type), objects from a driver that
+    decodes JSON."""
+    studies = {name: (i, mode, spec if spec is None or not isinstance(spec, str)
+                      else json.loads(spec))
+               for i, name, mode, spec in execute(
+                   "SELECT study.id, study.name, study.mode, study.spec FROM study "
+                   "ORDER BY study.name", {})}
+    ids = [studies[n][0] for n in dict.fromkeys(names or studies) if n in studies]
+    if not ids:
+        return studies, []
+    among, params = _in("s", ids)
+    model = "run.model" if has_model else "NULL"
+    rows = execute(
+        "SELECT study_run.study_id, study_run.variant, study_run.variant_index, "
+        "study_run.change, study_run.seed, run.hash, run.status, run.config, "
+        "run.nproc, run.code_commit, run.code_dirty, result.top1, result.top5, "
+        "result.params, result.macs, result.world_size, result.device_hours, "
+        f"result.env, {model} FROM study_run JOIN run ON run.hash = "
+        "study_run.run_hash LEFT OUTER JOIN result ON result.run_hash = run.hash "
+        f"WHERE study_run.study_id IN ({among}) "
+        "ORDER BY study_run.study_id, study_run.variant_index, study_run.seed", params)
+    return studies, [(*row[:10], _bool(row[10]), *row[11:]) for row in rows]
+
+
+def read_metric_values(execute: Execute, hashes: Iterable[str], key: str
+                       ) -> list[tuple[str, int, float | None]]:
+    """(run hash, epoch, value) of one metric of the runs, by run and epoch."""
+    among, params = _in("h", list(hashes))
+    if not params:
+        return []
+    return [tuple(row) for row in execute(  # type: ignore[misc]
+        f"SELECT metric.run_hash, metric.epoch, metric.value FROM metric "
+        f"WHERE metric.run_hash IN ({among}) AND metric.key = :key "
+        f"ORDER BY metric.run_hash, metric.epoch", {**params, "key": key})]
 
 
 class SQLiteReader:
@@ -148,23 +275,15 @@ class SQLiteReader:
     def close(self) -> None:
         self._conn.close()
 
-    # ------------------------------------------------------------------ status
+    def _execute(self, sql: str, params: dict[str, Any]) -> Iterable[Sequence[Any]]:
+        """An :data:`Execute` on this connection: timestamps as SQLAlchemy stores them."""
+        return self._conn.execute(sql, {k: _sql_datetime(v) if isinstance(v, datetime) else v
+                                        for k, v in params.items()})
 
     def mark_lost(self, older_than: timedelta) -> list[str]:
         """:meth:`ablate.store.Store.mark_lost`."""
-        cutoff = _sql_datetime(utcnow() - older_than)
-        with self._transaction() as c:
-            hashes = [h for (h,) in c.execute(
-                "SELECT run.hash FROM run WHERE run.status = ? AND run.heartbeat_at < ?",
-                (Status.running.value, cutoff))]
-            if hashes:
-                c.execute(f"UPDATE run SET status=?, error=? WHERE run.hash IN "
-                          f"({_params(len(hashes))}) AND run.status = ? "
-                          f"AND run.heartbeat_at < ?",
-                          (Status.lost.value,
-                           f"no heartbeat for {older_than.total_seconds():.0f}s",
-                           *hashes, Status.running.value, cutoff))
-            return hashes
+        with self._transaction():
+            return read_mark_lost(self._execute, older_than)
 
     def study_runs(self, name: str) -> list[dict[str, Any]]:
         """:meth:`ablate.store.Store.study_runs`."""
@@ -172,83 +291,18 @@ class SQLiteReader:
 
     def studies_runs(self, names: Sequence[str] | None = None
                      ) -> dict[str, list[dict[str, Any]]]:
-        """:meth:`ablate.store.Store.studies_runs`: one dict per (variant, seed) of each
-        named study (default: every study, by name)."""
-        with self._transaction() as c:
-            ids = dict(c.execute("SELECT study.name, study.id FROM study "
-                                 "ORDER BY study.name"))
-            wanted = list(dict.fromkeys(names)) if names is not None else list(ids)
-            for name in wanted:
-                if name not in ids:
-                    known = [n for (n,) in c.execute("SELECT study.name FROM study")]
-                    from zoo.errors import did_you_mean
-
-                    raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
-                                      + ("" if known else " (the database has no studies yet)"))
-            jobs = ("job_id", "job_state") if self.has_jobs else ()
-            columns = ", ".join(f"run.{c}" for c in (*RUN_FIELDS, *jobs))
-            where = ""
-            if names is not None:
-                where = f"WHERE study_run.study_id IN ({_params(len(wanted))}) "
-            result = c.execute(
-                f"SELECT study_run.study_id, study_run.variant, study_run.variant_index, "
-                f"study_run.change, study_run.seed, {columns} FROM study_run JOIN run "
-                f"ON run.hash = study_run.run_hash {where}"
-                f"ORDER BY study_run.study_id, study_run.variant_index, study_run.seed",
-                [ids[n] for n in wanted] if names is not None else [])
-            keys = ["variant", "variant_index", "change", "seed", *RUN_FIELDS, *jobs]
-            dirty = keys.index("code_dirty")
-            times = [keys.index(k) for k in _DATETIMES]
-            parse = datetime.fromisoformat
-            by_id: dict[int, list[dict[str, Any]]] = {ids[n]: [] for n in wanted}
-            for study_id, *row in result:
-                # As SQLAlchemy's Boolean and DateTime types read them from SQLite.
-                if row[dirty] is not None:
-                    row[dirty] = bool(row[dirty])
-                for i in times:
-                    if row[i] is not None:
-                        row[i] = parse(row[i])
-                r = dict(zip(keys, row, strict=True))
-                if not jobs:  # a database from before them
-                    r["job_id"] = r["job_state"] = None
-                by_id[study_id].append(r)
-        return {n: by_id[ids[n]] for n in wanted}
-
-    # ------------------------------------------------------------------ report
+        """:meth:`ablate.store.Store.studies_runs`."""
+        with self._transaction():
+            return read_studies_runs(self._execute, names, self.has_jobs)
 
     def report_runs(self, names: Sequence[str] | None = None
                     ) -> tuple[dict[str, tuple[int, str, Any]], list[tuple[Any, ...]]]:
-        """:meth:`ablate.store.Store.report_runs`: every study by name as (id, mode, spec),
-        and the rows of the named known ones (default: all)."""
-        with self._transaction() as c:
-            studies = {name: (i, mode, None if spec is None else json.loads(spec))
-                       for i, name, mode, spec in c.execute(
-                           "SELECT study.id, study.name, study.mode, study.spec FROM study "
-                           "ORDER BY study.name")}
-            ids = [studies[n][0] for n in dict.fromkeys(names or studies) if n in studies]
-            if not ids:
-                return studies, []
-            model = "run.model" if self.has_model else "NULL"
-            rows = c.execute(
-                "SELECT study_run.study_id, study_run.variant, study_run.variant_index, "
-                "study_run.change, study_run.seed, run.hash, run.status, run.config, "
-                "run.nproc, run.code_commit, run.code_dirty, result.top1, result.top5, "
-                "result.params, result.macs, result.world_size, result.device_hours, "
-                f"result.env, {model} FROM study_run JOIN run ON run.hash = "
-                "study_run.run_hash LEFT OUTER JOIN result ON result.run_hash = run.hash "
-                f"WHERE study_run.study_id IN ({_params(len(ids))}) "
-                "ORDER BY study_run.study_id, study_run.variant_index, study_run.seed",
-                ids).fetchall()
-        # code_dirty as SQLAlchemy's Boolean reads it; the JSON columns stay text.
-        return studies, [row if row[10] is None else (*row[:10], bool(row[10]), *row[11:])
-                         for row in rows]
+        """:meth:`ablate.store.Store.report_runs`."""
+        with self._transaction():
+            return read_report_runs(self._execute, names, self.has_model)
 
     def metric_values(self, hashes: Iterable[str], key: str
                       ) -> list[tuple[str, int, float | None]]:
         """:meth:`ablate.store.Store.metric_values`."""
-        hashes = list(hashes)
-        with self._transaction() as c:
-            return c.execute(
-                f"SELECT metric.run_hash, metric.epoch, metric.value FROM metric "
-                f"WHERE metric.run_hash IN ({_params(len(hashes))}) AND metric.key = ? "
-                f"ORDER BY metric.run_hash, metric.epoch", (*hashes, key)).fetchall()
+        with self._transaction():
+            return read_metric_values(self._execute, hashes, key)

@@ -13,6 +13,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,21 @@ def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path:
         assert [m["epoch"] for m in store.metrics(r["hash"])] == [1]
     with store.engine.connect() as conn:
         assert conn.execute(text("select count(*) from result")).scalar() == 3
+    # The reads of status and report (the SQL they share with the SQLite reader) on
+    # PostgreSQL's driver: its timestamps, booleans and decoded JSON.
+    assert store.mark_lost(timedelta(seconds=60)) == []
+    status = store.studies_runs()["digits_three"]
+    assert all(isinstance(r["finished_at"], datetime) for r in status)
+    studies, rows = store.report_runs(["digits_three"])
+    assert studies["digits_three"][1] == "add_one" and len(rows) == 3
+    assert {row[6] for row in rows} == {"succeeded"} and all(row[11] > 0 for row in rows)
+    assert [len(store.metric_values([row[5]], "top1")) for row in rows] == [1, 1, 1]
     store.close()
+    report = subprocess.run([sys.executable, "-m", "ablate", "report", "digits_three",
+                             "--db", pg_url], cwd=tmp_path, capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert report.returncode == 0, report.stderr
+    assert "baseline" in report.stdout and "resnet20" in report.stdout
 
 
 def test_an_unreachable_database_is_one_line() -> None:
