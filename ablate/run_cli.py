@@ -56,9 +56,10 @@ def run(
 
             statuses: dict[str, str] = {}
             if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
-                store = Store(url)
+                store = Store(url, create=False)  # a plan reads; it never alters the schema
                 statuses = {h: str(s) for h, s in
                             store.run_status(r["hash"] for r in rows).items()}
+                store.close()
             console.print(plan_table(study.name, rows, statuses))
             return
         store = Store(url)

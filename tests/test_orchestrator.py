@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -249,6 +250,20 @@ def test_yaml_error_missing_data_and_env_reference(digits_dir: Path, tmp_path: P
     assert res.exit_code == 0, res.output
     assert res.output.count("to do") == 6
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_dry_run_leaves_an_older_database_untouched(digits_dir: Path, tmp_path: Path) -> None:
+    """A plan only reads: the committed results.db (from before the run.model column)
+    keeps its schema, where opening it as a writer would add the column."""
+    db = tmp_path / "old.db"
+    db.write_bytes((ROOT / "results.db").read_bytes())
+    path = write_study(tmp_path / "s.yaml", study_dict(digits_dir))
+    res = runner.invoke(app, ["run", str(path), "--dry-run", "--db", f"sqlite:///{db}"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("to do") == 6
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        columns = {row[1] for row in conn.execute('PRAGMA table_info("run")')}
+    assert "job_id" in columns and "model" not in columns
 
 
 def test_modes_expand_as_documented(digits_dir: Path, tmp_path: Path) -> None:
