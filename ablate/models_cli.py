@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def _names(pattern: str | None) -> list[str]:
     """Model names matching the glob ``pattern``; a plain unknown name raises with the
     closest names."""
-    from zoo.models import get_model_info, list_models  # torch: only when listing models
+    from zoo.models import get_model_info, list_models  # the catalog: no torch
 
     names = list_models(pattern)
     if not names and pattern is not None:
