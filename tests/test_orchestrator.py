@@ -354,13 +354,17 @@ def _rendered(table: Any, **console: Any) -> str:
     return out.file.getvalue()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("console", [
+#: Consoles a table is printed on: a pipe, terminals of each kind, one narrower than it.
+CONSOLES = [
     {"width": 160},  # a pipe: ablate's console
     {"width": 120, "force_terminal": True, "color_system": "truecolor"},
     {"width": 100, "force_terminal": True, "color_system": "standard"},
     {"width": 100, "force_terminal": True, "safe_box": True, "legacy_windows": False},
     {"width": 30},  # narrower than the table: rich shrinks its columns
-])
+]
+
+
+@pytest.mark.parametrize("console", CONSOLES)
 def test_fast_table_prints_what_rich_prints(console: dict[str, Any]) -> None:
     """ablate status builds its tables directly (10,000 rows in a fraction of a second, rich
     takes 13 s); the characters and styles are rich's own, for every kind of cell."""

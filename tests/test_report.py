@@ -34,6 +34,7 @@ from ablate.report import (
 )
 from ablate.store import MetricRow, ResultRow, RunRow, Status, Store, StudyRow, StudyRunRow
 from tests.conftest import ROOT
+from tests.test_orchestrator import CONSOLES
 from zoo.config import RunConfig
 
 runner = CliRunner()
@@ -543,13 +544,7 @@ def test_the_sqlite_reader_gives_what_the_store_gives(db: str, tmp_path: Path) -
     assert isinstance(open_reader(f"sqlite:///{tmp_path}/odd%5F.db"), Store)
 
 
-@pytest.mark.parametrize("console", [
-    {"width": 160},  # a pipe: ablate's console
-    {"width": 120, "force_terminal": True, "color_system": "truecolor"},
-    {"width": 100, "force_terminal": True, "color_system": "standard"},
-    {"width": 100, "force_terminal": True, "safe_box": True, "legacy_windows": False},
-    {"width": 30},  # narrower than the table: rich shrinks its columns
-])
+@pytest.mark.parametrize("console", CONSOLES)
 def test_status_tables_print_without_cropping_what_they_print_cropped(
     console: dict[str, Any]
 ) -> None:
