@@ -243,49 +243,9 @@ def paired_delta(base: Mapping[int, float], other: Mapping[int, float],
     mean = sum(diffs) / n
     if n < 2:
         return PairedDelta(n, mean, None, None)
-    sd = stdev(diffs)
+    sd = statistics.stdev(diffs)
     t = t_ppf(1 - (1 - confidence) / 2, n - 1)
     return PairedDelta(n, mean, sd, t * sd / math.sqrt(n))
-
-
-def stdev(values: Sequence[float]) -> float:
-    """``statistics.stdev(values)``, to the bit; for finite floats 20 times as fast.
-
-    statistics.stdev is the correctly rounded square root of the exact sample variance
-    (Python >= 3.11), which it sums as Fractions, one value at a time: 0.1 ms for ten
-    seeds, and a report of 1,000 variants asks for 2,000 of them. Here the exact variance
-    is one fraction of integers (the floats scaled to their common power-of-two
-    denominator), and its square root is rounded as statistics rounds it
-    (``_float_sqrt_of_frac``, https://bugs.python.org/msg407078). Anything else (a NaN,
-    an int, fewer than two values) goes to statistics.stdev itself."""
-    if len(values) < 2 or not all(type(v) is float and math.isfinite(v) for v in values):
-        return statistics.stdev(values)
-    ratios = [v.as_integer_ratio() for v in values]
-    scale = max(d for _, d in ratios)  # a power of two that every denominator divides
-    xs = [n * (scale // d) for n, d in ratios]
-    count, sx = len(xs), sum(xs)
-    # The variance, sum((x - mean)^2) / (count - 1), as num / den (the values are x/scale).
-    num = count * sum(x * x for x in xs) - sx * sx
-    den = count * (count - 1) * scale * scale
-    g = math.gcd(num, den)
-    return _float_sqrt_of_frac(num // g, den // g)
-
-
-_SQRT_BITS = 2 * sys.float_info.mant_dig + 3
-
-
-def _float_sqrt_of_frac(n: int, m: int) -> float:
-    """The square root of n/m as a float, correctly rounded (CPython's statistics)."""
-    q = (n.bit_length() - m.bit_length() - _SQRT_BITS) // 2
-    if q >= 0:
-        return (_isqrt_frac_rto(n, m << 2 * q) << q) / 1
-    return _isqrt_frac_rto(n << -2 * q, m) / (1 << -q)
-
-
-def _isqrt_frac_rto(n: int, m: int) -> int:
-    """The square root of n/m rounded to an integer, to odd."""
-    a = math.isqrt(n // m)
-    return a | (a * a * m != n)
 
 
 def paired_power(n: int, delta: float, sd: float, alpha: float = ALPHA) -> float:
@@ -517,7 +477,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def _sd(values: Iterable[float]) -> float | None:
     vals = list(values)
-    return stdev(vals) if len(vals) >= 2 else None
+    return statistics.stdev(vals) if len(vals) >= 2 else None
 
 
 def _commit(r: RunRecord) -> str:

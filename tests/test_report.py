@@ -282,38 +282,6 @@ def test_interval_and_power_evaluate_exactly_what_scipy_stats_does() -> None:
             assert got == expected or (math.isnan(got) and math.isnan(expected)), (n, delta)
 
 
-def test_stdev_is_statistics_stdev_to_the_bit() -> None:
-    """The report's standard deviations (noise floor, paired differences) are Python's
-    statistics.stdev, computed without its Fraction per value: the same floats, and the
-    same errors for what it refuses."""
-    import random
-    import statistics
-
-    from ablate.report import stdev
-
-    rng = random.Random(0)
-    cases: list[list[Any]] = [[76.0, 76.4, 75.8], [0.5, 0.5], [0.1, 0.2, 0.3], [5e-324, 1e308],
-                              [1e-320, -1.7e308, 3.0], [2, 3], [1.5, float("nan")], [1.0]]
-    for _ in range(3000):
-        n = rng.choice((2, 3, 5, 10, 30))
-        scale = 10.0 ** rng.randint(-300, 300)
-        cases.append(rng.choice([[round(rng.gauss(76, 0.3), 2) for _ in range(n)],
-                                 [rng.gauss(0, 1) * scale for _ in range(n)],
-                                 [76.0 + rng.choice((0, 1e-14, -1e-14)) for _ in range(n)]]))
-    for values in cases:
-        try:
-            want: Any = statistics.stdev(values)
-        except Exception as exc:  # stdev refuses one value, and trips on a NaN in 3.11
-            with pytest.raises(type(exc)):
-                stdev(values)
-            continue
-        got = stdev(values)
-        if math.isnan(want):  # a NaN among them, where a later Python gives NaN
-            assert math.isnan(got), values
-        else:
-            assert got == want and math.copysign(1, got) == math.copysign(1, want), values
-
-
 def test_report_needs_no_trick_registry_when_runs_record_their_model(
     tmp_path: Path
 ) -> None:
