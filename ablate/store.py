@@ -370,7 +370,7 @@ class Store:
     def claim(self, run_hash: str, owner: str, retry_failed: bool = False) -> bool:
         """Atomically take a claimable run; True if this caller got it."""
         claimable = [*CLAIMABLE, *( [Status.failed] if retry_failed else [])]
-        now = utcnow()
+        now = self._now()
         with self.session() as s:
             res = s.execute(
                 update(RunRow)
@@ -397,7 +397,7 @@ class Store:
             return next((h for h in hashes if self.claim(h, owner, retry_failed)), None)
         claimable = [*CLAIMABLE, *([Status.failed] if retry_failed else [])]
         order = case({h: i for i, h in enumerate(hashes)}, value=RunRow.hash)
-        now = utcnow()
+        now = self._now()
         with self.session() as s:
             h = s.scalar(select(RunRow.hash)
                          .where(RunRow.hash.in_(hashes), RunRow.status.in_(claimable))
@@ -426,7 +426,7 @@ class Store:
             s.execute(update(RunRow)
                       .where(RunRow.hash.in_(hashes), RunRow.owner == owner,
                              RunRow.status == Status.running)
-                      .values(heartbeat_at=utcnow()))
+                      .values(heartbeat_at=self._now()))
 
     def finish(self, run_hash: str, owner: str, status: Status, error: str | None = None,
                log_tail: str | None = None) -> None:
@@ -434,12 +434,22 @@ class Store:
             s.execute(update(RunRow)
                       .where(RunRow.hash == run_hash, RunRow.owner == owner)
                       .values(status=status, error=error, log_tail=log_tail,
-                              finished_at=utcnow(), heartbeat_at=utcnow()))
+                              finished_at=self._now(), heartbeat_at=self._now()))
 
     def mark_lost(self, older_than: timedelta) -> list[str]:
-        """Running runs whose owner stopped beating become ``lost`` (resumable)."""
+        """Running runs whose owner stopped beating become ``lost`` (resumable), by the
+        clock the heartbeats were written with (:meth:`_now`)."""
         with self.session() as s:
-            return read_mark_lost(_execute_in(s), older_than)
+            now = s.scalar(select(self._now())) if self.postgres else None
+            return read_mark_lost(_execute_in(s), older_than, now)
+
+    def _now(self) -> Any:
+        """The time a run's start, heartbeats and end are written in (UTC): the database
+        server's clock on PostgreSQL, where orchestrators on several machines judge each
+        other's heartbeats and their own clocks may disagree by minutes (one running ahead
+        would take the others' live runs for lost and train them again); this machine's
+        clock on SQLite, a file on one machine."""
+        return func.timezone("UTC", func.now()) if self.postgres else utcnow()
 
     def run_status(self, hashes: Iterable[str]) -> dict[str, Status]:
         with self.session() as s:

@@ -113,9 +113,11 @@ def _bool(value: Any) -> bool | None:
     return None if value is None else bool(value)  # SQLite's 0/1
 
 
-def read_mark_lost(execute: Execute, older_than: timedelta) -> list[str]:
-    """Running runs whose owner stopped beating become ``lost`` (resumable); their hashes."""
-    params = {"running": Status.running.value, "cutoff": utcnow() - older_than}
+def read_mark_lost(execute: Execute, older_than: timedelta, now: datetime | None = None
+                   ) -> list[str]:
+    """Running runs whose owner stopped beating for ``older_than`` before ``now`` (default:
+    this machine's clock) become ``lost`` (resumable); their hashes."""
+    params = {"running": Status.running.value, "cutoff": (now or utcnow()) - older_than}
     hashes = [h for (h,) in execute(
         "SELECT run.hash FROM run WHERE run.status = :running AND run.heartbeat_at < :cutoff",
         params)]

@@ -83,6 +83,30 @@ def test_concurrent_claims_take_each_run_once_in_plan_order(pg_url: str) -> None
 
 
 @needs_pg
+def test_heartbeats_are_judged_by_the_servers_clock(pg_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orchestrators on machines whose clocks disagree: one running five minutes ahead
+    must not take another's live run for lost (and train it a second time), nor miss a
+    run that really stopped beating."""
+    from ablate import store_lite
+
+    store = Store(pg_url)
+    with store.session() as s:
+        s.add(RunRow(hash="live", config={}, status=Status.queued, run_dir="live", epochs=1))
+    assert store.claim_next(["live"], "machine-a") == "live"
+    store.heartbeat(["live"], "machine-a")
+    ahead = store_lite.utcnow() + timedelta(minutes=5)
+    monkeypatch.setattr(store_lite, "utcnow", lambda: ahead)  # machine B's clock
+    assert store.mark_lost(timedelta(seconds=60)) == []
+    assert store.run_status(["live"]) == {"live": Status.running}
+    with store.session() as s:  # the owner died two minutes ago, by the server's clock
+        s.execute(text("UPDATE run SET heartbeat_at = timezone('UTC', now()) "
+                       "- interval '2 minutes'"))
+    assert store.mark_lost(timedelta(seconds=60)) == ["live"]
+    store.close()
+
+
+@needs_pg
 def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path: Path,
                                                     pg_url: str) -> None:
     spec = study_dict(digits_dir, seeds=[0, 1, 2], variants=[])  # 3 runs, 2 orchestrators
