@@ -276,6 +276,11 @@ class Launcher:
     def start(self, run: dict[str, Any], devices: list[int]) -> Job:
         raise NotImplementedError
 
+    def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
+        """Stop the scheduler job ``job_id`` of an earlier attempt at ``run``, which may
+        still be running if the orchestrator that submitted it died, before this attempt
+        starts. Launchers whose jobs die with their orchestrator have nothing to do."""
+
 
 @dataclass
 class LocalLauncher(Launcher):

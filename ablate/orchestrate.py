@@ -187,10 +187,15 @@ class Orchestrator:
         the free GPUs now waits and later runs that fit go first (packing)."""
         while len(self.active) < self.max_parallel:
             fits = [r for r in self._claimable() if self.pool.can_take(r["nproc_per_node"])]
+            # Read before the claim, which clears them: a run claimed while lost may still
+            # have its job running, from an orchestrator that died (not one that stopped).
+            stale = self.store.stale_jobs(r["hash"] for r in fits)
             h = self.store.claim_next([r["hash"] for r in fits], self.owner, self.retry_failed)
             if h is None:
                 return  # nothing fits, or other orchestrators took what did
             row = next(r for r in fits if r["hash"] == h)
+            if h in stale:
+                self.launcher.cancel_stale(row, stale[h])
             devices = self.pool.take(row["nproc_per_node"])
             assert devices is not None  # fits, and nothing else took devices meanwhile
             try:

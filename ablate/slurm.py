@@ -38,6 +38,10 @@ from ablate.spec import Launch
 
 #: submitit's files (pickled job, its stdout/stderr) live in RUN_DIR/SUBMITIT_DIR.
 SUBMITIT_DIR = "submitit"
+#: Seconds to wait for a lost attempt's job to end after scancel (SLURM sends SIGTERM,
+#: then SIGKILL after its KillWait, 30 s by default).
+STALE_GRACE_S = 60.0
+
 #: Wall-clock limit for jobs of ``executor: local`` when the study gives none (submitit's
 #: own default, two minutes, would stop most runs).
 LOCAL_TIME_MIN = 7 * 24 * 60
@@ -236,6 +240,16 @@ class SlurmLauncher(Launcher):
         return TrainJob(run_hash=run["hash"], run_dir=run["run_dir"], nnodes=lc.nnodes,
                         nproc_per_node=lc.nproc_per_node, rdzv_port=lc.rdzv_port,
                         threads=threads)
+
+    def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
+        """scancel the job of a lost attempt at ``run`` and wait (up to a minute) for it to
+        end, so that its trainer releases the run directory before the new job's starts.
+        LocalExecutor jobs have no id another process can cancel; they are left alone."""
+        if self.launch.executor != "slurm":
+            return
+        folder = Path(run["run_dir"]) / SUBMITIT_DIR
+        stale = SlurmJob(run=run, devices=[], job=submitit.SlurmJob(folder, job_id))
+        stale.stop(grace=STALE_GRACE_S)
 
     def start(self, run: dict[str, Any], devices: list[int]) -> SlurmJob:
         write_run_config(run)

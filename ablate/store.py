@@ -411,6 +411,18 @@ class Store:
                               job_id=None, job_state=None, attempts=RunRow.attempts + 1))
             return h
 
+    def stale_jobs(self, hashes: Iterable[str]) -> dict[str, str]:
+        """The scheduler job ids recorded for those of ``hashes`` that are ``lost``: jobs an
+        orchestrator submitted before it stopped beating, which may still run."""
+        hashes = list(hashes)
+        if not hashes or not self.has_jobs:
+            return {}
+        with self.session() as s:
+            return dict(s.execute(
+                select(RunRow.hash, RunRow.job_id)
+                .where(RunRow.hash.in_(hashes), RunRow.status == Status.lost,
+                       RunRow.job_id.is_not(None))).all())
+
     def set_job(self, run_hash: str, owner: str, job_id: str | None,
                 job_state: str | None) -> None:
         """Record the scheduler's job id and state of a run this owner holds."""

@@ -198,3 +198,77 @@ def test_a_database_from_before_job_ids_is_read_as_is_and_upgraded_by_a_writer(
     assert db_rows(db, columns) == []  # a reader never writes the schema
     Store(f"sqlite:///{db}").close()  # ablate run adds the columns
     assert db_rows(db, columns) == [("job_id",), ("job_state",)]
+
+
+def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
+    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An orchestrator that died (not one that was stopped: that one cancels its jobs)
+    leaves its SLURM jobs running. The next one, claiming their lost runs, scancels each
+    recorded job and waits for it to end before submitting the run again, so the old
+    trainer neither trains alongside the new one nor makes it fail on the run lock."""
+    from sqlalchemy import update
+
+    from ablate import orchestrate, slurm
+    from ablate.orchestrate import Orchestrator
+    from ablate.spec import load_study
+    from ablate.store import RunRow, Status, Store
+    from tests.test_packing import RecordingLauncher
+
+    calls: list[tuple[str, Any]] = []
+
+    class FakeSubmititJob:  # submitit.SlurmJob(folder, job_id): scancel and sacct
+        def __init__(self, folder: Path, job_id: str) -> None:
+            calls.append(("job", (Path(folder), job_id)))
+            self.polls = 0
+
+        def cancel(self, check: bool = True) -> None:
+            calls.append(("scancel", check))
+
+        def done(self, force_check: bool = False) -> bool:
+            self.polls += 1
+            return self.polls >= 3  # ended on the third look
+
+    monkeypatch.setattr(slurm.submitit, "SlurmJob", FakeSubmititJob)
+    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
+    launcher = SlurmLauncher(parse_launch({"backend": "slurm", "time": 60}))
+    run = {"hash": "abc", "run_dir": str(tmp_path / "runs" / "abc")}
+    launcher.cancel_stale(run, "4242")
+    assert calls == [("job", (tmp_path / "runs" / "abc" / SUBMITIT_DIR, "4242")),
+                     ("scancel", False)]
+    local = SlurmLauncher(parse_launch({"backend": "slurm", "executor": "local"}))
+    calls.clear()
+    local.cancel_stale(run, "4242")  # a LocalExecutor job: no id to cancel from here
+    assert calls == []
+
+    # The orchestrator: which runs it asks to cancel, and when.
+    monkeypatch.setattr(orchestrate, "POLL_S", 0.001)
+    study = load_study(write_study(tmp_path / "s.yaml", study_dict(digits_dir, seeds=[0])))
+    store = Store(f"sqlite:///{tmp_path / 'j.db'}")
+    events: list[tuple[str, str]] = []
+
+    class Recording(RecordingLauncher):
+        def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
+            events.append(("cancel", f"{run['hash']}:{job_id}"))
+
+        def start(self, run: dict[str, Any], devices: list[int]) -> Any:
+            events.append(("start", run["hash"]))
+            return super().start(run, devices)
+
+    launcher2 = Recording({})
+    orch = Orchestrator(study, store, tmp_path / "runs", gpus=[0], launcher=launcher2)
+    for row in orch.rows:
+        launcher2.ticks[row["hash"]] = 1
+    store.register_study(study.name, str(study.path), study.mode, study.raw, orch.rows)
+    lost, queued_with_job, plain = (r["hash"] for r in orch.rows)
+    with store.session() as s:
+        s.execute(update(RunRow).where(RunRow.hash == lost)
+                  .values(status=Status.lost, job_id="4242", owner="dead-orchestrator"))
+        s.execute(update(RunRow).where(RunRow.hash == queued_with_job)
+                  .values(job_id="77"))  # not lost: its job is not this attempt's worry
+    assert orch.run().succeeded == 3
+    assert events.count(("cancel", f"{lost}:4242")) == 1
+    assert events.index(("cancel", f"{lost}:4242")) < events.index(("start", lost))
+    assert [e for e in events if e[0] == "cancel"] == [("cancel", f"{lost}:4242")]
+    assert ("start", plain) in events
