@@ -611,6 +611,30 @@ def test_deformable_conv_starts_as_the_plain_network(model_name: str, expected: 
     assert audit.summary.startswith(f"deformable_conv: {expected} 3x3 convolutions")
 
 
+def test_deformable_conv_macs_are_the_plain_networks_plus_the_offset_convolutions() -> None:
+    """A deformable convolution costs what the plain one it replaces costs (counted as
+    fvcore and mmcv count DCN), and its offset/mask convolution adds 27 output channels
+    of a 3x3 convolution over the same input; FlopCounterMode alone counted the
+    deformable convolutions as zero."""
+    from zoo.measure import count_macs
+
+    plain = create_model("resnet18", num_classes=10).eval()
+    model = TrickSet({"deformable_conv": None}, "resnet18").apply_model(
+        copy.deepcopy(plain), _ctx()).eval()
+    outputs: dict[nn.Module, tuple[int, ...]] = {}
+    hooks = [m.register_forward_hook(lambda mod, _, out: outputs.__setitem__(mod, out.shape))
+             for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
+    size = 32
+    model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    assert len(outputs) == 12
+    # By hand: each offset_mask conv is C_in x 3 x 3 MACs for each of its 27 x H x W outputs.
+    offsets = sum(m.in_channels * 9 * 27 * shape[-2] * shape[-1]
+                  for m, shape in outputs.items())
+    assert count_macs(model, size) == count_macs(plain, size) + offsets
+
+
 def test_deformable_conv_survives_nan_offsets() -> None:
     conv = ModulatedDeformConv2d(nn.Conv2d(4, 4, 3, padding=1))
     with torch.no_grad():
