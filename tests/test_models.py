@@ -352,6 +352,9 @@ def test_oct_resnet50_costs_less_as_alpha_grows() -> None:
     assert macs[0] == resnet50_macs  # alpha 0 is ResNet-50
     assert all(a > b for a, b in itertools.pairwise(macs)), macs
     assert count_macs(meta_model("oct_resnet50"), 224) < resnet50_macs
+    # A second, independent implementation on the same torchvision layout
+    # (d-li14/octconv.pytorch, its ImageNet table): alpha 0.5, 25.557M and 2.367 GMACs.
+    assert macs[3] / 1e9 == pytest.approx(2.367, abs=0.0005)
 
 
 def test_switchnorm_reduces_to_each_of_its_statistics() -> None:

@@ -87,7 +87,8 @@ MODELS = (
               ref_params_m=25.557, ref_macs_g=3.6, arch_args={"alpha": 0.125}),
     ModelInfo("lip_resnet50", "zoo.models.lip_resnet:lip_resnet50",
               paper="Gao, Wang, Wu 2019, LIP: Local Importance-based Pooling (ICCV)",
-              reference="LIP-ResNet-50, paper's ImageNet table: 23.9M params, 5.33 GFLOPs",
+              reference="LIP-ResNet-50, the ImageNet table of the paper and of the authors' "
+              "repository (sebgao/LIP): 23.9M params, 5.33 GFLOPs",
               ref_params_m=23.9, ref_macs_g=5.33),
     ModelInfo("resnest50", "zoo.models.resnest:resnest50",
               paper="Zhang et al. 2020, ResNeSt: Split-Attention Networks (arXiv:2004.08955)",
