@@ -754,11 +754,12 @@ def test_lookahead_with_grad_scaler_scheduler_and_a_weights_only_checkpoint() ->
     assert opt2.optimizer.param_groups[0]["lr"] == opt2.param_groups[0]["lr"] < 0.1
 
 
-@pytest.mark.parametrize("decay", [0.9, 0.5])
-def test_ema_weights_equal_the_hand_computed_average(decay: float) -> None:
+@pytest.mark.parametrize(("decay", "warmup"), [(0.9, False), (0.5, False), (0.9, True)])
+def test_ema_weights_equal_the_hand_computed_average(decay: float, warmup: bool) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
-    ts = TrickSet({"ema": {"decay": decay}})
+    params = {"decay": decay, "warmup": warmup}
+    ts = TrickSet({"ema": params})
     model = ts.apply_model(model, _ctx())
     assert ts.eval_model(model) is model  # nothing averaged yet
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -769,9 +770,11 @@ def test_ema_weights_equal_the_hand_computed_average(decay: float) -> None:
         loss.backward()
         opt.step()
         ts.after_step(model)
+        # TensorFlow's num_updates rule: the k-th average after the copy, min(decay, ...).
+        d = min(decay, (1 + step) / (10 + step)) if warmup else decay
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                expected[k] = v.clone() if step == 0 else decay * expected[k] + (1 - decay) * v
+                expected[k] = v.clone() if step == 0 else d * expected[k] + (1 - d) * v
     averaged = ts.eval_model(model)
     assert averaged is not model
     for k, v in averaged.state_dict().items():
@@ -780,11 +783,37 @@ def test_ema_weights_equal_the_hand_computed_average(decay: float) -> None:
     buf = io.BytesIO()
     torch.save(ts.state_dict(), buf)
     buf.seek(0)
-    again = TrickSet({"ema": {"decay": decay}})
+    again = TrickSet({"ema": params})
     again.apply_model(copy.deepcopy(model), _ctx())
     again.load_state_dict(torch.load(buf, weights_only=True))
     for (k, a), b in zip(averaged.state_dict().items(),
                          again.eval_model(model).state_dict().values(), strict=True):
         assert torch.equal(a, b), k
+    # The starting weights' share of the average: the product of the three decays.
+    share = math.prod(min(decay, (1 + k) / (10 + k)) if warmup else decay for k in (1, 2, 3))
     (audit,) = ts.audits()
-    assert audit.summary == f"ema: evaluated on the average of 4 updates (decay {decay})"
+    assert audit.details["start_share"] == pytest.approx(share)
+    assert audit.effective == (share < 0.5)
+    assert audit.summary.startswith(f"ema: evaluated on the average of 4 updates (decay {decay}"
+                                    + (", warmup)" if warmup else ")"))
+    # A resumed run continues the warmup where it stopped: one more step, both sides.
+    for trickset, m in ((ts, model), (again, copy.deepcopy(model))):
+        trickset.after_step(m)
+    for a, b in zip(ts.eval_model(model).state_dict().values(),
+                    again.eval_model(model).state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_ema_without_warmup_on_a_short_run_says_it_had_no_effect() -> None:
+    """At decay 0.9999, 1,000 steps leave the starting weights 90% of the average: the
+    audit says so (and flags the trick), where warmup leaves them under 1%."""
+    from zoo.tricks.ema import start_share
+
+    assert start_share(0.9999, 999, False) == pytest.approx(0.9999 ** 999)
+    assert start_share(0.9999, 999, False) > 0.9
+    assert start_share(0.9999, 999, True) < 0.01
+    # The warmup's decays telescope: prod (1 + k) / (10 + k), k = 1..m, is 10! (m + 1)! /
+    # (m + 10)! while (1 + k) / (10 + k) < decay.
+    m = 50
+    assert start_share(0.9999, m, True) == pytest.approx(
+        math.factorial(10) * math.factorial(m + 1) / math.factorial(m + 10))
