@@ -142,12 +142,13 @@ def status(
         store = open_reader(db)
         store.mark_lost(timedelta(seconds=lost_after))
         data = store.studies_runs([study] if study else None)
+        now = store.now()  # the clock the runs' times were written with
     except ZooError as exc:
         fail(str(exc))
     if json_out:
         from ablate.view import eta_seconds
 
-        out = {n: [{**_jsonable(r), "eta_seconds": eta_seconds(r)} for r in runs]
+        out = {n: [{**_jsonable(r), "eta_seconds": eta_seconds(r, now)} for r in runs]
                for n, runs in data.items()}
         typer.echo(json.dumps(out, indent=2))
         return
@@ -156,7 +157,7 @@ def status(
     from ablate.view import print_table, status_table
 
     for name, runs in data.items():
-        print_table(status_table(name, runs))
+        print_table(status_table(name, runs, now))
         jobs = [r for r in runs if r.get("job_id")]
         if jobs:
             print_table(_jobs_table(name, jobs))

@@ -455,6 +455,13 @@ class Store:
             now = s.scalar(select(self._now())) if self.postgres else None
             return read_mark_lost(_execute_in(s), older_than, now)
 
+    def now(self) -> datetime:
+        """The current time by the clock runs' times are written with (:meth:`_now`)."""
+        if not self.postgres:
+            return utcnow()
+        with self.session() as s:
+            return s.scalar(select(self._now()))  # type: ignore[no-any-return]
+
     def _now(self) -> Any:
         """The time a run's start, heartbeats and end are written in (UTC): the database
         server's clock on PostgreSQL, where orchestrators on several machines judge each

@@ -282,6 +282,10 @@ class SQLiteReader:
         return self._conn.execute(sql, {k: _sql_datetime(v) if isinstance(v, datetime) else v
                                         for k, v in params.items()})
 
+    def now(self) -> datetime:
+        """:meth:`ablate.store.Store.now`: a SQLite file's runs carry this machine's time."""
+        return utcnow()
+
     def mark_lost(self, older_than: timedelta) -> list[str]:
         """:meth:`ablate.store.Store.mark_lost`."""
         with self._transaction():

@@ -279,7 +279,10 @@ def eta_seconds(run: dict[str, Any], now: datetime | None = None) -> float | Non
     return elapsed / run["epochs_done"] * (run["epochs"] - run["epochs_done"])
 
 
-def status_table(study: str, runs: list[dict[str, Any]]) -> Table:
+def status_table(study: str, runs: list[dict[str, Any]], now: datetime | None = None
+                 ) -> Table:
+    """The runs of a study; elapsed times and ETAs up to ``now`` (default: this machine's
+    clock; give the database's, ``store.now()``, when it wrote the runs' times)."""
     done = sum(1 for r in runs if r["status"] == "succeeded")
     table = FastTable(title=f"{study}: {done}/{len(runs)} runs succeeded",
                       title_justify="left")
@@ -287,7 +290,7 @@ def status_table(study: str, runs: list[dict[str, Any]]) -> Table:
                       ("status", "left"), ("epoch", "right"), ("top-1", "right"),
                       ("img/s", "right"), ("elapsed", "right"), ("ETA", "right")):
         table.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
-    now = utcnow()
+    now = now or utcnow()
     table.add_rows((
         r["variant"], str(r["seed"]), r["hash"][:8],
         f"[{STATUS_STYLE.get(r['status'], '')}]{r['status']}[/]",

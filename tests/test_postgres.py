@@ -99,6 +99,14 @@ def test_heartbeats_are_judged_by_the_servers_clock(pg_url: str,
     monkeypatch.setattr(store_lite, "utcnow", lambda: ahead)  # machine B's clock
     assert store.mark_lost(timedelta(seconds=60)) == []
     assert store.run_status(["live"]) == {"live": Status.running}
+    # Its status shows the run's elapsed time by the server's clock too (store.now()),
+    # where machine B's own clock would add five minutes.
+    from ablate import view
+
+    monkeypatch.setattr(view, "utcnow", lambda: ahead)
+    run = {"status": "running", "started_at": store.find_run("live")["started_at"]}
+    assert 0 <= view._elapsed(run, store.now()) < 60
+    assert view._elapsed(run) >= 240
     with store.session() as s:  # the owner died two minutes ago, by the server's clock
         s.execute(text("UPDATE run SET heartbeat_at = timezone('UTC', now()) "
                        "- interval '2 minutes'"))
