@@ -69,6 +69,7 @@ from ablate.store_lite import (  # defined without SQLAlchemy
     read_metric_values,
     read_report_runs,
     read_studies_runs,
+    sqlite_setup,
     utcnow,
 )
 
@@ -216,12 +217,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # session's SELECTs would read outside it and two orchestrators could both see "no
     # such row" and both insert it. Take over: SQLAlchemy's "begin" event emits BEGIN.
     dbapi_conn.isolation_level = None
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA busy_timeout=30000")  # wait, don't fail, when another writes
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.close()
+    sqlite_setup(dbapi_conn)
 
 
 class Store:

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -76,6 +77,33 @@ _DATETIMES = ("started_at", "finished_at", "heartbeat_at")
 def _sql_datetime(value: datetime) -> str:
     """A timestamp as SQLAlchemy stores it in SQLite (text that sorts as time does)."""
     return value.isoformat(sep=" ", timespec="microseconds")
+
+
+#: Seconds a connection waits for another to finish writing (SQLite's busy timeout).
+BUSY_TIMEOUT_S = 30
+
+
+def sqlite_setup(conn: sqlite3.Connection) -> None:
+    """The settings of every connection to a results database in SQLite (Store's and the
+    reader's): wait, don't fail, while another writes; WAL, so that readers never block
+    the writer; foreign keys on.
+
+    Switching a new file to WAL is the one step SQLite does not wait for: when two
+    connections switch it at the same moment (two orchestrators starting together on a
+    new database), one gets "database is locked" at once, busy timeout or not. It is
+    retried until the other's switch is done."""
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def _cannot_open(url: str, exc: sqlite3.Error) -> AblateError:
@@ -238,9 +266,7 @@ class SQLiteReader:
         except sqlite3.Error as exc:
             raise _cannot_open(url, exc) from None
         try:
-            for pragma in ("busy_timeout=30000", "journal_mode=WAL", "foreign_keys=ON",
-                           "synchronous=NORMAL"):  # ablate.store._sqlite_pragmas
-                self._conn.execute(f"PRAGMA {pragma}").fetchall()
+            sqlite_setup(self._conn)
             with self._transaction() as c:
                 tables = {name for (name,) in c.execute(
                     "SELECT name FROM sqlite_master WHERE type='table' "

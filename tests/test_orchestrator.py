@@ -341,6 +341,40 @@ def test_orchestrators_starting_together_register_one_study(tmp_path: Path) -> N
     assert db_rows(tmp_path / "race.db", "select count(*) from run") == [(50,)]
 
 
+def test_connections_switching_a_new_file_to_wal_together_all_open_it(tmp_path: Path) -> None:
+    """Three connections set up at the same moment on a new SQLite file (orchestrators
+    started together): SQLite refuses all but one switch to WAL at once, without waiting
+    its busy timeout; each connection must still open the database. Without the retry
+    about one round in ten failed here."""
+    import sqlite3
+    import threading
+
+    from ablate.store_lite import sqlite_setup
+
+    errors: list[str] = []
+    for round_ in range(150):
+        path = tmp_path / f"new{round_}.db"
+        barrier = threading.Barrier(3)
+
+        def connect(path: Path = path, barrier: threading.Barrier = barrier) -> None:
+            conn = sqlite3.connect(path, isolation_level=None)
+            barrier.wait()
+            try:
+                sqlite_setup(conn)
+            except sqlite3.Error as exc:  # the assertion below reports it
+                errors.append(str(exc))
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=connect) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert db_rows(tmp_path / "new0.db", "pragma journal_mode") == [("wal",)]
+
+
 # --------------------------------------------------------------------------- at scale
 
 
