@@ -25,7 +25,6 @@ import json
 import math
 import re
 import statistics
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -698,12 +697,11 @@ def _as_frame(report: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
 def _num(value: Any) -> float | None:
     """A number of the report as a float; None for a missing one (None, NaN, pandas' NA:
     a frame holds those, report_rows None)."""
-    pd = sys.modules.get("pandas")  # a pandas NA comes only from a frame: pandas is in
-    if value is None or (pd is not None and value is pd.NA):
+    if value is None:
         return None
     try:
         f = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # pandas' NA refuses float()
         return None
     return None if math.isnan(f) else f
 
