@@ -180,12 +180,11 @@ def factorial_design(factors: Sequence[str], *, resolution: int | None = None,
     base = LETTERS[: k - len(gens)]
     for i, g in enumerate(gens):
         lhs, _, rhs = g.partition("=")
-        if (lhs != LETTERS[k - len(gens) + i] or len(rhs) < 2 or len(set(rhs)) != len(rhs)
+        letter = LETTERS[len(base) + i]
+        if (lhs != letter or len(rhs) < 2 or len(set(rhs)) != len(rhs)
                 or not set(rhs) <= set(base)):
-            raise InferenceError(
-                f"generator '{g}': write the {i + 1}. generated factor as "
-                f"'{LETTERS[k - len(gens) + i]}=' a product of two or more of {base} "
-                f"(e.g. '{LETTERS[k - len(gens) + i]}={base}')")
+            raise InferenceError(f"generator '{g}': write it as '{letter}=' and two or more of "
+                                 f"the base factors {base}, e.g. '{letter}={base}'")
     return Design(names, gens)
 
 
