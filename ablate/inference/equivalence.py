@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ablate.inference.paired import InferenceError, Interval, Paired, t_sf
+from ablate.inference.paired import InferenceError, Interval, Paired, check_alpha, t_sf
 
 Label = Literal["better", "worse", "equivalent", "undecided"]
 LABELS: tuple[Label, ...] = ("better", "worse", "equivalent", "undecided")
@@ -85,13 +85,6 @@ class Equivalence:
     @property
     def label(self) -> Label:
         return label(self.paired.mean, self.p_diff, self.p_tost, self.alpha)
-
-
-def check_alpha(alpha: float) -> None:
-    """A test level must lie in (0, 0.5): TOST reads the ``1 - 2α`` interval."""
-    if not 0 < alpha < 0.5:
-        raise InferenceError(f"alpha={alpha}: a test level lies strictly between 0 and 0.5, "
-                             f"e.g. 0.05")
 
 
 def equivalence_test(paired: Paired, margin: float | None = None,

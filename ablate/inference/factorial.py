@@ -39,10 +39,10 @@ from functools import cached_property, reduce
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ablate.inference.equivalence import check_alpha
 from ablate.inference.paired import (
     InferenceError,
     Interval,
+    check_alpha,
     t_interval,
     t_two_sided,
 )

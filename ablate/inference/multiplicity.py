@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ablate.inference.equivalence import Equivalence, Label, check_alpha, label
-from ablate.inference.paired import InferenceError, Interval
+from ablate.inference.equivalence import Equivalence, Label, label
+from ablate.inference.paired import InferenceError, Interval, check_alpha
 
 
 @dataclass(frozen=True)

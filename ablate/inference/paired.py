@@ -31,6 +31,14 @@ def t_quantile(q: float, df: float) -> float:
     return float(stats.t.ppf(q, df))
 
 
+def check_alpha(alpha: float) -> None:
+    """A test level must lie in (0, 0.5): TOST (:mod:`.equivalence`) reads the
+    ``1 - 2α`` interval."""
+    if not 0 < alpha < 0.5:
+        raise InferenceError(f"alpha={alpha}: a test level lies strictly between 0 and 0.5, "
+                             f"e.g. 0.05")
+
+
 def t_sf(estimate: float, se: float, df: float) -> float:
     """``P(T_df >= estimate / se)``: the one-sided p-value of ``H0: θ <= 0`` against
     ``θ > 0``. With ``se == 0`` the statistic is ±inf (0 when the estimate is 0 too)."""

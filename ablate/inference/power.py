@@ -21,8 +21,7 @@ import math
 
 from scipy import stats
 
-from ablate.inference.equivalence import check_alpha
-from ablate.inference.paired import InferenceError, t_quantile
+from ablate.inference.paired import InferenceError, check_alpha, t_quantile
 
 
 def _power_integral(df: int, nc: float, crit: float) -> float:

@@ -26,8 +26,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ablate.inference.equivalence import check_alpha
-from ablate.inference.paired import InferenceError, Interval, Paired, t_quantile
+from ablate.inference.paired import (
+    InferenceError,
+    Interval,
+    Paired,
+    check_alpha,
+    t_interval,
+    t_quantile,
+)
 
 
 @dataclass(frozen=True)
@@ -85,4 +91,5 @@ def stein_interval(plan: SteinPlan, differences: ArrayLike) -> Interval:
     if d.ndim != 1 or not np.isfinite(d).all() or d.size < plan.n0:
         raise InferenceError(f"differences: need a flat sequence of at least the pilot's "
                              f"{plan.n0} finite values (pilot first), got {d.size}")
-    return Interval(float(d.mean()), plan.t * plan.s0 / math.sqrt(d.size), 1 - plan.alpha)
+    return t_interval(float(d.mean()), plan.s0 / math.sqrt(d.size), plan.n0 - 1,
+                      1 - plan.alpha)
