@@ -31,12 +31,13 @@ def test_cutout_needs_three_seeds() -> None:
     tails = stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
     assert math.isnan(tails) or tails == pytest.approx(0.675, abs=1e-3)
     assert paired_power(2, delta, sd) == pytest.approx(0.675, abs=1e-3)
+    assert _power_integral(df, nc, crit) == pytest.approx(paired_power(2, delta, sd), abs=1e-7)
     assert seeds_for_power(delta, sd) == 3
     mc = _monte_carlo(2, delta, sd, 200_000, 1)
     assert abs(mc - paired_power(2, delta, sd)) < 4 * math.sqrt(0.675 * 0.325 / 200_000)
 
 
-@pytest.mark.parametrize(("n", "effect"), [(2, 0.5), (2, 4.0), (2, 20.0), (3, 1.0),
+@pytest.mark.parametrize(("n", "effect"), [(2, 0.5), (2, 4.0), (2, 9.0), (2, 20.0), (3, 1.0),
                                            (4, 2.5), (8, 0.7), (20, 0.3)])
 def test_power_against_monte_carlo(n: int, effect: float) -> None:
     power = paired_power(n, effect * 0.4, 0.4)

@@ -5,14 +5,16 @@ With ``n`` pairs, true mean difference ``δ`` and sd of the differences ``σ``, 
 noncentrality ``λ = |δ| √n / σ``; the two-sided test at ``α`` rejects when ``|T| > c``,
 ``c = t(1 - α/2, ν)``::
 
-    power = P(T > c) + P(T < -c)
+    power = P(T_λ > c) + P(T_λ < -c) = P(T_λ > c) + P(T_-λ > c)
           = ∫_0^∞ [Φ(λ - c u/√ν) + Φ(-λ - c u/√ν)] f_χν(u) du          (T = (Z + λ)/(U/√ν))
 
-``scipy.stats.nct`` evaluates the first line fast, but its ``cdf`` returns NaN in part of
-the ``ν = 1`` range (``nct.cdf(-12.7, 1, 12.5)``); that NaN read as "enough power" made the
-report say 2 seeds where 3 are needed. Where ``nct`` gives anything but a probability,
-:func:`paired_power` integrates the second line over the chi distribution instead
-(``scipy.stats.chi(ν).expect``, adaptive quadrature of a smooth integrand).
+``scipy.stats.nct.cdf`` returns NaN in part of the ``ν = 1`` range
+(``nct.cdf(-12.7, 1, 12.5)``); that NaN read as "enough power" made the report say 2 seeds
+where 3 are needed. :func:`paired_power` therefore takes both tails from ``nct.sf`` (the
+lower one by the symmetry ``T_λ = -T_-λ``), which is finite on the whole grid the tests
+scan, and where it still gives anything but a probability it integrates the last line over
+the chi distribution (``scipy.stats.chi(ν).expect``, quadrature of a smooth integrand,
+about 50 ms against nct's 0.1 ms).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ def paired_power(n: int, delta: float, sd: float, alpha: float = 0.05) -> float:
     df = n - 1
     nc = abs(delta) / sd * math.sqrt(n)
     crit = t_quantile(1 - alpha / 2, df)
-    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
-    if not 0 <= power <= 1:  # NaN (or a value outside [0, 1]) where nct is undefined
+    power = float(stats.nct.sf(crit, df, nc) + stats.nct.sf(crit, df, -nc))
+    if not 0 <= power <= 1:  # NaN, or outside [0, 1]: nct's series failed
         power = _power_integral(df, nc, crit)
     return min(max(power, 0.0), 1.0)
 
