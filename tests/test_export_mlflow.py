@@ -252,3 +252,16 @@ def test_file_names_are_the_run_directory_contracts() -> None:
 
     assert (export_mlflow.CONFIG_FILE, export_mlflow.METRICS_FILE,
             export_mlflow.RESULT_FILE) == (rundir.CONFIG, rundir.METRICS, rundir.RESULT)
+
+
+def test_the_export_imports_no_torch() -> None:
+    """ablate never needs torch: the export (and the run-name helper it shares with
+    zoo.tensorboard) import none of it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ablate.export_mlflow, zoo.tensorboard; "
+            "sys.exit('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
