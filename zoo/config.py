@@ -108,6 +108,9 @@ class RunConfig:
     #: ``torch.compile`` the training model. The first steps pay the compilation (about a
     #: minute for ResNet-20 with Inductor on a CPU); checkpoints hold the plain module.
     compile: bool = False
+    #: Write TensorBoard event files (per-epoch curves, the config and final metrics as
+    #: HParams) into the run directory's ``tensorboard/``, from rank 0 only.
+    tensorboard: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with every default filled in (tuples become lists)."""
@@ -123,8 +126,10 @@ class RunConfig:
 #: them at these fixed values (None: left out), so switching one on never forks a run
 #: into a new hash nor retrains a finished one. ``model.channels_last`` was part of every
 #: identity as ``false`` before it became a per-model default; it stays there with that
-#: value so the hashes of runs made before keep matching.
-EXECUTION_ONLY: dict[str, Any] = {"compile": None, "model.channels_last": False}
+#: value so the hashes of runs made before keep matching. ``tensorboard`` only says whether
+#: event files are written next to the metrics.
+EXECUTION_ONLY: dict[str, Any] = {"compile": None, "model.channels_last": False,
+                                  "tensorboard": None}
 
 
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,7 +150,8 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def config_hash(cfg: RunConfig) -> str:
     """Content hash of the canonical resolved config (sorted keys, every default filled),
-    execution-only settings (``compile``, ``model.channels_last``) left at fixed values."""
+    execution-only settings (``compile``, ``model.channels_last``, ``tensorboard``) left
+    at fixed values."""
     canonical = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
