@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "orchestrator.json"
 ABLATE = str(Path(sys.executable).with_name("ablate"))
 
-GOALS = {"startup_extra_s": 1.5, "study_overhead_fraction": 0.05, "status_s": 0.5,
+GOALS = {"startup_extra_s": 1.5, "study_overhead_fraction": 0.05, "status_s": 0.6,
          "report_s": 1.5}
 
 

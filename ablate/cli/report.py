@@ -1,5 +1,5 @@
 """``ablate report``: tables (markdown, csv, latex, html, json), plots and README blocks from
-the results database. A thin command over :mod:`ablate.report` and :mod:`ablate.plots`;
+the results database. A thin command over :mod:`ablate.report` and :mod:`ablate.report.plots`;
 domain errors become one line and exit code 2.
 
 Registered by the main CLI with ``app.command("report")(report)``.

@@ -4,15 +4,19 @@ and the results database; domain errors become one line and exit code 2."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ablate.cli.console import console, fail
 from ablate.cli.options import DbOption
-from ablate.errors import USER_ERRORS, AblateError
+from ablate.errors import USER_ERRORS
+
+if TYPE_CHECKING:
+    from ablate.launch.orchestrator import Outcome
 
 
 def run(
@@ -39,7 +43,7 @@ def run(
              "join node 0's runs in plan order")] = 0,
 ) -> None:
     """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
-    from ablate.launch.orchestrator import Interrupted, Orchestrator
+    from ablate.launch.orchestrator import Orchestrator
     from ablate.store.db import Store
     from ablate.store.schema import default_url
     from ablate.study.spec import load_study
@@ -74,13 +78,7 @@ def run(
                if str(s) == "succeeded")
     with LiveView(len({r.hash for r in rows}), done) as view:
         orch.on_event = view
-        try:
-            outcome = orch.run()
-        except Interrupted as exc:
-            console.print(f"[yellow]{exc}: stopped; run the same command to resume[/]")
-            raise typer.Exit(130) from None
-        except AblateError as exc:
-            fail(str(exc))
+        outcome = _until_done(orch.run, "stopped; run the same command to resume")
     console.print(
         f"{study.name}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
@@ -97,7 +95,7 @@ def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | 
     """``ablate run --node-rank K``: this node's agents of the runs node 0 trains."""
     from rich.markup import escape
 
-    from ablate.launch.orchestrator import Event, Follower, Interrupted
+    from ablate.launch.orchestrator import Event, Follower
 
     def show(event: Event, _follower: Follower) -> None:
         run = event.run
@@ -109,16 +107,26 @@ def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | 
     try:
         follower = Follower(study, store, runs_dir, node_rank, gpus=_gpus(gpus),
                             cpu_threads=cpu_threads, retry_failed=retry_failed, on_event=show)
-        outcome = follower.run()
-    except Interrupted as exc:
-        console.print(f"[yellow]{exc}: stopped this node's agent[/]")
-        raise typer.Exit(130) from None
     except USER_ERRORS as exc:
         fail(str(exc))
+    outcome = _until_done(follower.run, "stopped this node's agent")
     console.print(f"{study.name}: node {node_rank} joined {outcome.succeeded + outcome.failed} "
                   f"runs ({outcome.failed} failed here), {outcome.reused} were done already")
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def _until_done(run: Callable[[], Outcome], stopped: str) -> Outcome:
+    """``run()``; a signal is exit code 130 with ``stopped`` said, an error one line."""
+    from ablate.launch.orchestrator import Interrupted
+
+    try:
+        return run()
+    except Interrupted as exc:
+        console.print(f"[yellow]{exc}: {stopped}[/]")
+        raise typer.Exit(130) from None
+    except USER_ERRORS as exc:
+        fail(str(exc))
 
 
 def _gpus(spec: str | None) -> list[int] | None:

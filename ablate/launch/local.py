@@ -4,7 +4,7 @@ orchestrator decides when it stops, with its own devices or CPU threads.
 
 A :class:`Launcher` starts runs and returns :class:`Job` handles the orchestrator polls and
 stops: :class:`LocalLauncher` here (one node, or this node's agent of a multi-node run),
-:class:`ablate.slurm.SlurmLauncher` on a SLURM cluster. :class:`DevicePool` packs runs of
+:class:`ablate.launch.slurm.SlurmLauncher` on a SLURM cluster. :class:`DevicePool` packs runs of
 different sizes onto the free GPUs of one node."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def write_run_config(run: RunSpec) -> Path:
 
 @dataclass(kw_only=True)
 class Job:
-    """A run being trained: by a child process here, or by a SLURM job (ablate.slurm).
+    """A run being trained: by a child process here, or by a SLURM job (ablate.launch.slurm).
 
     The orchestrator only polls, stops and closes it; what runs where is the launcher's."""
 

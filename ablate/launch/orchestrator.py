@@ -7,7 +7,7 @@ or SIGTERM stops the runs, marks them interrupted and leaves their checkpoints; 
 command later resumes them.
 
 Where a run trains is the launcher's business: torchrun here (:class:`LocalLauncher`), one
-SLURM job per run (:mod:`ablate.slurm`). Several orchestrators, on one machine or many,
+SLURM job per run (:mod:`ablate.launch.slurm`). Several orchestrators, on one machine or many,
 may share a study through one database; each run is claimed by exactly one of them. A
 multi-node run without SLURM has one orchestrator (node 0) that claims and records it and a
 :class:`Follower` on every other node that starts that node's torchrun agent.

@@ -12,6 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
+from ablate.store.db import ReportRun
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -25,31 +26,11 @@ ENV_KEYS = ("torch", "torchvision", "cuda", "cudnn", "device", "world_size")
 
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One (variant, seed) of a study: its run's state and result, as plain data."""
+class RunRecord(ReportRun):
+    """One (variant, seed) of a study as the report reads it: the store's row, its
+    environment decoded (``env``), and its config decoded on first use (:attr:`config`)."""
 
-    variant: str
-    variant_index: int
-    change: str
-    seed: int
-    hash: str
-    status: str
-    #: The resolved config as stored: JSON text, decoded on first use of :attr:`config`
-    #: (a report reads one config per variant; 10,000 decoded take a fifth of a second).
-    stored_config: str | dict[str, Any] = field(repr=False)
-    nproc: int
-    code_commit: str | None
-    code_dirty: bool | None
-    top1: float | None
-    top5: float | None
-    params: int | None
-    macs: int | None
-    world_size: int | None
-    device_hours: float | None
-    env: dict[str, Any]
-    #: The model it really trains, as recorded at registration (None: work it out from
-    #: the config, see :func:`ablate.spec.effective_model`).
-    model: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> bool:
@@ -58,8 +39,9 @@ class RunRecord:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """The run's resolved config."""
-        return dict(_json(self.stored_config) or {})
+        """The run's resolved config (10,000 decoded take a fifth of a second: only the
+        ones a report reads are)."""
+        return dict(_json(self.config_json) or {})
 
     @cached_property
     def provenance(self) -> tuple[Any, ...] | None:
@@ -102,15 +84,10 @@ def load_studies(store: Store, names: Sequence[str] | None = None
     envs: dict[str, Any] = {}  # the same environment for many runs: decoded once
     by_study: dict[int, list[RunRecord]] = {studies[n].id: [] for n in wanted}
     for r in rows:
-        env = r.env
+        env = r.env_json
         if isinstance(env, str):
             env = envs[env] if env in envs else envs.setdefault(env, json.loads(env))
-        by_study[r.study_id].append(RunRecord(
-            variant=r.variant, variant_index=r.variant_index, change=r.change, seed=r.seed,
-            hash=r.hash, status=r.status, stored_config=r.config, nproc=r.nproc,
-            code_commit=r.code_commit, code_dirty=r.code_dirty, top1=r.top1, top5=r.top5,
-            params=r.params, macs=r.macs, world_size=r.world_size,
-            device_hours=r.device_hours, env=dict(env or {}), model=r.model))
+        by_study[r.study_id].append(RunRecord(**vars(r), env=dict(env or {})))
     return [StudyRecord(name=n, mode=studies[n].mode, spec=dict(studies[n].spec or {}),
                         runs=tuple(by_study[studies[n].id])) for n in wanted]
 

@@ -92,8 +92,8 @@ RUN_FIELDS = ("hash", "status", "run_dir", "epochs", "epochs_done", "top1", "ima
 
 
 @dataclass(frozen=True)
-class RunState:
-    """One (variant, seed) of a study and where its run stands: what a status shows."""
+class StudyRun:
+    """One (variant, seed) of a study: the run that trains it and where that run stands."""
 
     variant: str
     variant_index: int
@@ -101,6 +101,12 @@ class RunState:
     seed: int
     hash: str
     status: str
+
+
+@dataclass(frozen=True)
+class RunState(StudyRun):
+    """A :class:`StudyRun` with its progress and bookkeeping: what a status shows."""
+
     run_dir: str
     epochs: int
     epochs_done: int
@@ -131,19 +137,12 @@ class StudyInfo:
 
 
 @dataclass(frozen=True)
-class ReportRun:
-    """One (variant, seed) of a study with its run's result: what a report reads. The
-    JSON columns (config, env) come as the driver gives them: text from SQLite, decoded
-    where used (a report decodes one config per variant, not 10,000)."""
+class ReportRun(StudyRun):
+    """A :class:`StudyRun` with its run's config and result: what a report reads. The
+    JSON columns come as the driver gives them: text from SQLite, decoded where used (a
+    report decodes one config per variant, not 10,000)."""
 
-    study_id: int
-    variant: str
-    variant_index: int
-    change: str
-    seed: int
-    hash: str
-    status: str
-    config: Any = field(repr=False)
+    config_json: Any = field(repr=False)
     nproc: int
     code_commit: str | None
     code_dirty: bool | None
@@ -153,8 +152,9 @@ class ReportRun:
     macs: int | None
     world_size: int | None
     device_hours: float | None
-    env: Any
+    env_json: Any
     model: str | None
+    study_id: int
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -356,7 +356,7 @@ class Store:
                 .outerjoin(ResultRow.__table__, result.run_hash == run.hash)
                 .where(link.study_id.in_(ids))
                 .order_by(link.study_id, link.variant_index, link.seed)).all()
-        return studies, [ReportRun(*r[:6], str(r[6]), *r[7:]) for r in rows]
+        return studies, [ReportRun(*r[1:6], str(r[6]), *r[7:], study_id=r[0]) for r in rows]
 
     # ------------------------------------------------------------------ runs
 
