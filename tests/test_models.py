@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torchvision.ops import StochasticDepth
 from typer.testing import CliRunner
 
-from ablate.models_cli import models as models_command
+from ablate.cli.models import models as models_command
 from zoo.errors import UnknownNameError
 from zoo.measure import count_macs, count_params
 from zoo.models import KNOWN_OPTIONS, create_model, get_model_info, list_models

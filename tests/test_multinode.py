@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from ablate.errors import StudyError
-from ablate.launch import torchrun_command
-from ablate.spec import parse_launch
-from ablate.store import Store
+from ablate.launch.local import torchrun_command
+from ablate.store.db import Store
+from ablate.study.spec import parse_launch
 from tests.conftest import ROOT, digits_config, read_metrics, read_result
 from tests.test_orchestrator import write_study
 
@@ -72,21 +72,21 @@ def test_two_nodes_train_what_one_node_of_two_processes_trains(
 
     store = Store(f"sqlite:///{db}", create=False)
     (base_run, lr_run) = store.study_runs("two_nodes")
-    assert [r["status"] for r in (base_run, lr_run)] == ["succeeded", "succeeded"]
-    assert [r["attempts"] for r in (base_run, lr_run)] == [1, 1]
+    assert [r.status for r in (base_run, lr_run)] == ["succeeded", "succeeded"]
+    assert [r.attempts for r in (base_run, lr_run)] == [1, 1]
     for r in (base_run, lr_run):
-        out = Path(r["run_dir"])
+        out = Path(r.run_dir)
         assert read_result(out)["world_size"] == 2
         node0 = (out / "launch.log").read_text()
         node1 = (out / "launch.node1.log").read_text()
         for log in (node0, node1):  # both agents of the run, and only of this run
-            assert f"--rdzv-backend c10d --rdzv-endpoint {endpoint} --rdzv-id {r['hash']}" in log
+            assert f"--rdzv-backend c10d --rdzv-endpoint {endpoint} --rdzv-id {r.hash}" in log
             assert "--nnodes 2 --nproc-per-node 1" in log
 
     # The same config, hence the same run id, in both studies: compare them.
     (ref_run,) = Store(f"sqlite:///{ref_db}", create=False).study_runs("one_node")
-    assert ref_run["hash"] == base_run["hash"]
-    got, want = Path(base_run["run_dir"]), Path(ref_run["run_dir"])
+    assert ref_run.hash == base_run.hash
+    got, want = Path(base_run.run_dir), Path(ref_run.run_dir)
     assert read_result(want)["world_size"] == 2
     keys = ("epoch", "step", "train_loss", "val_loss", "top1", "top5", "lr")
     assert [{k: m[k] for k in keys} for m in read_metrics(got)] == [
@@ -117,8 +117,8 @@ def test_multi_node_command_and_validation() -> None:
 
 def test_follower_refuses_what_it_cannot_follow(digits_dir: Path, tmp_path: Path) -> None:
     from ablate.errors import AblateError
-    from ablate.orchestrate import Follower, Orchestrator
-    from ablate.spec import load_study
+    from ablate.launch.orchestrator import Follower, Orchestrator
+    from ablate.study.spec import load_study
 
     one = load_study(write_study(tmp_path / "one.yaml", study(
         digits_dir, "one", {"nproc_per_node": 1}, [])))

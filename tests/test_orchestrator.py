@@ -3,7 +3,6 @@ interruptions resumed, failures recorded, bad study files refused without side e
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ablate.cli import app
-from ablate.store import Store
+from ablate.store.db import Store
 from tests.conftest import ROOT, digits_config, read_metrics
 
 runner = CliRunner()
@@ -252,22 +251,24 @@ def test_yaml_error_missing_data_and_env_reference(digits_dir: Path, tmp_path: P
     assert not (tmp_path / "none.db").exists()
 
 
-def test_a_dry_run_leaves_an_older_database_untouched(digits_dir: Path, tmp_path: Path) -> None:
-    """A plan only reads: the committed results.db (from before the run.model column)
-    keeps its schema, where opening it as a writer would add the column."""
+def test_an_older_database_is_refused_untouched(digits_dir: Path, tmp_path: Path) -> None:
+    """A database from before schema versions (no ablate_schema table): the dry run and
+    the real run stop with one line naming the rebuild, and the file is left as it was."""
     db = tmp_path / "old.db"
     db.write_bytes((ROOT / "results.db").read_bytes())
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TABLE ablate_schema")
+    before = db.read_bytes()
     path = write_study(tmp_path / "s.yaml", study_dict(digits_dir))
-    res = runner.invoke(app, ["run", str(path), "--dry-run", "--db", f"sqlite:///{db}"])
-    assert res.exit_code == 0, res.output
-    assert res.output.count("to do") == 6
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        columns = {row[1] for row in conn.execute('PRAGMA table_info("run")')}
-    assert "job_id" in columns and "model" not in columns
+    for extra in (["--dry-run"], []):
+        res = runner.invoke(app, ["run", str(path), *extra, "--db", f"sqlite:///{db}"])
+        assert res.exit_code == 2, res.output
+        assert "ablate db rebuild --runs-dir" in res.output
+    assert db.read_bytes() == before
 
 
 def test_modes_expand_as_documented(digits_dir: Path, tmp_path: Path) -> None:
-    from ablate.spec import load_study
+    from ablate.study.spec import load_study
 
     variants = [{"name": "ls", "tricks": {"label_smoothing": {"smoothing": 0.1}}},
                 {"name": "lr", "set": {"optim.lr": 0.05}}]
@@ -292,7 +293,7 @@ def test_modes_expand_as_documented(digits_dir: Path, tmp_path: Path) -> None:
 def test_lost_runs_are_marked_and_claimable(tmp_path: Path) -> None:
     from datetime import timedelta
 
-    from ablate.store import RunRow, Status, utcnow
+    from ablate.store.db import RunRow, Status, utcnow
 
     store = Store(f"sqlite:///{tmp_path / 'l.db'}")
     with store.session() as s:
@@ -314,9 +315,7 @@ def test_orchestrators_starting_together_register_one_study(tmp_path: Path) -> N
     import threading
 
     db = f"sqlite:///{tmp_path / 'race.db'}"
-    runs = [{"variant": "baseline", "variant_index": 0, "change": "", "seed": s,
-             "hash": f"h{s}", "config": {}, "run_dir": f"r{s}", "nproc": 1, "epochs": 1}
-            for s in range(50)]
+    runs = [_spec(f"h{s}", seed=s) for s in range(50)]
     n = 6
     barrier, errors = threading.Barrier(n), []
 
@@ -349,7 +348,7 @@ def test_connections_switching_a_new_file_to_wal_together_all_open_it(tmp_path: 
     import sqlite3
     import threading
 
-    from ablate.store_lite import sqlite_setup
+    from ablate.store.schema import sqlite_setup
 
     errors: list[str] = []
     for round_ in range(150):
@@ -398,41 +397,25 @@ CONSOLES = [
 ]
 
 
-@pytest.mark.parametrize("console", CONSOLES)
-def test_fast_table_prints_what_rich_prints(console: dict[str, Any]) -> None:
-    """ablate status builds its tables directly (10,000 rows in a fraction of a second, rich
-    takes 13 s); the characters and styles are rich's own, for every kind of cell."""
-    from datetime import datetime
+def test_text_tables_align_by_terminal_cells() -> None:
+    """ablate status prints plain text (10,000 rows in milliseconds): every line of a
+    column starts at the same terminal cell, wide characters counted as two (rich's
+    cell_len, checked here against unicodedata's east-asian widths)."""
+    import unicodedata
 
-    from rich.table import Table
+    from ablate.cli.view import text_table
 
-    from ablate.view import FastTable, status_table
+    def cells(text: str) -> int:
+        return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
 
-    names = ["baseline", "lr 0.2 ünïcode", "日本語 variant", ":thumbs_up: emoji", "x[red]y",
-             "trailing ", " leading", "—", "tab\there"]
-    statuses = ["succeeded", "failed", "running", "queued", "lost", "interrupted"]
-    runs = [{"variant": names[i % 8], "seed": i, "hash": f"{i:016x}",
-             "status": statuses[i % 6], "epochs_done": i % 4, "epochs": 3,
-             "top1": None if i % 5 == 0 else 90 + i / 7, "images_per_s": 3000.0 + i,
-             "started_at": datetime(2025, 1, 1), "finished_at": datetime(2025, 1, 1, 1, i),
-             "error": "boom [rank 0] " * (i % 3) if i % 6 == 1 else None}
-            for i in range(40)]
-    fast = status_table("study", runs)
-    assert isinstance(fast, FastTable)
-    plain = Table.__new__(Table)
-    plain.__dict__.update(fast.__dict__)  # the same table, rendered by rich alone
-    assert _rendered(fast, **console) == _rendered(plain, **console)
-    # Every kind of cell, either side; with a tab (rich renders it all) and without.
-    for right, cells in itertools.product((False, True), (names, names[:-1])):
-        tables = []
-        for cls in (Table, FastTable):
-            t = cls(title="t", caption="a caption", caption_justify="left")
-            t.add_column("a", justify="right" if right else "left", no_wrap=True)
-            t.add_column("b", no_wrap=True)
-            for i, name in enumerate(cells):
-                t.add_row(name, str(i))
-            tables.append(t)
-        assert _rendered(tables[1], **console) == _rendered(tables[0], **console)
+    names = ["baseline", "lr 0.2 ünïcode", "日本語 variant", "x[red]y", "—"]
+    text = text_table(("variant", "n"), [[n, str(i * 100)] for i, n in enumerate(names)],
+                      right=("n",))
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(names)
+    assert len({cells(line) for line in lines}) == 1  # right-aligned last column
+    for name, line in zip(names, lines[2:], strict=True):
+        assert (line.startswith(name) and "[red]" in line) or "[red]" not in name
 
 
 def test_the_next_run_starts_when_one_ends_not_at_the_next_poll() -> None:
@@ -440,7 +423,7 @@ def test_the_next_run_starts_when_one_ends_not_at_the_next_poll() -> None:
     moment it exits."""
     import select
 
-    from ablate.launch import ProcessJob
+    from ablate.launch.local import ProcessJob
 
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
                             stdin=subprocess.PIPE)
@@ -465,9 +448,7 @@ def test_reading_the_database_never_imports_torch(tmp_path: Path) -> None:
     torch nor the model zoo (a CLI that imported them took 3-5 s to start)."""
     db = tmp_path / "r.db"
     store = Store(f"sqlite:///{db}")
-    rows = [{"variant": "baseline", "variant_index": 0, "change": "", "seed": 0, "hash": "h0",
-             "config": {"model": {"name": "resnet20"}, "tricks": {"zero_gamma": {}}},
-             "run_dir": "r0", "nproc": 1, "epochs": 1, "model": "resnet20"}]
+    rows = [_spec("h0", config={"model": {"name": "resnet20"}, "tricks": {"zero_gamma": {}}})]
     store.register_study("s", "s.yaml", "add_one", {}, rows)
     store.close()
     code = ("import sys; from ablate.cli import app\n"
@@ -483,15 +464,22 @@ def test_reading_the_database_never_imports_torch(tmp_path: Path) -> None:
     assert out.strip().splitlines()[-1] == "[]", out
 
 
+def _spec(run_hash: str, seed: int = 0, config: dict[str, Any] | None = None,
+          model: str = "resnet20") -> Any:
+    """A planned run of one epoch in directory r<seed>."""
+    from ablate.study.spec import RunSpec
+
+    return RunSpec(variant="baseline", variant_index=0, change="", seed=seed, hash=run_hash,
+                   config=config or {}, run_dir=f"r{seed}", nproc=1, nproc_per_node=1,
+                   nnodes=1, epochs=1, model=model)
+
+
 def test_a_registered_run_records_the_model_it_trains(tmp_path: Path) -> None:
-    """The model after model-selecting tricks is stored with the run (the report names it
-    without the trick registry); a run registered before the column gets it later."""
+    """The model after model-selecting tricks is stored with the run: the report names it
+    without the trick registry."""
     url = f"sqlite:///{tmp_path / 'm.db'}"
     store = Store(url)
-    row = {"variant": "baseline", "variant_index": 0, "change": "", "seed": 0, "hash": "h0",
-           "config": {}, "run_dir": "r0", "nproc": 1, "epochs": 1}
-    store.register_study("old", "s.yaml", "add_one", {}, [row])  # no model: an old version
-    assert db_rows(tmp_path / "m.db", "select model from run") == [(None,)]
-    store.register_study("new", "s.yaml", "add_one", {}, [{**row, "model": "resnet50v2"}])
+    store.register_study("new", "s.yaml", "add_one", {}, [_spec("h0", model="resnet50v2")])
     assert db_rows(tmp_path / "m.db", "select model from run") == [("resnet50v2",)]
     store.close()
+

@@ -6,19 +6,21 @@ torchrun, and records the CUDA_VISIBLE_DEVICES it would have given the run inste
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ablate import launch, orchestrate
 from ablate.errors import AblateError
-from ablate.launch import DevicePool, LocalLauncher, parse_gpus
-from ablate.orchestrate import Orchestrator
-from ablate.spec import load_study
-from ablate.store import Status, Store
+from ablate.launch import local as launch
+from ablate.launch import orchestrator as orchestrate
+from ablate.launch.local import DevicePool, LocalLauncher, parse_gpus
+from ablate.launch.orchestrator import Orchestrator
+from ablate.store.db import Status, Store
+from ablate.study.spec import RunSpec, load_study
 from tests.test_orchestrator import study_dict, write_study
+from zoo import contract
 
 
 def test_device_pool_takes_the_lowest_free_gpus_and_returns_them() -> None:
@@ -86,7 +88,7 @@ class FakeProc:
         if self.rc is None:
             self.left -= 1
             if self.left <= 0:
-                _write_result(Path(self.run["run_dir"]), self.run["nproc_per_node"])
+                _write_result(Path(self.run.run_dir), self.run.nproc_per_node)
                 self.rc = 0
         return self.rc
 
@@ -96,11 +98,14 @@ class FakeProc:
 
 
 def _write_result(out: Path, world_size: int) -> None:
-    acc = {"top1": 50.0, "top5": 90.0}
-    (out / "result.json").write_text(json.dumps({
-        "status": "succeeded", "final": acc, "best": acc, "params": 1, "macs": 1,
-        "wall_seconds": 1.0, "device_hours": 0.0, "images_per_s": 1.0,
-        "world_size": world_size}))
+    """What a trainer that succeeded writes last, through the run directory's contract."""
+    result = contract.RunResult(
+        status="succeeded", error=None, hash=out.name, model="resnet20", epochs=1,
+        epochs_completed=1, final=contract.Final(top1=50.0, top5=90.0),
+        best=contract.Best(top1=50.0, top5=90.0, epoch=1), params=1, macs=1,
+        wall_seconds=1.0, device_hours=0.0, images_per_s=1.0, world_size=world_size,
+        device_type="cuda")
+    contract.write_json(out / contract.RESULT, result.to_dict())
 
 
 class RecordingLauncher(LocalLauncher):
@@ -112,18 +117,18 @@ class RecordingLauncher(LocalLauncher):
         self.procs: dict[str, FakeProc] = {}
         self.starts: list[tuple[str, list[int], list[str]]] = []  # (hash, visible, running)
 
-    def start(self, run: dict[str, Any], devices: list[int]) -> Any:
+    def start(self, run: RunSpec, devices: list[int]) -> Any:
         self._run = run
         return super().start(run, devices)
 
     def spawn(self, cmd: list[str], env: dict[str, str], log: Any) -> FakeProc:
         run = self._run
         visible = [int(d) for d in env["CUDA_VISIBLE_DEVICES"].split(",")]
-        assert cmd[cmd.index("--nproc-per-node") + 1] == str(run["nproc_per_node"])
+        assert cmd[cmd.index("--nproc-per-node") + 1] == str(run.nproc_per_node)
         running = [h for h, p in self.procs.items() if p.rc is None]
-        self.starts.append((run["hash"], visible, running))
-        self.procs[run["hash"]] = FakeProc(run, self.ticks[run["hash"]])
-        return self.procs[run["hash"]]
+        self.starts.append((run.hash, visible, running))
+        self.procs[run.hash] = FakeProc(run, self.ticks[run.hash])
+        return self.procs[run.hash]
 
 
 def test_mixed_sizes_are_packed_onto_free_gpus_as_runs_finish(
@@ -134,16 +139,17 @@ def test_mixed_sizes_are_packed_onto_free_gpus_as_runs_finish(
     study = load_study(write_study(tmp_path / "s.yaml", spec))
     store = Store(f"sqlite:///{tmp_path / 'p.db'}")
     launcher = RecordingLauncher({})
-    orch = Orchestrator(study, store, tmp_path / "runs", gpus=list(range(8)),
-                        launcher=launcher)
-    assert orch.max_parallel == 8  # with --gpus, the GPUs are the limit
     # Plan order A..F with these sizes and durations (in polls); the last 3 are 1-GPU runs.
     sizes = [4, 2, 4, 1, 1, 2, 8, 1, 1]
     ticks = [30, 10, 20, 50, 50, 10, 5, 5, 5]
-    for row, n, t in zip(orch.rows, sizes, ticks, strict=True):
-        row["nproc_per_node"] = n
-        launcher.ticks[row["hash"]] = t
-    name = {r["hash"]: "ABCDEFGHI"[i] for i, r in enumerate(orch.rows)}
+    specs = [replace(r, nproc_per_node=n)
+             for r, n in zip(study.run_specs(tmp_path / "runs"), sizes, strict=True)]
+    orch = Orchestrator(study, store, tmp_path / "runs", gpus=list(range(8)),
+                        launcher=launcher, specs=specs)
+    assert orch.max_parallel == 8  # with --gpus, the GPUs are the limit
+    for row, t in zip(orch.rows, ticks, strict=True):
+        launcher.ticks[row.hash] = t
+    name = {r.hash: "ABCDEFGHI"[i] for i, r in enumerate(orch.rows)}
     outcome = orch.run()
     assert outcome.succeeded == 9 and outcome.failed == 0
 
@@ -157,7 +163,7 @@ def test_mixed_sizes_are_packed_onto_free_gpus_as_runs_finish(
     assert visible["C"] == [0, 1, 2, 3]
     assert visible["G"] == list(range(8))
     for h, gpus, running in launcher.starts:
-        assert len(gpus) == orch.rows[list(name).index(h)]["nproc_per_node"]
+        assert len(gpus) == orch.rows[list(name).index(h)].nproc_per_node
         busy = [g for r in running for g in visible[name[r]]]
         assert not set(gpus) & set(busy), (name[h], gpus, [name[r] for r in running])
         assert len(busy) + len(gpus) <= 8

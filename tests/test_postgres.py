@@ -15,12 +15,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from ablate.errors import AblateError
-from ablate.store import RunRow, Status, Store
+from ablate.store.db import RunRow, Status, Store
 from tests.conftest import ROOT
 from tests.test_orchestrator import study_dict, write_study
 
@@ -88,23 +89,23 @@ def test_heartbeats_are_judged_by_the_servers_clock(pg_url: str,
     """Orchestrators on machines whose clocks disagree: one running five minutes ahead
     must not take another's live run for lost (and train it a second time), nor miss a
     run that really stopped beating."""
-    from ablate import store_lite
+    from ablate.store import db as store_db
 
     store = Store(pg_url)
     with store.session() as s:
         s.add(RunRow(hash="live", config={}, status=Status.queued, run_dir="live", epochs=1))
     assert store.claim_next(["live"], "machine-a") == "live"
     store.heartbeat(["live"], "machine-a")
-    ahead = store_lite.utcnow() + timedelta(minutes=5)
-    monkeypatch.setattr(store_lite, "utcnow", lambda: ahead)  # machine B's clock
+    ahead = store_db.utcnow() + timedelta(minutes=5)
+    monkeypatch.setattr(store_db, "utcnow", lambda: ahead)  # machine B's clock
     assert store.mark_lost(timedelta(seconds=60)) == []
     assert store.run_status(["live"]) == {"live": Status.running}
     # Its status shows the run's elapsed time by the server's clock too (store.now()),
     # where machine B's own clock would add five minutes.
-    from ablate import view
+    from ablate.cli import view
 
     monkeypatch.setattr(view, "utcnow", lambda: ahead)
-    run = {"status": "running", "started_at": store.find_run("live")["started_at"]}
+    run = _running(store, "live")
     assert 0 <= view._elapsed(run, store.now()) < 60
     assert view._elapsed(run) >= 240
     with store.session() as s:  # the owner died two minutes ago, by the server's clock
@@ -112,6 +113,19 @@ def test_heartbeats_are_judged_by_the_servers_clock(pg_url: str,
                        "- interval '2 minutes'"))
     assert store.mark_lost(timedelta(seconds=60)) == ["live"]
     store.close()
+
+
+def _running(store: Store, run_hash: str) -> Any:
+    """A status row of a running run that belongs to no study, for the view's clocks."""
+    from ablate.store.db import RunState
+
+    found = store.find_run(run_hash)
+    return RunState(variant="v", variant_index=0, change="", seed=0, hash=run_hash,
+                    status="running", run_dir="", epochs=1, epochs_done=0, top1=None,
+                    images_per_s=None, host=None, owner=None, attempts=1, error=None,
+                    log_tail=None, code_commit=None, code_dirty=None,
+                    started_at=found["started_at"], finished_at=None, heartbeat_at=None,
+                    nproc=1, job_id=None, job_state=None)
 
 
 @needs_pg
@@ -137,22 +151,22 @@ def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path:
     assert sum(trained) == 3, outs
     store = Store(pg_url, create=False)
     runs = store.study_runs("digits_three")
-    assert [(r["status"], r["attempts"]) for r in runs] == [("succeeded", 1)] * 3
+    assert [(r.status, r.attempts) for r in runs] == [("succeeded", 1)] * 3
     for r in runs:
-        log = (Path(r["run_dir"]) / "launch.log").read_text()
+        log = (Path(r.run_dir) / "launch.log").read_text()
         assert log.count("$ ") == 1  # launched once
-        assert [m["epoch"] for m in store.metrics(r["hash"])] == [1]
+        assert [m["epoch"] for m in store.metrics(r.hash)] == [1]
     with store.engine.connect() as conn:
         assert conn.execute(text("select count(*) from result")).scalar() == 3
-    # The reads of status and report (the SQL they share with the SQLite reader) on
+    # The reads of status and report on
     # PostgreSQL's driver: its timestamps, booleans and decoded JSON.
     assert store.mark_lost(timedelta(seconds=60)) == []
     status = store.studies_runs()["digits_three"]
-    assert all(isinstance(r["finished_at"], datetime) for r in status)
+    assert all(isinstance(r.finished_at, datetime) for r in status)
     studies, rows = store.report_runs(["digits_three"])
-    assert studies["digits_three"][1] == "add_one" and len(rows) == 3
-    assert {row[6] for row in rows} == {"succeeded"} and all(row[11] > 0 for row in rows)
-    assert [len(store.metric_values([row[5]], "top1")) for row in rows] == [1, 1, 1]
+    assert studies["digits_three"].mode == "add_one" and len(rows) == 3
+    assert {row.status for row in rows} == {"succeeded"} and all(row.top1 > 0 for row in rows)
+    assert [len(store.metric_values([row.hash], "top1")) for row in rows] == [1, 1, 1]
     store.close()
     report = subprocess.run([sys.executable, "-m", "ablate", "report", "digits_three",
                              "--db", pg_url], cwd=tmp_path, capture_output=True, text=True,

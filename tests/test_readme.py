@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from ablate.report import readme_studies, render_readme
-from ablate.store import Store
+from ablate.store.db import Store
 from tests.conftest import ROOT
 
 README = ROOT / "README.md"

@@ -17,8 +17,8 @@ import pytest
 from submitit.helpers import DelayedSubmission
 
 from ablate.errors import AblateError, StudyError
-from ablate.slurm import SUBMITIT_DIR, SlurmLauncher, TrainJob
-from ablate.spec import Launch, parse_launch, parse_slurm_time
+from ablate.launch.slurm import SUBMITIT_DIR, SlurmLauncher, TrainJob
+from ablate.study.spec import Launch, RunSpec, parse_launch, parse_slurm_time
 from tests.conftest import ROOT
 from tests.test_orchestrator import db_rows, study_dict, write_study
 
@@ -51,9 +51,15 @@ def test_slurm_launch_is_typed_and_validated() -> None:
             parse_launch(raw)
 
 
+def _spec(run_hash: str, run_dir: str) -> RunSpec:
+    return RunSpec(variant="baseline", variant_index=0, change="", seed=0, hash=run_hash,
+                   config={}, run_dir=run_dir, nproc=8, nproc_per_node=8, nnodes=1,
+                   epochs=1, model="resnet20")
+
+
 def test_each_run_becomes_one_job_with_the_study_resources() -> None:
     launcher = SlurmLauncher(parse_launch({**SLURM, "executor": "local", "nodes": 1}))
-    run = {"hash": "0123456789abcdef", "run_dir": "/shared/runs/0123456789abcdef"}
+    run = _spec("0123456789abcdef", "/shared/runs/0123456789abcdef")
     params = launcher.parameters(run)
     assert params["nodes"] == 1 and params["tasks_per_node"] == 1  # one agent per node
     assert params["gpus_per_node"] == 8 and params["timeout_min"] == 36 * 60
@@ -171,35 +177,6 @@ def test_study_through_submitit_equals_local_even_when_preempted(
     assert "scheduler jobs" in table and jobs[0][0] in table and "FINISHED" in table
 
 
-def test_a_database_from_before_job_ids_is_read_as_is_and_upgraded_by_a_writer(
-    tmp_path: Path
-) -> None:
-    import sqlite3
-
-    from ablate.store import Store
-
-    db = tmp_path / "old.db"
-    Store(f"sqlite:///{db}").close()
-    with sqlite3.connect(db) as con:  # the schema as it was before this version
-        con.execute("alter table run drop column job_id")
-        con.execute("alter table run drop column job_state")
-        con.execute("insert into study (name, path, mode, spec, created_at, updated_at) "
-                    "values ('old', 's.yaml', 'add_one', '{}', '2024-01-01', '2024-01-01')")
-        con.execute("insert into run (hash, config, status, run_dir, nproc, epochs, "
-                    "epochs_done, attempts, created_at) values ('abc', '{}', 'succeeded', "
-                    "'runs/abc', 1, 1, 1, 1, '2024-01-01')")
-        con.execute("insert into study_run (study_id, variant, variant_index, change, seed, "
-                    "run_hash) values (1, 'baseline', 0, '', 0, 'abc')")
-    columns = "select name from pragma_table_info('run') where name like 'job%'"
-    reader = Store(f"sqlite:///{db}", create=False)  # ablate status, show, report
-    (run,) = reader.study_runs("old")
-    assert (run["status"], run["job_id"], run["job_state"]) == ("succeeded", None, None)
-    assert reader.find_run("ab")["job_id"] is None
-    assert db_rows(db, columns) == []  # a reader never writes the schema
-    Store(f"sqlite:///{db}").close()  # ablate run adds the columns
-    assert db_rows(db, columns) == [("job_id",), ("job_state",)]
-
-
 def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
     digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,10 +186,11 @@ def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
     trainer neither trains alongside the new one nor makes it fail on the run lock."""
     from sqlalchemy import update
 
-    from ablate import orchestrate, slurm
-    from ablate.orchestrate import Orchestrator
-    from ablate.spec import load_study
-    from ablate.store import RunRow, Status, Store
+    from ablate.launch import orchestrator as orchestrate
+    from ablate.launch import slurm
+    from ablate.launch.orchestrator import Orchestrator
+    from ablate.store.db import RunRow, Status, Store
+    from ablate.study.spec import load_study
     from tests.test_packing import RecordingLauncher
 
     calls: list[tuple[str, Any]] = []
@@ -233,7 +211,7 @@ def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
     monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
     launcher = SlurmLauncher(parse_launch({"backend": "slurm", "time": 60}))
-    run = {"hash": "abc", "run_dir": str(tmp_path / "runs" / "abc")}
+    run = _spec("abc", str(tmp_path / "runs" / "abc"))
     launcher.cancel_stale(run, "4242")
     assert calls == [("job", (tmp_path / "runs" / "abc" / SUBMITIT_DIR, "4242")),
                      ("scancel", False)]
@@ -249,19 +227,19 @@ def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
     events: list[tuple[str, str]] = []
 
     class Recording(RecordingLauncher):
-        def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
-            events.append(("cancel", f"{run['hash']}:{job_id}"))
+        def cancel_stale(self, run: RunSpec, job_id: str) -> None:
+            events.append(("cancel", f"{run.hash}:{job_id}"))
 
-        def start(self, run: dict[str, Any], devices: list[int]) -> Any:
-            events.append(("start", run["hash"]))
+        def start(self, run: RunSpec, devices: list[int]) -> Any:
+            events.append(("start", run.hash))
             return super().start(run, devices)
 
     launcher2 = Recording({})
     orch = Orchestrator(study, store, tmp_path / "runs", gpus=[0], launcher=launcher2)
     for row in orch.rows:
-        launcher2.ticks[row["hash"]] = 1
+        launcher2.ticks[row.hash] = 1
     store.register_study(study.name, str(study.path), study.mode, study.raw, orch.rows)
-    lost, queued_with_job, plain = (r["hash"] for r in orch.rows)
+    lost, queued_with_job, plain = (r.hash for r in orch.rows)
     with store.session() as s:
         s.execute(update(RunRow).where(RunRow.hash == lost)
                   .values(status=Status.lost, job_id="4242", owner="dead-orchestrator"))

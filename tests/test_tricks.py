@@ -240,7 +240,7 @@ def test_tricks_checked_against_the_selected_model() -> None:
 
 
 def test_ablate_tricks_lists_parameters_defaults_touches_and_paper() -> None:
-    from ablate.tricks_cli import tricks
+    from ablate.cli.tricks import tricks
 
     app = typer.Typer()
     app.command()(tricks)

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, g
 
 from zoo import rundir
 from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
+from zoo.contract import Audit, Best, Final, MetricsRow, RunResult
 from zoo.data.datasets import build_datasets
 from zoo.data.samplers import ShardSampler
 from zoo.data.transforms import eval_transform, train_transform
@@ -402,7 +403,7 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
             _update_state(state, row)
             rngs = all_gather_objects(rng_state(info.device))
             if info.is_main:
-                rundir.append_metrics(out / rundir.METRICS, row)
+                rundir.append_metrics(out / rundir.METRICS, MetricsRow(**row))
                 rundir.save_checkpoint(ckpt_path, {
                     "epoch": epoch,
                     "model": model.state_dict(),
@@ -465,37 +466,37 @@ def _result(
 ) -> dict[str, Any]:
     audits = []
     for a in tricks.audits():
-        audits.append({"trick": a.trick, "summary": a.summary, "effective": a.effective,
-                       **({"details": a.details} if a.details else {})})
+        audits.append(Audit(trick=a.trick, summary=a.summary, effective=a.effective,
+                            details=a.details or None))
         if not a.effective:
             log.warning("trick %s had no effect: %s", a.trick, a.summary)
     last = state["last"]
     seconds = state["seconds"]
     train_s = state["train_seconds"]
-    return {
-        "status": status,
-        "error": error,
-        "hash": config_hash(cfg),
-        "model": cfg.model.name,
-        "epochs": cfg.epochs,
-        "epochs_completed": last.get("epoch", 0),
-        "final": {"top1": last.get("top1"), "top5": last.get("top5"),
-                  "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss")},
-        "best": {"top1": state["best_top1"] if state["best_epoch"] else None,
-                 "top5": state["best_top5"] if state["best_epoch"] else None,
-                 "epoch": state["best_epoch"] or None},
-        "params": params,
-        "macs": macs,
-        "wall_seconds": seconds,
-        "device_hours": seconds * info.world_size / 3600.0,
-        "images_per_s": state["images"] / train_s if train_s else None,
-        "world_size": info.world_size,
-        "device_type": info.device.type,
-        "audit": audits,
-        "session_seconds": time.perf_counter() - wall_start,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "failed_epoch": epoch if status == "failed" else None,
-    }
+    return RunResult(
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        hash=config_hash(cfg),
+        model=cfg.model.name,
+        epochs=cfg.epochs,
+        epochs_completed=last.get("epoch", 0),
+        final=Final(top1=last.get("top1"), top5=last.get("top5"),
+                    val_loss=last.get("val_loss"), train_loss=last.get("train_loss")),
+        best=Best(top1=state["best_top1"] if state["best_epoch"] else None,
+                  top5=state["best_top5"] if state["best_epoch"] else None,
+                  epoch=state["best_epoch"] or None),
+        params=params,
+        macs=macs,
+        wall_seconds=seconds,
+        device_hours=seconds * info.world_size / 3600.0,
+        images_per_s=state["images"] / train_s if train_s else None,
+        world_size=info.world_size,
+        device_type=info.device.type,
+        audit=tuple(audits),
+        session_seconds=time.perf_counter() - wall_start,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        failed_epoch=epoch if status == "failed" else None,
+    ).to_dict()
 
 
 @contextmanager

@@ -33,8 +33,14 @@ import submitit
 from submitit.helpers import DelayedSubmission
 
 from ablate.errors import AblateError
-from ablate.launch import LAUNCH_LOG, RUN_CONFIG, Job, Launcher, torchrun_command, write_run_config
-from ablate.spec import Launch
+from ablate.launch.local import (
+    Job,
+    Launcher,
+    torchrun_command,
+    write_run_config,
+)
+from ablate.study.spec import Launch, RunSpec
+from zoo.contract import RUN_CONFIG, launch_log
 
 #: submitit's files (pickled job, its stdout/stderr) live in RUN_DIR/SUBMITIT_DIR.
 SUBMITIT_DIR = "submitit"
@@ -116,7 +122,7 @@ class TrainJob:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self.threads is not None:
             env["OMP_NUM_THREADS"] = str(self.threads)
-        log_path = Path(self.run_dir) / (LAUNCH_LOG if node == 0 else f"launch.node{node}.log")
+        log_path = Path(self.run_dir) / launch_log(node)
         with open(log_path, "ab") as log:
             log.write(f"$ {' '.join(cmd)}  # job {job_env.job_id}, node {node}\n".encode())
             log.flush()
@@ -211,12 +217,12 @@ class SlurmLauncher(Launcher):
                 raise AblateError("launch.time: required with backend: slurm (minutes or "
                                   "D-HH:MM:SS); submitit would ask for 5 minutes")
 
-    def parameters(self, run: dict[str, Any]) -> dict[str, Any]:
+    def parameters(self, run: RunSpec) -> dict[str, Any]:
         """submitit's AutoExecutor parameters for one run's job."""
         lc = self.launch
         gpus = lc.gpus_per_node or None
         return {
-            "name": f"ablate-{run['hash'][:8]}",
+            "name": f"ablate-{run.hash[:8]}",
             "timeout_min": lc.time or LOCAL_TIME_MIN,
             "nodes": lc.nnodes,
             "tasks_per_node": 1,  # one torchrun agent per node; it starts the processes
@@ -232,28 +238,28 @@ class SlurmLauncher(Launcher):
             "local_setup": list(lc.setup) or None,
         }
 
-    def train_job(self, run: dict[str, Any]) -> TrainJob:
+    def train_job(self, run: RunSpec) -> TrainJob:
         lc = self.launch
         threads = self.threads
         if threads is None and lc.cpus_per_task:
             threads = max(1, lc.cpus_per_task // lc.nproc_per_node)
-        return TrainJob(run_hash=run["hash"], run_dir=run["run_dir"], nnodes=lc.nnodes,
+        return TrainJob(run_hash=run.hash, run_dir=run.run_dir, nnodes=lc.nnodes,
                         nproc_per_node=lc.nproc_per_node, rdzv_port=lc.rdzv_port,
                         threads=threads)
 
-    def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
+    def cancel_stale(self, run: RunSpec, job_id: str) -> None:
         """scancel the job of a lost attempt at ``run`` and wait (up to a minute) for it to
         end, so that its trainer releases the run directory before the new job's starts.
         LocalExecutor jobs have no id another process can cancel; they are left alone."""
         if self.launch.executor != "slurm":
             return
-        folder = Path(run["run_dir"]) / SUBMITIT_DIR
+        folder = Path(run.run_dir) / SUBMITIT_DIR
         stale = SlurmJob(run=run, devices=[], job=submitit.SlurmJob(folder, job_id))
         stale.stop(grace=STALE_GRACE_S)
 
-    def start(self, run: dict[str, Any], devices: list[int]) -> SlurmJob:
+    def start(self, run: RunSpec, devices: list[int]) -> SlurmJob:
         write_run_config(run)
-        folder = Path(run["run_dir"]) / SUBMITIT_DIR
+        folder = Path(run.run_dir) / SUBMITIT_DIR
         executor = submitit.AutoExecutor(
             folder=folder, cluster=self.launch.executor,
             slurm_max_num_timeout=self.launch.max_timeouts,

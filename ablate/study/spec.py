@@ -205,6 +205,27 @@ class PlannedRun:
 
 
 @dataclass(frozen=True)
+class RunSpec:
+    """One run of the plan, frozen, as the orchestrator, the launchers, the store and the
+    view all take it: a :class:`PlannedRun` placed in a run directory with its launch size."""
+
+    variant: str
+    variant_index: int
+    change: str
+    seed: int
+    hash: str
+    #: The resolved config as a mapping (what ``run.yaml`` and the database hold).
+    config: dict[str, Any] = field(repr=False, compare=False)
+    run_dir: str
+    #: Processes of the whole run (all nodes), and per node.
+    nproc: int
+    nproc_per_node: int
+    nnodes: int
+    epochs: int
+    model: str
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     path: Path
@@ -219,6 +240,17 @@ class Study:
     def plan(self) -> list[PlannedRun]:
         """The baseline and every variant, each on every seed, in a stable order."""
         return plan_study(self)
+
+    def run_specs(self, runs_dir: Path) -> tuple[RunSpec, ...]:
+        """The plan placed under ``runs_dir`` (one directory per config hash): made once
+        and passed, frozen, to the orchestrator, launchers, store and view."""
+        lc = self.launch
+        return tuple(RunSpec(
+            variant=r.variant, variant_index=r.variant_index, change=r.change, seed=r.seed,
+            hash=r.hash, config=r.config.to_dict(),
+            run_dir=str((Path(runs_dir) / r.hash).resolve()), nproc=lc.world_size,
+            nproc_per_node=lc.nproc_per_node, nnodes=lc.nnodes, epochs=r.config.epochs,
+            model=r.model) for r in self.plan())
 
 
 # --------------------------------------------------------------------------- env vars

@@ -1,5 +1,5 @@
 """``ablate report``: tables (markdown, csv, latex, html, json), plots and README blocks from
-the results database. A thin command over :mod:`ablate.report` and :mod:`ablate.plots`;
+the results database. A thin command over :mod:`ablate.report` and :mod:`ablate.report.plots`;
 domain errors become one line and exit code 2.
 
 Registered by the main CLI with ``app.command("report")(report)``.
@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from ablate.console import err_console, fail
-from ablate.run_cli import DbOption
-from zoo.errors import ZooError
+from ablate.cli.console import err_console, fail
+from ablate.cli.options import DbOption
+from ablate.errors import USER_ERRORS
+from zoo.contract import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,13 +27,6 @@ def _link_dir(plots: Path | None, reader_dir: Path) -> str | None:
     if plots is None:
         return None
     return Path(os.path.relpath(plots.resolve(), reader_dir.resolve())).as_posix()
-
-
-def _write(path: Path, text: str) -> None:
-    """Write atomically: a reader sees the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(text.encode("utf-8"))
-    tmp.replace(path)
 
 
 def report(
@@ -53,22 +47,14 @@ def report(
 ) -> None:
     """Each study's variants against its baseline on the same seeds: mean paired deltas with
     95% intervals, deltas within noise marked, and what the compared runs differ in."""
-    from ablate.report import (
-        build_frame,
-        curves_frame,
-        frame_of,
-        readme_studies,
-        render,
-        render_readme,
-        report_rows,
-    )
-    from ablate.store_lite import open_reader
+    from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
+    from ablate.store.db import Store
 
     try:
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
-        store = open_reader(db)
+        store = Store(db, create=False)
         if readme is not None:
             try:
                 # Bytes, not read_text(): newline translation would rewrite \r\n outside
@@ -87,37 +73,34 @@ def report(
                     names = [n for n in names if n in studies]
                 new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
                                     studies=studies)
-            except ZooError as exc:
+            except USER_ERRORS as exc:
                 fail(f"{readme}: {exc}")
             if plots is not None and names:
                 _plots(build_frame(store, names), curves_frame(store, names), plots)
             if new != text:
-                _write(readme, new)
+                atomic_write(readme, new)
             typer.echo(f"{readme}: {len(names)} table(s) "
                        f"{'refreshed' if new != text else 'already up to date'}"
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
-        rows = report_rows(store, studies)
-        # The DataFrame (pandas: 0.2 s to import) where a format or the plots need it; the
-        # markdown is the same text from the rows.
-        report = rows if fmt == "markdown" and plots is None else frame_of(rows)
+        report = build_frame(store, studies)
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()
         text = render(report, fmt, plots_dir=_link_dir(plots, reader))
         if output is not None:
-            _write(output, text)
+            atomic_write(output, text)
             err_console.print(f"wrote {output}", markup=False)
         else:
             typer.echo(text, nl=False)
-    except ZooError as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 def _plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> None:
-    from ablate.plots import write_plots
+    from ablate.report.plots import write_plots
 
     written = write_plots(frame, curves, out_dir)
     err_console.print(f"wrote {len(written)} plots to {out_dir}", markup=False)

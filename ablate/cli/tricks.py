@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ablate.console import console, fail
+from ablate.cli.console import console, fail
 from zoo.errors import ZooError
 
 

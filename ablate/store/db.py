@@ -1,18 +1,19 @@
-"""The results database: SQLAlchemy 2.0 models and the operations the orchestrator needs.
+"""The results database: the operations of the orchestrator (writes) and of status, show
+and report (reads), through SQLAlchemy; the schema is :mod:`ablate.store.schema`.
 
 ``sqlite:///results.db`` by default; any SQLAlchemy URL works. Runs are keyed by the
 content hash of their resolved config and shared between studies (a config trained for
 one study is reused by every other). The run directory stays the source of truth: the
-database is an index over run directories and can be rebuilt from them (``ingest``).
+database is an index over run directories, mirrored from them (:meth:`Store.ingest`) and
+rebuilt from them (:mod:`ablate.store.rebuild`).
 
 Claiming a run is atomic, so orchestrators on many machines sharing one database never
 train the same run: on PostgreSQL ``SELECT ... FOR UPDATE SKIP LOCKED`` picks the next
 claimable run no other transaction holds; on SQLite (one writer at a time) a conditional
-``UPDATE ... WHERE status IN (claimable)`` decides. The schema is created on first use;
-nullable columns added by later versions are added to an older database when a writer
-(``ablate run``) opens it; readers leave it as it is and do without them. The commands
-that only read a SQLite file (``ablate status``, ``ablate report``) read it without
-SQLAlchemy, through :mod:`ablate.store_lite`: the same rows, without its start-up.
+``UPDATE ... WHERE status IN (claimable)`` decides. The schema is created on first use; a
+database of another schema version is an error naming ``ablate db rebuild``. Reads are
+SQLAlchemy Core selects of columns (ORM objects cost ten times more on 10,000 runs) into
+frozen dataclasses (:class:`RunState`, :class:`ReportRun`).
 """
 
 from __future__ import annotations
@@ -21,24 +22,13 @@ import json
 import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    DateTime,
-    Enum,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
     Text,
-    UniqueConstraint,
-    bindparam,
     case,
     create_engine,
     delete,
@@ -46,143 +36,33 @@ from sqlalchemy import (
     func,
     inspect,
     select,
-    text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import (
-    DeclarativeBase,
-    Mapped,
-    Session,
-    mapped_column,
-    sessionmaker,
-    undefer,
-)
+from sqlalchemy.orm import Session, sessionmaker
 
 from ablate.errors import AblateError
-from ablate.store_lite import (  # defined without SQLAlchemy
-    RUN_FIELDS,
-    Execute,
+from ablate.store.schema import (
+    SCHEMA_VERSION,
+    Base,
+    MetricRow,
+    ResultRow,
+    RunRow,
+    SchemaRow,
     Status,
+    StudyRow,
+    StudyRunRow,
     default_url,
-    read_mark_lost,
-    read_metric_values,
-    read_report_runs,
-    read_studies_runs,
     sqlite_setup,
     utcnow,
 )
+from ablate.study.spec import RunSpec
+from zoo.contract import METRIC_KEYS, RunDir, RunResult
+from zoo.errors import did_you_mean
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
 CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    })
-
-
-class StudyRow(Base):
-    __tablename__ = "study"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    path: Mapped[str] = mapped_column(Text)
-    mode: Mapped[str] = mapped_column(String(20))
-    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
-
-
-class StudyRunRow(Base):
-    """One (variant, seed) of a study, pointing at the run that trains its config."""
-
-    __tablename__ = "study_run"
-    __table_args__ = (UniqueConstraint("study_id", "variant", "seed"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    study_id: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
-    variant: Mapped[str] = mapped_column(String(200))
-    variant_index: Mapped[int] = mapped_column(Integer)
-    change: Mapped[str] = mapped_column(Text, default="")
-    seed: Mapped[int] = mapped_column(Integer)
-    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash"), index=True)
-
-
-class RunRow(Base):
-    __tablename__ = "run"
-
-    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    config: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[Status] = mapped_column(Enum(Status, native_enum=False, length=20),
-                                           index=True)
-    run_dir: Mapped[str] = mapped_column(Text)
-    nproc: Mapped[int] = mapped_column(Integer, default=1)
-    epochs: Mapped[int] = mapped_column(Integer)
-    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
-    top1: Mapped[float | None] = mapped_column(Float, nullable=True)
-    images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    code_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    code_dirty: Mapped[bool | None] = mapped_column(nullable=True)
-    error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    log_tail: Mapped[str | None] = mapped_column(Text, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
-    #: The scheduler's job id and its last known state (SLURM backend; None locally).
-    #: Deferred: readers of a database from before them load runs without them.
-    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, deferred=True)
-    job_state: Mapped[str | None] = mapped_column(String(32), nullable=True, deferred=True)
-    #: The model the run really trains (its config's model after model-selecting tricks),
-    #: recorded when it is registered, so a report needs no trick registry (torch) to name
-    #: it. Deferred, as the job columns; None in a database from before it.
-    model: Mapped[str | None] = mapped_column(String(200), nullable=True, deferred=True)
-
-
-class MetricRow(Base):
-    __tablename__ = "metric"
-    __table_args__ = (UniqueConstraint("run_hash", "epoch", "key"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"))
-    epoch: Mapped[int] = mapped_column(Integer)
-    key: Mapped[str] = mapped_column(String(64))
-    value: Mapped[float | None] = mapped_column(Float, nullable=True)
-
-
-Index("ix_metric_run_epoch", MetricRow.run_hash, MetricRow.epoch)
-
-
-class ResultRow(Base):
-    __tablename__ = "result"
-
-    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"),
-                                          primary_key=True)
-    top1: Mapped[float | None] = mapped_column(Float, nullable=True)
-    top5: Mapped[float | None] = mapped_column(Float, nullable=True)
-    best_top1: Mapped[float | None] = mapped_column(Float, nullable=True)
-    best_top5: Mapped[float | None] = mapped_column(Float, nullable=True)
-    params: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    macs: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # > 2**31 at 224 px
-    seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    device_hours: Mapped[float | None] = mapped_column(Float, nullable=True)
-    images_per_s: Mapped[float | None] = mapped_column(Float, nullable=True)
-    world_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    audit: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
-    env: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
-
-
-METRIC_KEYS = ("train_loss", "lr", "val_loss", "top1", "top5", "eval_images", "images_per_s",
-               "train_seconds", "seconds", "grad_scale")
 
 
 # --------------------------------------------------------------------------- connection
@@ -198,18 +78,83 @@ def _pg_lock(conn: Connection | Session) -> None:
     conn.execute(select(func.pg_advisory_xact_lock(_PG_LOCK)))
 
 
-def _add_missing_columns(conn: Connection) -> None:
-    """Add nullable columns that a newer version defines to an older database's tables."""
-    insp = inspect(conn)
-    tables = set(insp.get_table_names())
-    for table in Base.metadata.sorted_tables:
-        if table.name not in tables:
-            continue
-        have = {c["name"] for c in insp.get_columns(table.name)}
-        for col in table.columns:
-            if col.name not in have and col.nullable:
-                kind = col.type.compile(dialect=conn.dialect)
-                conn.execute(text(f'ALTER TABLE "{table.name}" ADD COLUMN "{col.name}" {kind}'))
+def _schema_version(conn: Connection, tables: set[str]) -> int:
+    """The schema version a database records (0: one from before versions)."""
+    if SchemaRow.__tablename__ not in tables:
+        return 0
+    return conn.scalar(select(func.max(SchemaRow.version))) or 0
+
+
+#: The run columns a status reads, in this order (:class:`RunState`).
+RUN_FIELDS = ("hash", "status", "run_dir", "epochs", "epochs_done", "top1", "images_per_s",
+              "host", "owner", "attempts", "error", "log_tail", "code_commit", "code_dirty",
+              "started_at", "finished_at", "heartbeat_at", "nproc", "job_id", "job_state")
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """One (variant, seed) of a study: the run that trains it and where that run stands."""
+
+    variant: str
+    variant_index: int
+    change: str
+    seed: int
+    hash: str
+    status: str
+
+
+@dataclass(frozen=True)
+class RunState(StudyRun):
+    """A :class:`StudyRun` with its progress and bookkeeping: what a status shows."""
+
+    run_dir: str
+    epochs: int
+    epochs_done: int
+    top1: float | None
+    images_per_s: float | None
+    host: str | None
+    owner: str | None
+    attempts: int
+    error: str | None
+    log_tail: str | None
+    code_commit: str | None
+    code_dirty: bool | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    nproc: int
+    job_id: str | None
+    job_state: str | None
+
+
+@dataclass(frozen=True)
+class StudyInfo:
+    """A study as registered: its id, mode and study file (as written, unexpanded)."""
+
+    id: int
+    mode: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ReportRun(StudyRun):
+    """A :class:`StudyRun` with its run's config and result: what a report reads. The
+    JSON columns come as the driver gives them: text from SQLite, decoded where used (a
+    report decodes one config per variant, not 10,000)."""
+
+    config_json: Any = field(repr=False)
+    nproc: int
+    code_commit: str | None
+    code_dirty: bool | None
+    top1: float | None
+    top5: float | None
+    params: int | None
+    macs: int | None
+    world_size: int | None
+    device_hours: float | None
+    env_json: Any
+    model: str | None
+    study_id: int
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -221,7 +166,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Store:
-    """A connection to the results database and the operations on it."""
+    """A connection to the results database and the operations on it: the one database
+    layer of ablate, for the orchestrator (writes) and for status, show and report (reads,
+    ``create=False``, which never write)."""
 
     def __init__(self, url: str | None = None, create: bool = True) -> None:
         self.url = url or default_url()
@@ -240,7 +187,7 @@ class Store:
             kwargs: dict[str, Any] = {}
             if not url.startswith("sqlite"):
                 kwargs["pool_pre_ping"] = True  # long studies outlive idle connections
-            self.engine: Engine = create_engine(url, future=True, **kwargs)
+            self.engine: Engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL or missing driver
             raise AblateError(f"--db {self.url}: {exc}") from None
         self.postgres = self.engine.dialect.name == "postgresql"
@@ -253,32 +200,32 @@ class Store:
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         try:
             with self.engine.begin() as conn:
-                if self.postgres:
+                if self.postgres and create:
                     _pg_lock(conn)  # orchestrators starting together create it once
                 tables = set(inspect(conn).get_table_names())
-                if create:
+                if not {"study", "run"} <= tables:
+                    if not create:  # readers never write the schema
+                        raise AblateError(f"--db {self.url}: not an ablate results database "
+                                          f"(no study/run tables); check the URL")
+                    if tables & {t.name for t in Base.metadata.sorted_tables}:
+                        raise AblateError(f"--db {self.url}: holds some of ablate's tables "
+                                          f"but not all; check the URL")
                     Base.metadata.create_all(conn)
-                    _add_missing_columns(conn)
-                elif not {"study", "run"} <= tables:  # readers never write the schema
-                    raise AblateError(f"--db {self.url}: not an ablate results database "
-                                      f"(no study/run tables); check the URL")
-                run_columns = {c["name"] for c in inspect(conn).get_columns("run")}
+                    conn.execute(SchemaRow.__table__.insert().values(version=SCHEMA_VERSION))
+                    tables = set(inspect(conn).get_table_names())
+                version = _schema_version(conn, tables)
         except AblateError:
             raise
         except Exception as exc:  # unreachable server, wrong password, no such database
             raise AblateError(f"--db {self.url}: cannot open it: "
                               f"{str(exc).splitlines()[0]}") from None
-        #: Whether the run table has the job columns (a reader of an older one: no).
-        self.has_jobs = {"job_id", "job_state"} <= run_columns
-        #: Whether the run table has the model column (a reader of an older one: no).
-        self.has_model = "model" in run_columns
+        if version != SCHEMA_VERSION:
+            age = "an older" if version < SCHEMA_VERSION else "a newer"
+            raise AblateError(
+                f"--db {self.url}: made by {age} ablate (schema version {version}, this one "
+                f"reads {SCHEMA_VERSION}); rebuild it from the run directories: "
+                f"ablate db rebuild --runs-dir runs --db NEW_URL")
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def _with_jobs(self, query: Any) -> Any:
-        """``query`` loading the deferred job columns too, where the table has them."""
-        if not self.has_jobs:
-            return query
-        return query.options(undefer(RunRow.job_id), undefer(RunRow.job_state))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -296,12 +243,10 @@ class Store:
     # ------------------------------------------------------------------ studies
 
     def register_study(self, name: str, path: str, mode: str, spec: dict[str, Any],
-                       runs: Sequence[dict[str, Any]]) -> None:
+                       runs: Sequence[RunSpec]) -> None:
         """Create or update the study and its (variant, seed) links; add missing runs as queued.
 
-        ``runs``: dicts with variant, variant_index, change, seed, hash, config, run_dir,
-        nproc, epochs and optionally model. An existing run (any study) keeps its status and
-        results, and gets its model if it had none (a database from before the column).
+        An existing run (any study) keeps its status and results.
         """
         with self.session() as s:
             if self.postgres:
@@ -313,53 +258,105 @@ class Store:
                 s.flush()
             else:
                 study.path, study.mode, study.spec = path, mode, spec
-            hashes = {r["hash"] for r in runs}
+            hashes = {r.hash for r in runs}
             existing = set(s.scalars(select(RunRow.hash).where(RunRow.hash.in_(hashes))))
-            models = {r["hash"]: r["model"] for r in runs if r.get("model")}
             for r in runs:
-                if r["hash"] not in existing:
-                    s.add(RunRow(hash=r["hash"], config=r["config"], status=Status.queued,
-                                 run_dir=r["run_dir"], nproc=r["nproc"], epochs=r["epochs"],
-                                 model=r.get("model")))
-                    existing.add(r["hash"])
+                if r.hash not in existing:
+                    s.add(RunRow(hash=r.hash, config=r.config, status=Status.queued,
+                                 run_dir=r.run_dir, nproc=r.nproc, epochs=r.epochs,
+                                 model=r.model))
+                    existing.add(r.hash)
             s.flush()
-            if models and self.has_model:
-                run = RunRow.__table__.c
-                s.execute(update(RunRow.__table__)
-                          .where(run.hash == bindparam("h"), run.model.is_(None))
-                          .values(model=bindparam("m")),
-                          [{"h": h, "m": m} for h, m in models.items()])
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study.id))
             for r in runs:
-                s.add(StudyRunRow(study_id=study.id, variant=r["variant"],
-                                  variant_index=r["variant_index"], change=r["change"],
-                                  seed=r["seed"], run_hash=r["hash"]))
+                s.add(StudyRunRow(study_id=study.id, variant=r.variant,
+                                  variant_index=r.variant_index, change=r.change,
+                                  seed=r.seed, run_hash=r.hash))
 
     def study_names(self) -> list[str]:
         with self.session() as s:
             return list(s.scalars(select(StudyRow.name).order_by(StudyRow.name)))
 
-    def study_runs(self, name: str) -> list[dict[str, Any]]:
-        """One plain dict per (variant, seed) with its run's state; ORM objects stay here."""
-        return self.studies_runs([name])[name]
+    def study_runs(self, name: str, lost_after: timedelta | None = None) -> list[RunState]:
+        """Each (variant, seed) of a study with its run's state (see :meth:`studies_runs`)."""
+        return self.studies_runs([name], lost_after)[name]
 
-    def studies_runs(self, names: Sequence[str] | None = None
-                     ) -> dict[str, list[dict[str, Any]]]:
-        """:meth:`study_runs` of each named study (default: every study, by name), in one
-        query (:func:`ablate.store_lite.read_studies_runs`)."""
+    def studies_runs(self, names: Sequence[str] | None = None,
+                     lost_after: timedelta | None = None) -> dict[str, list[RunState]]:
+        """Each named study's (variant, seed)s with their runs' state (default: every study,
+        by name), in one query of columns, not ORM objects, and not the configs (JSON a
+        status never shows). With ``lost_after``, a running run whose heartbeat is older
+        reads as ``lost``, as the next orchestrator will mark it: computed here, written
+        by nobody (a reading command never writes)."""
+        run, link = RunRow.__table__.c, StudyRunRow.__table__.c
         with self.session() as s:
-            return read_studies_runs(_execute_in(s), names, self.has_jobs)
+            ids = self._study_ids(s, names)
+            now = self._read_now(s) if lost_after is not None else None
+            query = (select(link.study_id, link.variant, link.variant_index, link.change,
+                            link.seed, *(run[c] for c in RUN_FIELDS))
+                     .join_from(StudyRunRow.__table__, RunRow.__table__,
+                                run.hash == link.run_hash)
+                     .order_by(link.study_id, link.variant_index, link.seed))
+            if names is not None:
+                query = query.where(link.study_id.in_(list(ids.values())))
+            rows = s.execute(query).all()
+        by_id: dict[int, list[RunState]] = {i: [] for i in ids.values()}
+        cutoff = None if now is None or lost_after is None else now - lost_after
+        for study_id, *row in rows:
+            state = RunState(*row[:5], str(row[5]), *row[6:])
+            if (cutoff is not None and state.status == Status.running
+                    and state.heartbeat_at is not None and state.heartbeat_at < cutoff):
+                assert lost_after is not None
+                state = replace(state, status=Status.lost.value,
+                                error=f"no heartbeat for {lost_after.total_seconds():.0f}s")
+            by_id[study_id].append(state)
+        return {n: by_id[i] for n, i in ids.items()}
+
+    @staticmethod
+    def _study_ids(s: Session, names: Sequence[str] | None) -> dict[str, int]:
+        """The ids of the named studies (default: all, by name); an unknown name is an
+        error with the closest known ones."""
+        ids = dict(s.execute(select(StudyRow.name, StudyRow.id).order_by(StudyRow.name)).all())
+        if names is None:
+            return ids
+        wanted = list(dict.fromkeys(names))
+        for name in wanted:
+            if name not in ids:
+                known = list(ids)
+                raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)}"
+                                  + ("" if known else " (the database has no studies yet)"))
+        return {n: ids[n] for n in wanted}
 
     @staticmethod
     def study_names_in(s: Session) -> list[str]:
         return list(s.scalars(select(StudyRow.name)))
 
     def report_runs(self, names: Sequence[str] | None = None
-                    ) -> tuple[dict[str, tuple[int, str, Any]], list[tuple[Any, ...]]]:
-        """What a report reads, in one transaction
-        (:func:`ablate.store_lite.read_report_runs`)."""
+                    ) -> tuple[dict[str, StudyInfo], list[ReportRun]]:
+        """What a report reads, in one transaction: every study by name, and each (variant,
+        seed) of the named studies that exist (default: all) with its run's result (None
+        fields without one), by study, variant and seed."""
+        run, link = RunRow.__table__.c, StudyRunRow.__table__.c
+        result, study = ResultRow.__table__.c, StudyRow.__table__.c
         with self.session() as s:
-            return read_report_runs(_execute_in(s), names, self.has_model)
+            studies = {name: StudyInfo(i, mode, _decoded(spec)) for i, name, mode, spec in
+                       s.execute(select(study.id, study.name, study.mode,
+                                        type_coerce(study.spec, Text))
+                                 .order_by(study.name))}
+            ids = [studies[n].id for n in dict.fromkeys(names or studies) if n in studies]
+            if not ids:
+                return studies, []
+            rows = s.execute(
+                select(link.study_id, link.variant, link.variant_index, link.change,
+                       link.seed, run.hash, run.status, type_coerce(run.config, Text),
+                       run.nproc, run.code_commit, run.code_dirty, result.top1, result.top5,
+                       result.params, result.macs, result.world_size, result.device_hours,
+                       type_coerce(result.env, Text), run.model)
+                .join_from(StudyRunRow.__table__, RunRow.__table__, run.hash == link.run_hash)
+                .outerjoin(ResultRow.__table__, result.run_hash == run.hash)
+                .where(link.study_id.in_(ids))
+                .order_by(link.study_id, link.variant_index, link.seed)).all()
+        return studies, [ReportRun(*r[1:6], str(r[6]), *r[7:], study_id=r[0]) for r in rows]
 
     # ------------------------------------------------------------------ runs
 
@@ -411,7 +408,7 @@ class Store:
         """The scheduler job ids recorded for those of ``hashes`` that are ``lost``: jobs an
         orchestrator submitted before it stopped beating, which may still run."""
         hashes = list(hashes)
-        if not hashes or not self.has_jobs:
+        if not hashes:
             return {}
         with self.session() as s:
             return dict(s.execute(
@@ -444,12 +441,29 @@ class Store:
                       .values(status=status, error=error, log_tail=log_tail,
                               finished_at=self._now(), heartbeat_at=self._now()))
 
+    def set_status(self, run_hash: str, status: Status, error: str | None = None) -> None:
+        """Set a run's status outright (a rebuild, which has no owner to match)."""
+        with self.session() as s:
+            s.execute(update(RunRow).where(RunRow.hash == run_hash)
+                      .values(status=status, error=error))
+
     def mark_lost(self, older_than: timedelta) -> list[str]:
         """Running runs whose owner stopped beating become ``lost`` (resumable), by the
-        clock the heartbeats were written with (:meth:`_now`)."""
+        clock the heartbeats were written with (:meth:`_now`). The orchestrator's step; a
+        reading command computes the same from the heartbeat's age (:meth:`studies_runs`)."""
         with self.session() as s:
-            now = s.scalar(select(self._now())) if self.postgres else None
-            return read_mark_lost(_execute_in(s), older_than, now)
+            cutoff = self._read_now(s) - older_than
+            which = (RunRow.status == Status.running, RunRow.heartbeat_at < cutoff)
+            hashes = list(s.scalars(select(RunRow.hash).where(*which)))
+            if hashes:
+                s.execute(update(RunRow).where(RunRow.hash.in_(hashes), *which)
+                          .values(status=Status.lost,
+                                  error=f"no heartbeat for {older_than.total_seconds():.0f}s"))
+            return hashes
+
+    def _read_now(self, s: Session) -> datetime:
+        """:meth:`now` inside session ``s``."""
+        return s.scalar(select(self._now())) if self.postgres else utcnow()  # type: ignore[return-value]
 
     def now(self) -> datetime:
         """The current time by the clock runs' times are written with (:meth:`_now`)."""
@@ -473,8 +487,8 @@ class Store:
 
     def find_run(self, prefix: str) -> dict[str, Any]:
         with self.session() as s:
-            runs = list(s.scalars(self._with_jobs(
-                select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3))))
+            runs = list(s.scalars(
+                select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3)))
             if not runs:
                 raise AblateError(f"no run with id '{prefix}' (see 'ablate status')")
             if len(runs) > 1:
@@ -495,8 +509,15 @@ class Store:
     def metric_values(self, hashes: Iterable[str], key: str
                       ) -> list[tuple[str, int, float | None]]:
         """(run hash, epoch, value) of one metric of the runs, by run and epoch."""
+        hashes = list(hashes)
+        if not hashes:
+            return []
+        m = MetricRow.__table__.c
         with self.session() as s:
-            return read_metric_values(_execute_in(s), hashes, key)
+            return [tuple(r) for r in s.execute(  # type: ignore[misc]
+                select(m.run_hash, m.epoch, m.value)
+                .where(m.run_hash.in_(hashes), m.key == key)
+                .order_by(m.run_hash, m.epoch))]
 
     def metrics(self, run_hash: str) -> list[dict[str, Any]]:
         """Per-epoch metrics of a run, one dict per epoch."""
@@ -511,14 +532,13 @@ class Store:
 
     # ------------------------------------------------------------------ ingest
 
-    def ingest(self, run_hash: str, run_dir: Path) -> dict[str, Any] | None:
+    def ingest(self, run_hash: str, run_dir: Path) -> RunResult | None:
         """Mirror a run directory into the database: its metrics (exactly the epochs the
         file holds, so a resume that truncated them leaves no stale rows), progress, and,
-        once written, its result. Returns the result.json contents, if any."""
-        run_dir = Path(run_dir)
-        rows = _read_jsonl(run_dir / "metrics.jsonl")
-        result = _read_json(run_dir / "result.json")
-        config = _read_json(run_dir / "config.json")
+        once written, its result. Returns the run's result, if it wrote one."""
+        rd = RunDir(Path(run_dir))
+        rows = [r.to_dict() for r in rd.metrics()]
+        result, config = rd.result(), rd.config()
         with self.session() as s:
             have = {(e, k): v for e, k, v in s.execute(
                 select(MetricRow.epoch, MetricRow.key, MetricRow.value)
@@ -544,62 +564,27 @@ class Store:
                 run.top1 = rows[-1]["top1"] if rows else None
                 run.images_per_s = rows[-1].get("images_per_s") if rows else None
                 if config:
-                    run.code_commit = (config.get("code") or {}).get("commit")
-                    run.code_dirty = (config.get("code") or {}).get("dirty")
-            if result is not None and result.get("status") == "succeeded":
+                    run.code_commit, run.code_dirty = config.code.commit, config.code.dirty
+            if result is not None and result.succeeded:
                 s.merge(ResultRow(
                     run_hash=run_hash,
-                    top1=result["final"]["top1"], top5=result["final"]["top5"],
-                    best_top1=result["best"]["top1"], best_top5=result["best"]["top5"],
-                    params=result["params"], macs=result["macs"],
-                    seconds=result["wall_seconds"], device_hours=result["device_hours"],
-                    images_per_s=result["images_per_s"], world_size=result["world_size"],
-                    audit=result.get("audit"), env=(config or {}).get("env"),
+                    top1=result.final.top1, top5=result.final.top5,
+                    best_top1=result.best.top1, best_top5=result.best.top5,
+                    params=result.params, macs=result.macs,
+                    seconds=result.wall_seconds, device_hours=result.device_hours,
+                    images_per_s=result.images_per_s, world_size=result.world_size,
+                    audit=[a.to_dict() for a in result.audit],
+                    env=config.env if config else None,
                 ))
         return result
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Complete lines only: a line being written (no newline yet) is left for next time."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    rows = []
-    for line in text.split("\n")[:-1]:
-        if line.strip():
-            rows.append(json.loads(line))
-    return rows
-
-
-#: A run's fields for a person or a program, in this order (then job_id and job_state,
-#: deferred: absent from an older database).
-_RUN_COLUMNS = tuple(getattr(RunRow, name) for name in RUN_FIELDS)
-
-
 def _run_fields(run: RunRow) -> dict[str, Any]:
-    out = {c.key: getattr(run, c.key) for c in _RUN_COLUMNS}
+    out = {name: getattr(run, name) for name in RUN_FIELDS}
     out["status"] = str(run.status)
-    # Read without loading: absent (None) where the query did not undefer them.
-    out["job_id"] = inspect(run).dict.get("job_id")
-    out["job_state"] = inspect(run).dict.get("job_state")
     return out
 
 
-def _execute_in(s: Session) -> Execute:
-    """An :data:`ablate.store_lite.Execute` in session ``s``: the shared SQL of the reads,
-    its timestamp parameters bound as SQLAlchemy's DateTime (stored as the ORM stores
-    them)."""
-    def execute(sql: str, params: dict[str, Any]) -> Any:
-        stmt = text(sql).bindparams(*(bindparam(k, type_=DateTime()) for k, v in params.items()
-                                      if isinstance(v, datetime)))
-        return s.execute(stmt, params)
-
-    return execute
+def _decoded(value: Any) -> Any:
+    """A JSON column's value from its text (or as the driver already decoded it)."""
+    return json.loads(value) if isinstance(value, str) else value

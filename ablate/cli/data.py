@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from ablate.console import console, err_console, fail
+from ablate.cli.console import console, err_console, fail
 
 app = typer.Typer(help="Prepare and inspect datasets.", no_args_is_help=True)
 

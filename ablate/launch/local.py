@@ -4,7 +4,7 @@ orchestrator decides when it stops, with its own devices or CPU threads.
 
 A :class:`Launcher` starts runs and returns :class:`Job` handles the orchestrator polls and
 stops: :class:`LocalLauncher` here (one node, or this node's agent of a multi-node run),
-:class:`ablate.slurm.SlurmLauncher` on a SLURM cluster. :class:`DevicePool` packs runs of
+:class:`ablate.launch.slurm.SlurmLauncher` on a SLURM cluster. :class:`DevicePool` packs runs of
 different sizes onto the free GPUs of one node."""
 
 from __future__ import annotations
@@ -24,10 +24,8 @@ from typing import IO, Any
 import yaml
 
 from ablate.errors import AblateError
-
-RUN_CONFIG = "run.yaml"
-LAUNCH_LOG = "launch.log"
-
+from ablate.study.spec import RunSpec
+from zoo.contract import LAUNCH_LOG, LOG, RUN_CONFIG, atomic_write, launch_log
 
 #: Where a GPU driver shows itself: NVIDIA's kernel module, AMD's ROCm compute device.
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
@@ -160,33 +158,31 @@ def torchrun_command(config: Path, out: Path, nproc: int, nnodes: int = 1,
     return cmd
 
 
-def write_run_config(run: dict[str, Any]) -> Path:
+def write_run_config(run: RunSpec) -> Path:
     """Write the run's resolved config into its directory (atomically, and only if it
     changed: with several nodes sharing the directory, a trainer may be reading it)."""
-    out = Path(run["run_dir"])
+    out = Path(run.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_CONFIG
-    text = yaml.safe_dump(run["config"], sort_keys=False)
+    text = yaml.safe_dump(run.config, sort_keys=False)
     if not path.exists() or path.read_text() != text:
-        tmp = path.with_name(f".{RUN_CONFIG}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        atomic_write(path, text)
     return path
 
 
 @dataclass(kw_only=True)
 class Job:
-    """A run being trained: by a child process here, or by a SLURM job (ablate.slurm).
+    """A run being trained: by a child process here, or by a SLURM job (ablate.launch.slurm).
 
     The orchestrator only polls, stops and closes it; what runs where is the launcher's."""
 
-    run: dict[str, Any]
+    run: RunSpec
     devices: list[int]
     started: float = field(default_factory=time.monotonic)
 
     @property
     def hash(self) -> str:
-        return str(self.run["hash"])
+        return str(self.run.hash)
 
     @property
     def job_id(self) -> str | None:
@@ -273,10 +269,10 @@ def wait(jobs: Iterable[Job], timeout: float) -> None:
 class Launcher:
     """Starts runs on devices the orchestrator hands it; the orchestrator decides when."""
 
-    def start(self, run: dict[str, Any], devices: list[int]) -> Job:
+    def start(self, run: RunSpec, devices: list[int]) -> Job:
         raise NotImplementedError
 
-    def cancel_stale(self, run: dict[str, Any], job_id: str) -> None:
+    def cancel_stale(self, run: RunSpec, job_id: str) -> None:
         """Stop the scheduler job ``job_id`` of an earlier attempt at ``run``, which may
         still be running if the orchestrator that submitted it died, before this attempt
         starts. Launchers whose jobs die with their orchestrator have nothing to do."""
@@ -284,7 +280,7 @@ class Launcher:
 
 @dataclass
 class LocalLauncher(Launcher):
-    """torchrun on this machine: ``run["nproc_per_node"]`` processes on ``devices``.
+    """torchrun on this machine: ``run.nproc_per_node`` processes on ``devices``.
 
     With ``nnodes > 1`` this is node ``node_rank``'s agent of a multi-node run; node 0's
     orchestrator claims runs and records them, the other nodes' agents join them
@@ -308,20 +304,20 @@ class LocalLauncher(Launcher):
 
     def log_name(self) -> str:
         # Nodes of one run share its directory (a shared file system): one log each.
-        return LAUNCH_LOG if self.node_rank == 0 else f"launch.node{self.node_rank}.log"
+        return launch_log(self.node_rank)
 
     def spawn(self, cmd: list[str], env: dict[str, str], log: IO[bytes]) -> Any:
         """Start the process (the seam a test replaces to record instead of train)."""
         return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
-    def start(self, run: dict[str, Any], devices: list[int]) -> ProcessJob:
+    def start(self, run: RunSpec, devices: list[int]) -> ProcessJob:
         """Write the run's config into its directory and start torchrun on it."""
         config_path = write_run_config(run)
         out = config_path.parent
         log = open(out / self.log_name(), "ab")  # noqa: SIM115  (the Job owns it until the end)
-        cmd = torchrun_command(config_path, out, run["nproc_per_node"], self.nnodes,
-                               self.rdzv_endpoint, run_id=run["hash"])
+        cmd = torchrun_command(config_path, out, run.nproc_per_node, self.nnodes,
+                               self.rdzv_endpoint, run_id=run.hash)
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
         proc = self.spawn(cmd, self.env(devices), log)
@@ -331,7 +327,7 @@ class LocalLauncher(Launcher):
 def log_tail(run_dir: Path, lines: int = 30) -> str:
     """The last lines of the trainer's train.log, or of the launch log (torchrun's output)
     when the trainer never got as far as writing one."""
-    for name in ("train.log", LAUNCH_LOG):
+    for name in (LOG, LAUNCH_LOG):
         try:
             text = (Path(run_dir) / name).read_text(errors="replace")
         except FileNotFoundError:

@@ -7,7 +7,7 @@ or SIGTERM stops the runs, marks them interrupted and leaves their checkpoints; 
 command later resumes them.
 
 Where a run trains is the launcher's business: torchrun here (:class:`LocalLauncher`), one
-SLURM job per run (:mod:`ablate.slurm`). Several orchestrators, on one machine or many,
+SLURM job per run (:mod:`ablate.launch.slurm`). Several orchestrators, on one machine or many,
 may share a study through one database; each run is claimed by exactly one of them. A
 multi-node run without SLURM has one orchestrator (node 0) that claims and records it and a
 :class:`Follower` on every other node that starts that node's torchrun agent.
@@ -20,46 +20,33 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
-from ablate import launch
 from ablate.errors import AblateError
-from ablate.spec import PlannedRun, Study
-from ablate.store import CLAIMABLE, Status, Store
+from ablate.launch import local as launch
+from ablate.store.db import CLAIMABLE, Store
+from ablate.store.rebuild import record_membership
+from ablate.store.schema import Status
+from ablate.study.spec import RunSpec, Study
+from zoo.contract import LAUNCH_LOG, METRICS, RESULT, MetricsRow, read_metrics
 
 HEARTBEAT_S = 5.0
 POLL_S = 0.5
 
 
-def planned_rows(study: Study, runs_dir: Path) -> list[dict[str, Any]]:
-    """The plan as plain dicts for the store and the launcher."""
-    out = []
-    for r in study.plan():
-        out.append(_row(r, study, runs_dir))
-    return out
-
-
-def _row(r: PlannedRun, study: Study, runs_dir: Path) -> dict[str, Any]:
-    return {
-        "variant": r.variant, "variant_index": r.variant_index, "change": r.change,
-        "seed": r.seed, "hash": r.hash, "config": r.config.to_dict(),
-        "run_dir": str((runs_dir / r.hash).resolve()),
-        "nproc": study.launch.world_size,
-        "nproc_per_node": study.launch.nproc_per_node, "nnodes": study.launch.nnodes,
-        "epochs": r.config.epochs, "model": r.model,
-    }
-
-
-@dataclass
+@dataclass(frozen=True)
 class Event:
-    kind: str  # start | epoch | done | failed | interrupted | reused
-    run: dict[str, Any]
+    """What happened to a run, as the live view learns it (it reads nothing else)."""
+
+    kind: str  # start | epoch | done | failed | interrupted
+    run: RunSpec
     detail: str = ""
+    #: With ``epoch``: the epoch's numbers as the run wrote them.
+    metrics: MetricsRow | None = None
 
 
 @dataclass
@@ -92,12 +79,13 @@ class Orchestrator:
                  retry_failed: bool = False, lost_after: float = 60.0,
                  cpu_threads: int | None = None,
                  on_event: Callable[[Event, Orchestrator], None] | None = None,
-                 launcher: launch.Launcher | None = None) -> None:
+                 launcher: launch.Launcher | None = None,
+                 specs: Sequence[RunSpec] | None = None) -> None:
         self.study, self.store, self.runs_dir = study, store, runs_dir
-        self.rows = planned_rows(study, runs_dir)
+        self.rows = tuple(specs) if specs is not None else study.run_specs(runs_dir)
         lc = study.launch
         if max_parallel is None:
-            max_parallel = default_max_parallel(study, gpus, len({r["hash"] for r in self.rows}))
+            max_parallel = default_max_parallel(study, gpus, len({r.hash for r in self.rows}))
         if lc.backend == "local" and lc.nnodes > 1 and max_parallel > 1:
             raise AblateError("a multi-node run uses every node: one run at a time "
                               "(--max-parallel 1)")
@@ -111,7 +99,7 @@ class Orchestrator:
         self.threads = cpu_threads or launch.cpu_threads(max_parallel, lc.nproc_per_node)
         if launcher is None:
             if lc.backend == "slurm":
-                from ablate.slurm import SlurmLauncher
+                from ablate.launch.slurm import SlurmLauncher
 
                 launcher = SlurmLauncher(lc, threads=cpu_threads)
             else:
@@ -132,13 +120,16 @@ class Orchestrator:
         outcome = Outcome()
         self.store.register_study(self.study.name, str(self.study.path), self.study.mode,
                                   self.study.raw, self.rows)
+        for spec in self.rows:  # what a rebuild of the database reads back
+            record_membership(spec, self.study.name, str(self.study.path), self.study.mode,
+                              self.study.raw)
         self.store.mark_lost(self.lost_after)
-        too_big = [r for r in self.rows if not self.pool.fits_ever(r["nproc_per_node"])]
+        too_big = [r for r in self.rows if not self.pool.fits_ever(r.nproc_per_node)]
         if too_big:
-            raise AblateError(f"launch.nproc_per_node={too_big[0]['nproc_per_node']} needs "
+            raise AblateError(f"launch.nproc_per_node={too_big[0].nproc_per_node} needs "
                               f"more GPUs than --gpus gives ({len(self.pool.free)})")
-        statuses = self.store.run_status(r["hash"] for r in self.rows)
-        outcome.reused = sum(1 for r in self.rows if statuses[r["hash"]] == Status.succeeded)
+        statuses = self.store.run_status(r.hash for r in self.rows)
+        outcome.reused = sum(1 for r in self.rows if statuses[r.hash] == Status.succeeded)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         last_beat = 0.0
         try:
@@ -161,20 +152,20 @@ class Orchestrator:
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
-        statuses = self.store.run_status(r["hash"] for r in self.rows)
+        statuses = self.store.run_status(r.hash for r in self.rows)
         outcome.elsewhere = sum(1 for s in statuses.values() if s == Status.running)
         return outcome
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._stop_signal = signum
 
-    def _claimable(self) -> list[dict[str, Any]]:
-        statuses = self.store.run_status(r["hash"] for r in self.rows)
+    def _claimable(self) -> list[RunSpec]:
+        statuses = self.store.run_status(r.hash for r in self.rows)
         ok = {*CLAIMABLE, *([Status.failed] if self.retry_failed else [])}
         seen: set[str] = set()
         out = []
         for r in self.rows:
-            h = r["hash"]
+            h = r.hash
             if h in seen or h in self.active:
                 continue
             seen.add(h)
@@ -186,17 +177,17 @@ class Orchestrator:
         """Start runs while slots and devices last: in plan order, a run that does not fit
         the free GPUs now waits and later runs that fit go first (packing)."""
         while len(self.active) < self.max_parallel:
-            fits = [r for r in self._claimable() if self.pool.can_take(r["nproc_per_node"])]
+            fits = [r for r in self._claimable() if self.pool.can_take(r.nproc_per_node)]
             # Read before the claim, which clears them: a run claimed while lost may still
             # have its job running, from an orchestrator that died (not one that stopped).
-            stale = self.store.stale_jobs(r["hash"] for r in fits)
-            h = self.store.claim_next([r["hash"] for r in fits], self.owner, self.retry_failed)
+            stale = self.store.stale_jobs(r.hash for r in fits)
+            h = self.store.claim_next([r.hash for r in fits], self.owner, self.retry_failed)
             if h is None:
                 return  # nothing fits, or other orchestrators took what did
-            row = next(r for r in fits if r["hash"] == h)
+            row = next(r for r in fits if r.hash == h)
             if h in stale:
                 self.launcher.cancel_stale(row, stale[h])
-            devices = self.pool.take(row["nproc_per_node"])
+            devices = self.pool.take(row.nproc_per_node)
             assert devices is not None  # fits, and nothing else took devices meanwhile
             try:
                 job = self.launcher.start(row, devices)
@@ -222,7 +213,7 @@ class Orchestrator:
         """Copy each active run's new epochs into the database. Polled every POLL_S, so it
         touches the database only when the run's metrics file changed (size, mtime)."""
         for h, job in self.active.items():
-            metrics = Path(job.run["run_dir"]) / "metrics.jsonl"
+            metrics = Path(job.run.run_dir) / METRICS
             try:
                 st = metrics.stat()
             except FileNotFoundError:
@@ -231,11 +222,11 @@ class Orchestrator:
             if self._mirrored.get(h) == signature:
                 continue
             self._mirrored[h] = signature
-            self.store.ingest(h, Path(job.run["run_dir"]))
-            done = metrics.read_bytes().count(b"\n")
-            if done > self.epochs_seen.get(h, 0):
-                self.epochs_seen[h] = done
-                self.on_event(Event("epoch", job.run, str(done)), self)
+            self.store.ingest(h, Path(job.run.run_dir))
+            rows = read_metrics(metrics)
+            if len(rows) > self.epochs_seen.get(h, 0):
+                self.epochs_seen[h] = len(rows)
+                self.on_event(Event("epoch", job.run, str(len(rows)), rows[-1]), self)
 
     def _reap(self, outcome: Outcome) -> None:
         for h, job in list(self.active.items()):
@@ -247,16 +238,15 @@ class Orchestrator:
                 self.store.set_job(h, self.owner, job.job_id, job.state())
             del self.active[h]
             self.pool.give(job.devices)
-            run_dir = Path(job.run["run_dir"])
+            run_dir = Path(job.run.run_dir)
             result = self.store.ingest(h, run_dir)
-            status = (result or {}).get("status")
-            if rc == 0 and status == "succeeded":
+            if rc == 0 and result is not None and result.succeeded:
                 self.store.finish(h, self.owner, Status.succeeded)
                 outcome.succeeded += 1
                 outcome.trained.append(h)
                 self.on_event(Event("done", job.run), self)
             else:
-                error = ((result or {}).get("error") or job.error()
+                error = ((result.error if result is not None else None) or job.error()
                          or _exit_reason(rc, run_dir))
                 self.store.finish(h, self.owner, Status.failed, error=error,
                                   log_tail=launch.log_tail(run_dir))
@@ -266,10 +256,10 @@ class Orchestrator:
     def _interrupt(self, outcome: Outcome) -> None:
         for h, job in list(self.active.items()):
             job.stop()
-            self.store.ingest(h, Path(job.run["run_dir"]))
+            self.store.ingest(h, Path(job.run.run_dir))
             self.store.finish(h, self.owner, Status.interrupted,
                               error="interrupted by the orchestrator; resumes on the next run",
-                              log_tail=launch.log_tail(Path(job.run["run_dir"])))
+                              log_tail=launch.log_tail(Path(job.run.run_dir)))
             outcome.interrupted += 1
             self.on_event(Event("interrupted", job.run), self)
             del self.active[h]
@@ -298,7 +288,7 @@ class Follower:
             raise AblateError(f"--node-rank {node_rank}: expected 1 to {lc.nnodes - 1} "
                               f"(node 0 runs plain 'ablate run')")
         self.study, self.store, self.retry_failed = study, store, retry_failed
-        self.rows = list({r["hash"]: r for r in planned_rows(study, runs_dir)}.values())
+        self.rows = list({r.hash: r for r in study.run_specs(runs_dir)}.values())
         self.gpus = gpus
         if gpus is not None and len(gpus) < lc.nproc_per_node:
             raise AblateError(f"launch.nproc_per_node={lc.nproc_per_node} needs more GPUs "
@@ -320,7 +310,7 @@ class Follower:
             for row in self.rows:
                 while True:
                     self._check_signal()
-                    status = self.store.run_status([row["hash"]]).get(row["hash"])
+                    status = self.store.run_status([row.hash]).get(row.hash)
                     if status == Status.running:
                         self._join(row, outcome)
                         break
@@ -333,8 +323,8 @@ class Follower:
                 signal.signal(s, handler)
         return outcome
 
-    def _join(self, row: dict[str, Any], outcome: Outcome) -> None:
-        devices = list(self.gpus[:row["nproc_per_node"]]) if self.gpus is not None else [0]
+    def _join(self, row: RunSpec, outcome: Outcome) -> None:
+        devices = list(self.gpus[:row.nproc_per_node]) if self.gpus is not None else [0]
         self.job = self.launcher.start(row, devices)
         self.on_event(Event("start", row), self)
         while (rc := self.job.poll()) is None:
@@ -344,11 +334,11 @@ class Follower:
         self.job = None
         if rc == 0:
             outcome.succeeded += 1
-            outcome.trained.append(row["hash"])
+            outcome.trained.append(row.hash)
             self.on_event(Event("done", row), self)
         else:  # node 0 records the run's failure; this node goes on with the next run
             outcome.failed += 1
-            log = Path(row["run_dir"]) / self.launcher.log_name()
+            log = Path(row.run_dir) / self.launcher.log_name()
             self.on_event(Event("failed", row, f"exit code {rc} (see {log})"), self)
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -365,14 +355,14 @@ class Follower:
 
 def _exit_reason(rc: int, run_dir: Path) -> str:
     if rc == 0:
-        return "the trainer exited without writing a successful result.json"
+        return f"the trainer exited without writing a successful {RESULT}"
     if rc < 0:
         return f"killed by signal {signal.Signals(-rc).name}"
     try:
-        tail = (run_dir / launch.LAUNCH_LOG).read_text(errors="replace")
+        tail = (run_dir / LAUNCH_LOG).read_text(errors="replace")
     except FileNotFoundError:
         tail = ""
     for line in reversed(tail.splitlines()):
         if line.startswith("error: "):
             return line[len("error: "):]
-    return f"exit code {rc} (see {run_dir / launch.LAUNCH_LOG})"
+    return f"exit code {rc} (see {run_dir / LAUNCH_LOG})"

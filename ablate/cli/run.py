@@ -4,19 +4,19 @@ and the results database; domain errors become one line and exit code 2."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ablate.console import console, fail
-from ablate.errors import AblateError
-from zoo.errors import ZooError
+from ablate.cli.console import console, fail
+from ablate.cli.options import DbOption
+from ablate.errors import USER_ERRORS
 
-DbOption = Annotated[str | None, typer.Option(
-    "--db", help="SQLAlchemy URL of the results database (default sqlite:///results.db, "
-                 "or $ABLATE_DB)")]
+if TYPE_CHECKING:
+    from ablate.launch.orchestrator import Outcome
 
 
 def run(
@@ -43,24 +43,25 @@ def run(
              "join node 0's runs in plan order")] = 0,
 ) -> None:
     """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
-    from ablate.orchestrate import Interrupted, Orchestrator, planned_rows
-    from ablate.spec import load_study
-    from ablate.store import Store, default_url
+    from ablate.launch.orchestrator import Orchestrator
+    from ablate.store.db import Store
+    from ablate.store.schema import default_url
+    from ablate.study.spec import load_study
 
     try:
         study = load_study(study_file)
-        rows = planned_rows(study, runs_dir)
+        rows = study.run_specs(runs_dir)  # the plan, made once
         url = db or default_url()
         if dry_run:
-            from ablate.view import plan_table
+            from ablate.cli.view import plan_table
 
             statuses: dict[str, str] = {}
             if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
                 store = Store(url, create=False)  # a plan reads; it never alters the schema
                 statuses = {h: str(s) for h, s in
-                            store.run_status(r["hash"] for r in rows).items()}
+                            store.run_status(r.hash for r in rows).items()}
                 store.close()
-            console.print(plan_table(study.name, rows, statuses))
+            typer.echo(plan_table(study.name, rows, statuses))
             return
         store = Store(url)
         if node_rank > 0:
@@ -68,22 +69,16 @@ def run(
             return
         orch = Orchestrator(study, store, runs_dir, max_parallel=max_parallel,
                             gpus=_gpus(gpus), retry_failed=retry_failed, lost_after=lost_after,
-                            cpu_threads=cpu_threads)
-    except ZooError as exc:
+                            cpu_threads=cpu_threads, specs=rows)
+    except USER_ERRORS as exc:
         fail(str(exc))
-    from ablate.view import LiveView
+    from ablate.cli.view import LiveView
 
-    done = sum(1 for s in store.run_status(r["hash"] for r in rows).values()
+    done = sum(1 for s in store.run_status(r.hash for r in rows).values()
                if str(s) == "succeeded")
-    with LiveView(len({r["hash"] for r in rows}), done) as view:
+    with LiveView(len({r.hash for r in rows}), done) as view:
         orch.on_event = view
-        try:
-            outcome = orch.run()
-        except Interrupted as exc:
-            console.print(f"[yellow]{exc}: stopped; run the same command to resume[/]")
-            raise typer.Exit(130) from None
-        except AblateError as exc:
-            fail(str(exc))
+        outcome = _until_done(orch.run, "stopped; run the same command to resume")
     console.print(
         f"{study.name}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
@@ -98,11 +93,13 @@ def run(
 def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | None,
             cpu_threads: int | None, retry_failed: bool) -> None:
     """``ablate run --node-rank K``: this node's agents of the runs node 0 trains."""
-    from ablate.orchestrate import Event, Follower, Interrupted
+    from rich.markup import escape
+
+    from ablate.launch.orchestrator import Event, Follower
 
     def show(event: Event, _follower: Follower) -> None:
         run = event.run
-        name = f"{run['variant']} seed {run['seed']} ({run['hash'][:8]})"
+        name = f"{escape(run.variant)} seed {run.seed} ({run.hash[:8]})"
         words = {"start": "join   ", "done": "done   ", "failed": "[red]failed[/] "}
         console.print(f"node {node_rank}: {words[event.kind]} {name}"
                       + (f": {event.detail}" if event.detail else ""))
@@ -110,20 +107,30 @@ def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | 
     try:
         follower = Follower(study, store, runs_dir, node_rank, gpus=_gpus(gpus),
                             cpu_threads=cpu_threads, retry_failed=retry_failed, on_event=show)
-        outcome = follower.run()
-    except Interrupted as exc:
-        console.print(f"[yellow]{exc}: stopped this node's agent[/]")
-        raise typer.Exit(130) from None
-    except ZooError as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
+    outcome = _until_done(follower.run, "stopped this node's agent")
     console.print(f"{study.name}: node {node_rank} joined {outcome.succeeded + outcome.failed} "
                   f"runs ({outcome.failed} failed here), {outcome.reused} were done already")
     if outcome.failed:
         raise typer.Exit(1)
 
 
+def _until_done(run: Callable[[], Outcome], stopped: str) -> Outcome:
+    """``run()``; a signal is exit code 130 with ``stopped`` said, an error one line."""
+    from ablate.launch.orchestrator import Interrupted
+
+    try:
+        return run()
+    except Interrupted as exc:
+        console.print(f"[yellow]{exc}: {stopped}[/]")
+        raise typer.Exit(130) from None
+    except USER_ERRORS as exc:
+        fail(str(exc))
+
+
 def _gpus(spec: str | None) -> list[int] | None:
-    from ablate.launch import parse_gpus
+    from ablate.launch.local import parse_gpus
 
     return parse_gpus(spec)
 
@@ -131,48 +138,39 @@ def _gpus(spec: str | None) -> list[int] | None:
 def status(
     study: Annotated[str | None, typer.Argument(help="study name (default: all)")] = None,
     db: DbOption = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    runs: Annotated[bool, typer.Option("--runs", help="every run, not a line per variant")] =
+        False,
+    json_out: Annotated[bool, typer.Option("--json", help="every run as JSON")] = False,
     lost_after: Annotated[float, typer.Option(
         min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
 ) -> None:
-    """Where each study stands: every variant and seed with status, epoch, top-1, ETA."""
-    from ablate.store_lite import open_reader
+    """Where each study stands: a line per variant (runs done, running, failed, mean top-1,
+    ETA); --runs for every variant and seed, --json for programs."""
+    from dataclasses import asdict
+
+    from ablate.store.db import Store
 
     try:
-        store = open_reader(db)
-        store.mark_lost(timedelta(seconds=lost_after))
-        data = store.studies_runs([study] if study else None)
+        store = Store(db, create=False)
+        data = store.studies_runs([study] if study else None,
+                                  lost_after=timedelta(seconds=lost_after))
         now = store.now()  # the clock the runs' times were written with
-    except ZooError as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
-    if json_out:
-        from ablate.view import eta_seconds
+    from ablate.cli.view import eta_seconds, jobs_table, runs_table, status_summary
 
-        out = {n: [{**_jsonable(r), "eta_seconds": eta_seconds(r, now)} for r in runs]
-               for n, runs in data.items()}
+    if json_out:
+        out = {n: [{**_jsonable(asdict(r)), "eta_seconds": eta_seconds(r, now)} for r in rs]
+               for n, rs in data.items()}
         typer.echo(json.dumps(out, indent=2))
         return
     if not data:
-        console.print("no studies yet; start one with 'ablate run STUDY.yaml'")
-    from ablate.view import print_table, status_table
-
-    for name, runs in data.items():
-        print_table(status_table(name, runs, now))
-        jobs = [r for r in runs if r.get("job_id")]
-        if jobs:
-            print_table(_jobs_table(name, jobs))
-
-
-def _jobs_table(study: str, runs: list[dict[str, Any]]) -> Any:
-    """The scheduler's side of a study's runs: job id and submitit's last known state."""
-    from ablate.view import FastTable
-
-    table = FastTable(title=f"{study}: scheduler jobs", title_justify="left")
-    for col in ("variant", "seed", "run", "status", "job", "job state"):
-        table.add_column(col, no_wrap=True)
-    table.add_rows([r["variant"], str(r["seed"]), r["hash"][:8], r["status"],
-                    str(r["job_id"]), r.get("job_state") or "—"] for r in runs)
-    return table
+        typer.echo("no studies yet; start one with 'ablate run STUDY.yaml'")
+    table = runs_table if runs else status_summary
+    for name, rs in data.items():
+        typer.echo(table(name, rs, now) + "\n")
+        if any(r.job_id for r in rs):
+            typer.echo(jobs_table(name, rs) + "\n")
 
 
 def show(
@@ -183,14 +181,14 @@ def show(
     """One run: its resolved config, metrics per epoch, trick audits and the tail of its log."""
     from rich.table import Table
 
-    from ablate.launch import log_tail
-    from ablate.store import Store
+    from ablate.launch.local import log_tail
+    from ablate.store.db import Store
 
     try:
         store = Store(db, create=False)
         run = store.find_run(run_id)
         metrics = store.metrics(run["hash"])
-    except ZooError as exc:
+    except USER_ERRORS as exc:
         fail(str(exc))
     tail = log_tail(Path(run["run_dir"]), lines=20)
     if json_out:

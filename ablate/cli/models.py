@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ablate.console import fail
+from ablate.cli.console import fail
 from zoo.errors import UnknownNameError
 
 if TYPE_CHECKING:

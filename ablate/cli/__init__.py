@@ -6,11 +6,13 @@ from typing import Annotated
 
 import typer
 
-from ablate import __version__, data_cli
-from ablate.models_cli import models
-from ablate.report_cli import report
-from ablate.run_cli import run, show, status
-from ablate.tricks_cli import tricks
+from ablate import __version__
+from ablate.cli import data as data_cli
+from ablate.cli import db as db_cli
+from ablate.cli.models import models
+from ablate.cli.report import report
+from ablate.cli.run import run, show, status
+from ablate.cli.tricks import tricks
 
 app = typer.Typer(
     help="Which training tricks really improve an image classifier.",
@@ -18,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(db_cli.app, name="db")
 app.command("models")(models)
 app.command("tricks")(tricks)
 app.command("run")(run)

@@ -16,6 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from zoo.contract import atomic_open
+
 BETTER, WORSE, NOISE = "#1a7f37", "#c0392b", "#7f8c8d"
 DPI = 120
 #: Runs at least this long get a second panel on their last quarter.
@@ -25,9 +27,8 @@ ZOOM_FROM_EPOCHS = 12
 def _save(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, dpi=DPI, format="png")
-    tmp.replace(path)  # a reader never sees half a PNG
+    with atomic_open(path, "wb") as f:  # a reader never sees half a PNG
+        fig.savefig(f, dpi=DPI, format="png")
     return path
 
 

@@ -1,0 +1,380 @@
+"""Aggregation: the one intermediate form of a report, a pandas DataFrame with one row
+per (study, variant) (see :data:`COLUMNS`), baseline first, with the numbers of its
+succeeded runs, the paired comparison with its study's baseline, and notes on every way
+the compared runs differ beyond the declared change (code, environment, config).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ablate.errors import AblateError
+from ablate.report.load import (
+    ENV_KEYS,
+    RunRecord,
+    StudyRecord,
+    _commit,
+    _env_value,
+    load_studies,
+)
+from ablate.report.stats import paired_delta, seeds_for_power
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ablate.store.db import Store
+
+#: One row per (study, variant); the numbers are over that variant's succeeded runs.
+COLUMNS = (
+    "study", "layout", "variant", "variant_index", "change",
+    "model", "epochs", "dtype", "batch_size", "gpus", "lr", "tricks", "degree",
+    "seeds", "seeds_planned", "top1", "top5", "top1_sd", "params_m", "macs_g",
+    "n_paired", "delta_top1", "ci_top1", "ci_top1_low", "ci_top1_high", "sd_diff_top1",
+    "delta_top5", "ci_top5", "verdict", "seeds_for_power", "device_hours", "notes",
+    "study_notes",
+)
+
+NOTE_SEP = "\n"
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mapping -> ``{"optim.lr": 0.4, ...}``; empty mappings stay leaves (a trick
+    without parameters is still a key), lists become tuples."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        dotted = f"{prefix}{key}"
+        if value is None or isinstance(value, (str, int, float)):  # the common leaves, fast
+            out[dotted] = value
+        elif isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{dotted}."))
+        elif isinstance(value, Mapping):
+            out[dotted] = {}
+        elif isinstance(value, list):
+            out[dotted] = tuple(value)
+        else:
+            out[dotted] = value
+    return out
+
+
+def _set_keys(key: str, value: Any) -> set[str]:
+    """Config keys a study's ``set`` override declares it changes."""
+    if key == "model" and isinstance(value, str):
+        return {"model.name"}
+    if isinstance(value, Mapping) and value:
+        return set(flatten(value, f"{key}."))
+    return {key}
+
+
+def declared_keys(spec: Mapping[str, Any], mode: str, variant: str) -> set[str] | None:
+    """The config keys the study file says ``variant`` changes against the baseline: its
+    tricks and ``set`` keys (in cumulative mode, those of every variant up to it). None
+    when the stored study file does not name the variant."""
+    variants = [v for v in spec.get("variants") or [] if isinstance(v, Mapping)]
+    names = [v.get("name") for v in variants]
+    if variant not in names:
+        return None
+    i = names.index(variant)
+    chosen = variants[: i + 1] if mode == "cumulative" else [variants[i]]
+    keys: set[str] = set()
+    for v in chosen:
+        keys |= {f"tricks.{t}" for t in (v.get("tricks") or {})}
+        for k, val in (v.get("set") or {}).items():
+            keys |= _set_keys(str(k), val)
+    return keys
+
+
+def _covered(key: str, declared: Iterable[str]) -> bool:
+    return any(key == d or key.startswith(f"{d}.") for d in declared)
+
+
+def config_diff(base: Mapping[str, Any], other: Mapping[str, Any],
+                ignore: Iterable[str] = ("seed",)) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ between two resolved configs: key -> (base, other)."""
+    return _flat_diff(flatten(base), flatten(other), ignore)
+
+
+def _flat_diff(a: Mapping[str, Any], b: Mapping[str, Any],
+               ignore: Iterable[str] = ("seed",)) -> dict[str, tuple[Any, Any]]:
+    """:func:`config_diff` of two flattened configs."""
+    skip = tuple(ignore)
+    keys = set(a) | set(b)
+    # An empty mapping on one side (``tricks: {}``) is a container on the other: its
+    # entries are compared, not the container.
+    prefixes = set()
+    for k in keys:
+        i = k.find(".")
+        while i != -1:
+            prefixes.add(k[:i])
+            i = k.find(".", i + 1)
+    containers = keys & prefixes
+    return {k: (a.get(k), b.get(k)) for k in sorted(keys - containers)
+            if a.get(k) != b.get(k) and not _covered(k, skip)}
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _fmt_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_fmt_value(v) for v in value) + "]"
+    if value == {}:
+        return "on"
+    if value is None:
+        return "absent"
+    return str(value)
+
+
+def _describe_tricks(tricks: Mapping[str, Any]) -> str:
+    parts = []
+    for name, params in tricks.items():
+        if params:
+            inner = ", ".join(f"{k}={_fmt_value(v)}" for k, v in params.items())
+            parts.append(f"{name}({inner})")
+        else:
+            parts.append(name)
+    return ", ".join(parts)
+
+
+def _degree(base_cfg: Mapping[str, Any], cfg: Mapping[str, Any],
+            flat_base: Mapping[str, Any] | None = None,
+            flat_cfg: Mapping[str, Any] | None = None,
+            diff: Mapping[str, tuple[Any, Any]] | None = None) -> str:
+    """The parameters of what a variant changes: its tricks' parameters, and config values
+    that have no column of their own. ``flat_*``: the configs already flattened; ``diff``:
+    their :func:`_flat_diff` already taken."""
+    shown = {"model.name", "epochs", "precision", "batch_size", "optim.lr"}
+    base_tricks = base_cfg.get("tricks") or {}
+    parts: list[str] = []
+    for name, params in (cfg.get("tricks") or {}).items():
+        if base_tricks.get(name) == params:
+            continue
+        parts += [f"{k}={_fmt_value(v)}" for k, v in (params or {}).items()]
+    removed = [n for n in base_tricks if n not in (cfg.get("tricks") or {})]
+    parts += [f"without {n}" for n in removed]
+    if diff is None:
+        diff = _flat_diff(flatten(base_cfg) if flat_base is None else flat_base,
+                          flatten(cfg) if flat_cfg is None else flat_cfg)
+    for key, (_, new) in diff.items():
+        if key not in shown and not _covered(key, ("tricks",)):
+            parts.append(f"{key}={_fmt_value(new)}")
+    return ", ".join(parts) or "-"
+
+
+def _effective_model(config: Mapping[str, Any]) -> str:
+    """The model a run trains, worked out from its config: for a database from before
+    runs recorded it (imports the study machinery only then)."""
+    from ablate.study.spec import effective_model
+
+    return effective_model(config)
+
+
+def _dtype(config: Mapping[str, Any], runs: Sequence[RunRecord]) -> str:
+    precision = str(config.get("precision", "auto"))
+    if precision == "auto":  # the trainer's rule: fp16 on CUDA, fp32 elsewhere
+        kinds = {r.env.get("device_type") for r in runs if r.env}
+        if kinds == {"cuda"}:
+            return "FP16"
+        if kinds and "cuda" not in kinds:
+            return "FP32"
+        return "auto"
+    return precision.upper()
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _sd(values: Iterable[float]) -> float | None:
+    vals = list(values)
+    return statistics.stdev(vals) if len(vals) >= 2 else None
+
+
+def _values(values: Iterable[Any]) -> str:
+    return "/".join(sorted({str(v) for v in values}))
+
+
+def _pair_notes(base: Sequence[RunRecord], runs: Sequence[RunRecord]) -> list[str]:
+    """How a variant's runs differ from their paired baseline runs in code or environment."""
+    by_seed = {r.seed: r for r in base}
+    pairs = [(by_seed[r.seed], r) for r in runs if r.seed in by_seed]
+    if all(a.provenance is not None and a.provenance == b.provenance for a, b in pairs):
+        return []  # the same code and environment throughout (the common case, fast)
+    notes = []
+    if any(_commit(a) != _commit(b) for a, b in pairs):
+        notes.append(f"code differs from the baseline's runs: baseline "
+                     f"{_values(_commit(a) for a, _ in pairs)}, this variant "
+                     f"{_values(_commit(b) for _, b in pairs)}")
+    diffs = []
+    for key in ENV_KEYS:
+        if any(_env_value(a, key) != _env_value(b, key) for a, b in pairs):
+            diffs.append(f"{key} {_values(_env_value(a, key) for a, _ in pairs)} -> "
+                         f"{_values(_env_value(b, key) for _, b in pairs)}")
+    if diffs:
+        notes.append("environment differs from the baseline's runs: " + "; ".join(diffs))
+    return notes
+
+
+def _internal_notes(runs: Sequence[RunRecord]) -> list[str]:
+    """How the seeds of one variant differ among themselves in code or environment."""
+    if runs and runs[0].provenance is not None and all(
+            r.provenance == runs[0].provenance for r in runs):
+        return []  # the same code and environment throughout (the common case, fast)
+    notes = []
+    commits = {_commit(r) for r in runs}
+    if len(commits) > 1:
+        notes.append(f"its seeds ran different code: {_values(commits)}")
+    for key in ENV_KEYS:
+        values = {str(_env_value(r, key)) for r in runs}
+        if len(values) > 1:
+            notes.append(f"its seeds ran in different environments: {key} {_values(values)}")
+    return notes
+
+
+def _missing_note(runs: Sequence[RunRecord]) -> str | None:
+    missing = [r for r in runs if not r.succeeded]
+    if not missing:
+        return None
+    done = len(runs) - len(missing)
+    detail = ", ".join(f"seed {r.seed} {r.status}" for r in missing)
+    return f"{done} of {len(runs)} seeds are in ({detail})"
+
+
+# --------------------------------------------------------------------------- the frame
+
+
+def _layout(by_variant: Mapping[int, Sequence[RunRecord]]) -> str:
+    """``models`` when every variant trains another model than the baseline (a models
+    table), else ``ablation`` (one change at a time against the baseline)."""
+    names = {i: (runs[0].config.get("model") or {}).get("name") for i, runs in
+             by_variant.items() if runs}
+    if len(names) < 2 or 0 not in names:
+        return "ablation"
+    return "models" if all(n != names[0] for i, n in names.items() if i != 0) else "ablation"
+
+
+def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
+    """One row per variant of a study, baseline first, with the aggregated numbers."""
+    by_variant: dict[int, list[RunRecord]] = {}
+    for r in rec.runs:
+        by_variant.setdefault(r.variant_index, []).append(r)
+    if 0 not in by_variant:
+        raise AblateError(f"study '{rec.name}': no baseline (variant 0) in the database; "
+                          f"run 'ablate run' on its study file again")
+    layout = _layout(by_variant)
+    base_runs = by_variant[0]
+    base_ok = [r for r in base_runs if r.succeeded]
+    base_cfg = base_runs[0].config
+    flat_base = flatten(base_cfg)
+    base_top1 = {r.seed: r.top1 for r in base_ok if r.top1 is not None}
+    base_top5 = {r.seed: r.top5 for r in base_ok if r.top5 is not None}
+    rows = []
+    study_notes = _study_notes(rec)
+    for index in sorted(by_variant):
+        runs = by_variant[index]
+        ok = [r for r in runs if r.succeeded]
+        cfg = runs[0].config
+        flat_cfg = flatten(cfg)
+        top1 = {r.seed: r.top1 for r in ok if r.top1 is not None}
+        top5 = {r.seed: r.top5 for r in ok if r.top5 is not None}
+        notes: list[str] = []
+        missing = _missing_note(runs)
+        if missing:
+            notes.append(missing)
+        notes += _internal_notes(ok)
+        d1 = d5 = None
+        diff: dict[str, tuple[Any, Any]] | None = None
+        if index == 0:
+            verdict = "baseline"
+        else:
+            d1 = paired_delta(base_top1, top1)
+            d5 = paired_delta(base_top5, top5)
+            verdict = "no pairs" if d1 is None else d1.verdict
+            notes += _pair_notes(base_ok, ok)
+            declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
+            diff = _flat_diff(flat_base, flat_cfg)
+            extra = {k: v for k, v in diff.items()
+                     if not _covered(k, declared if declared is not None else {"tricks"})}
+            if extra:
+                notes.append("config differs from the baseline beyond the declared change: "
+                             + ", ".join(f"{k} {_fmt_value(a)} -> {_fmt_value(b)}"
+                                         for k, (a, b) in extra.items()))
+        world = [r.world_size for r in ok if r.world_size is not None]
+        params = _mean(r.params for r in ok)
+        macs = _mean(r.macs for r in ok)
+        hours = [r.device_hours for r in ok if r.device_hours is not None]
+        trick_cfg = cfg.get("tricks") or {}
+        if layout == "models":
+            tricks = _describe_tricks(trick_cfg) or "-"
+        else:
+            tricks = "-" if index == 0 else runs[0].variant
+        rows.append({
+            "study": rec.name,
+            "layout": layout,
+            "variant": runs[0].variant,
+            "variant_index": index,
+            "change": runs[0].change,
+            "model": runs[0].model or _effective_model(cfg),
+            "epochs": cfg.get("epochs"),
+            "dtype": _dtype(cfg, ok),
+            "batch_size": cfg.get("batch_size"),
+            "gpus": max(sorted(set(world)), key=world.count) if world else runs[0].nproc,
+            "lr": (cfg.get("optim") or {}).get("lr"),
+            "tricks": tricks,
+            "degree": "-" if index == 0 else _degree(base_cfg, cfg, flat_base, flat_cfg, diff),
+            "seeds": len(top1),
+            "seeds_planned": len(runs),
+            "top1": _mean(top1.values()),
+            "top5": _mean(top5.values()),
+            "top1_sd": _sd(top1.values()),
+            "params_m": None if params is None else params / 1e6,
+            "macs_g": None if macs is None else macs / 1e9,
+            "n_paired": 0 if d1 is None else d1.n,
+            "delta_top1": None if d1 is None else d1.mean,
+            "ci_top1": None if d1 is None else d1.half_width,
+            "ci_top1_low": None if d1 is None else d1.low,
+            "ci_top1_high": None if d1 is None else d1.high,
+            "sd_diff_top1": None if d1 is None else d1.sd,
+            "delta_top5": None if d5 is None else d5.mean,
+            "ci_top5": None if d5 is None else d5.half_width,
+            "verdict": verdict,
+            "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
+            "device_hours": sum(hours) if hours else None,
+            "notes": NOTE_SEP.join(notes),
+            "study_notes": study_notes,
+        })
+    return rows
+
+
+def _study_notes(rec: StudyRecord) -> str:
+    """What holds for the whole study: code that its commit does not pin."""
+    ok = [r for r in rec.runs if r.succeeded]
+    dirty = sum(1 for r in ok if r.code_dirty)
+    unknown = sum(1 for r in ok if r.code_commit is None)
+    notes = []
+    if dirty:
+        notes.append(f"{dirty} of {len(ok)} runs were trained from a working tree with "
+                     f"uncommitted changes: their commit alone does not pin their code")
+    if unknown:
+        notes.append(f"the code commit of {unknown} of {len(ok)} runs is unknown (not "
+                     f"trained from a git checkout): same code cannot be checked")
+    return NOTE_SEP.join(notes)
+
+
+def build_frame(store: Store, studies: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (study, variant), baseline first, with the aggregated numbers of its
+    succeeded runs and the paired comparison with its study's baseline (see COLUMNS)."""
+    import pandas as pd
+
+    rows = [row for rec in load_studies(store, studies) for row in study_rows(rec)]
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    for col in ("seeds_for_power", "gpus", "epochs", "batch_size"):
+        frame[col] = frame[col].astype("Int64")
+    return frame

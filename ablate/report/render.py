@@ -1,0 +1,313 @@
+"""Renderers: the report's DataFrame as markdown (the README tables), csv, latex, html or
+json. markdown, latex and html are the tables a person reads, with the notes under each;
+csv and json are the whole frame, every number unrounded.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from ablate.errors import AblateError
+from ablate.report.aggregate import NOTE_SEP
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Format = Literal["markdown", "csv", "latex", "html", "json"]
+FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "html", "json")
+
+# --------------------------------------------------------------------------- display
+
+
+def _num(value: Any) -> float | None:
+    """A number of the report as a float; None for a missing one (None, NaN, pandas' NA:
+    a frame holds those)."""
+    if value is None:
+        return None
+    try:
+        f = float(value)
+    except (TypeError, ValueError):  # pandas' NA refuses float()
+        return None
+    return None if math.isnan(f) else f
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def _sig(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _improve(row: Mapping[str, Any], bold: Callable[[str], str]) -> str:
+    verdict = row["verdict"]
+    delta = _num(row["delta_top1"])
+    if verdict == "baseline":
+        return "baseline"
+    if delta is None:
+        return "-"
+    if verdict == "better":
+        return bold(_signed(delta))
+    if verdict == "within noise":
+        return f"{_signed(delta)} (within noise)"
+    if verdict == "n=1":
+        return f"{_signed(delta)} (n=1)"
+    return _signed(delta)
+
+
+def _ci(row: Mapping[str, Any]) -> str:
+    low, high = _num(row["ci_top1_low"]), _num(row["ci_top1_high"])
+    if row["verdict"] == "n=1":
+        return "n=1"
+    if low is None or high is None:
+        return "-"
+    return f"[{_signed(low)}, {_signed(high)}]"
+
+
+def _top(row: Mapping[str, Any]) -> str:
+    t1, t5 = _num(row["top1"]), _num(row["top5"])
+    if t1 is None:
+        return "-"
+    return f"{t1:.2f}/" + ("-" if t5 is None else f"{t5:.2f}")
+
+
+def _seeds(row: Mapping[str, Any]) -> str:
+    done, planned = int(row["seeds"]), int(row["seeds_planned"])
+    return str(done) if done == planned else f"{done}/{planned}"
+
+
+def _cost(row: Mapping[str, Any]) -> str:
+    return f"{_sig(_num(row['params_m']))}/{_sig(_num(row['macs_g']))}"
+
+
+def _int(value: Any) -> str:
+    f = _num(value)
+    return "-" if f is None else str(int(f))
+
+
+ABLATION_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks", "degree",
+                   "top1/top5", "improve", "95% CI", "seeds", "params (M) / MACs (G)")
+MODELS_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks",
+                 "params (M) / MACs (G)", "top1/top5", "seeds")
+_RIGHT = {"epochs", "batch size", "gpus", "lr", "top1/top5", "improve", "95% CI", "seeds",
+          "params (M) / MACs (G)"}
+
+
+def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"**{s}**",
+                  escape: Callable[[str], str] = lambda s: s) -> pd.DataFrame:
+    """The rows of one study as the cells a person reads, in the original README layout
+    (``ablation``) or the models table layout (``models``). ``bold`` marks an improvement
+    whose whole interval is above zero; ``escape`` protects text for the target format."""
+    import pandas as pd
+
+    header, rows = _display_cells(study.to_dict("records"), bold, escape)
+    return pd.DataFrame(rows, columns=list(header))
+
+
+def _display_cells(records: Sequence[Mapping[str, Any]],
+                   bold: Callable[[str], str] = lambda s: f"**{s}**",
+                   escape: Callable[[str], str] = lambda s: s,
+                   ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """:func:`display_table` as its header and rows of cells, from the study's rows of
+    the frame as records."""
+    layout = records[0]["layout"]
+    header = MODELS_HEADER if layout == "models" else ABLATION_HEADER
+    rows = []
+    for row in records:
+        lr = _num(row["lr"])
+        cells = {
+            "model": escape(str(row["model"])),
+            "epochs": _int(row["epochs"]),
+            "dtype": escape(str(row["dtype"])),
+            "batch size": _int(row["batch_size"]),
+            "gpus": _int(row["gpus"]),
+            "lr": "-" if lr is None else f"{lr:g}",
+            "tricks": escape(str(row["tricks"])),
+            "degree": escape(str(row["degree"])),
+            "top1/top5": _top(row),
+            "improve": _improve(row, bold),
+            "95% CI": _ci(row),
+            "seeds": _seeds(row),
+            "params (M) / MACs (G)": _cost(row),
+        }
+        rows.append([cells[h] for h in header])
+    return header, rows
+
+
+def study_notes(study: pd.DataFrame) -> list[str]:
+    """The statements under a study's table: noise floor, how to read the deltas, seeds
+    needed for 80% power, and every difference beyond the declared changes."""
+    return _notes(study.to_dict("records"))
+
+
+def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """:func:`study_notes` from the study's rows of the frame as records."""
+    base = rows[0]
+    layout = base["layout"]
+    notes: list[str] = []
+    sd = _num(base["top1_sd"])
+    n = int(base["seeds"])
+    label = "model" if layout == "models" else "variant"
+    if layout == "models":
+        sds = [f"{r['model']} {_num(r['top1_sd']):.2f}" for r in rows
+               if _num(r["top1_sd"]) is not None]
+        notes.append("top1/top5: final validation accuracy (%), mean over seeds. "
+                     + ("Seed-to-seed sd of top-1: " + ", ".join(sds) + "."
+                        if sds else "One seed per model: the seed-to-seed noise is unknown."))
+    else:
+        if sd is not None:
+            notes.append(f"Noise floor: the baseline's top-1 varies by {sd:.2f} (sd) across its "
+                         f"{n} seeds.")
+        else:
+            notes.append(f"Noise floor: unknown with {n} baseline seed(s); run at least two "
+                         f"seeds to tell signal from noise.")
+        notes.append("improve: top-1 change against the baseline, the mean of the paired "
+                     "per-seed differences, with its 95% CI (paired t); bold: the whole "
+                     "interval is above zero; (within noise): the interval covers zero.")
+        needed = []
+        for r in rows[1:]:
+            k = _num(r["seeds_for_power"])
+            if k is not None:
+                needed.append(f"{r['variant']} {int(k)}")
+            elif r["verdict"] == "n=1":
+                needed.append(f"{r['variant']} ? (one seed)")
+            elif _num(r["delta_top1"]) == 0:
+                needed.append(f"{r['variant']} - (no change)")
+        if needed:
+            notes.append("Seeds needed to detect the observed delta at 80% power (paired "
+                         "t-test, two-sided alpha = 0.05, observed sd of the differences): "
+                         + ", ".join(needed) + ".")
+    notes += [f"{line[0].upper()}{line[1:]}." for line in
+              str(base["study_notes"] or "").split(NOTE_SEP) if line]
+    for r in rows:
+        for line in str(r["notes"] or "").split(NOTE_SEP):
+            if line:
+                notes.append(f"{r[label]}: {line}.")
+    return notes
+
+
+def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    header = [str(c) for c in columns]
+    body = [[str(v).replace("|", "\\|") for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
+              for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if h in _RIGHT else c.ljust(w)
+                  for c, w, h in zip(cells, widths, header, strict=True)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if h in _RIGHT else ("-" * (w + 2))
+                          for w, h in zip(widths, header, strict=True)) + "|"
+    return "\n".join([line(header), rule, *(line(r) for r in body)])
+
+
+def image_links(study: str, plots_dir: str) -> list[str]:
+    """Markdown image links to a study's plots in ``plots_dir`` (as the reader sees it)."""
+    base = plots_dir.rstrip("/") or "."
+    return [f"![{study}: top-1 change against the baseline]({base}/{study}_delta.png)",
+            f"![{study}: validation top-1 per epoch]({base}/{study}_curves.png)"]
+
+
+def study_markdown(frame: pd.DataFrame, study: str,
+                   images: Sequence[str] = ()) -> str:
+    """One study's markdown block: the table, the notes under it, then image lines."""
+    rows = frame[frame["study"] == study]
+    if rows.empty:
+        raise AblateError(f"study '{study}' is not in the report")
+    return _study_block(rows.to_dict("records"), images)
+
+
+def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = ()) -> str:
+    """:func:`study_markdown` from the study's rows of the frame as records."""
+    parts = [_markdown_table(*_display_cells(records)),
+             "\n".join(f"- {n}" for n in _notes(records))]
+    if images:
+        parts.append("\n".join(images))
+    return "\n\n".join(parts) + "\n"
+
+
+def _studies(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["study"]))
+
+
+def _records_by_study(report: pd.DataFrame
+                      ) -> dict[str, list[dict[str, Any]]]:
+    """The report's rows as records, grouped by study in the report's order (one pass over
+    a frame, not one filter per study: pandas' cost is per call)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for record in report.to_dict("records"):
+        out.setdefault(record["study"], []).append(record)
+    return out
+
+
+def to_markdown(report: pd.DataFrame, plots_dir: str | None = None) -> str:
+    """Every study as a heading, its table and its notes."""
+    return "\n".join(
+        f"## {s}\n\n" + _study_block(records, image_links(s, plots_dir) if plots_dir else ())
+        for s, records in _records_by_study(report).items())
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+          "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+          "^": r"\textasciicircum{}", "γ": r"$\gamma$", "α": r"$\alpha$", "→": r"$\to$",
+          "±": r"$\pm$", "≈": r"$\approx$", "Δ": r"$\Delta$", "°": r"$^\circ$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text safe inside a LaTeX table cell (common Greek letters become math)."""
+    return "".join(_LATEX.get(c, c) for c in text)
+
+
+def to_latex(frame: pd.DataFrame) -> str:
+    """One ``table`` per study (booktabs rules; bold as \\textbf), then its notes."""
+    parts = []
+    for s in _studies(frame):
+        rows = frame[frame["study"] == s]
+        table = display_table(rows, bold=lambda x: f"\\textbf{{{x}}}", escape=latex_escape)
+        table.columns = [latex_escape(c) for c in table.columns]
+        latex = table.to_latex(index=False, escape=False, caption=latex_escape(s),
+                               label=f"tab:{re.sub(r'[^A-Za-z0-9]+', '-', s)}")
+        notes = "\n".join(f"  \\item {latex_escape(n)}" for n in study_notes(rows))
+        parts.append(f"% ablate report: {s}\n{latex}\\begin{{itemize}}\n{notes}\n"
+                     f"\\end{{itemize}}\n")
+    return "\n".join(parts)
+
+
+def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
+    """An HTML fragment: per study a heading, the table and the notes as a list."""
+    parts = []
+    for s in _studies(frame):
+        rows = frame[frame["study"] == s]
+        table = display_table(rows, bold=lambda x: f"<strong>{x}</strong>", escape=html.escape)
+        notes = "\n".join(f"  <li>{html.escape(n)}</li>" for n in study_notes(rows))
+        images = ""
+        if plots_dir:
+            base = plots_dir.rstrip("/") or "."
+            images = "".join(f'\n<p><img src="{html.escape(base)}/{html.escape(s)}_{kind}.png" '
+                             f'alt="{html.escape(s)} {kind}"></p>' for kind in ("delta", "curves"))
+        parts.append(f"<h2>{html.escape(s)}</h2>\n"
+                     + table.to_html(index=False, escape=False, border=0)
+                     + f"\n<ul>\n{notes}\n</ul>{images}\n")
+    return "\n".join(parts)
+
+
+def render(frame: pd.DataFrame, fmt: Format, plots_dir: str | None = None) -> str:
+    """The report in one format: markdown/latex/html are the tables a person reads; csv
+    and json are the whole frame, every number unrounded."""
+    if fmt == "markdown":
+        return to_markdown(frame, plots_dir)
+    if fmt not in FORMATS:
+        raise AblateError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    if fmt == "csv":
+        return frame.to_csv(index=False)
+    if fmt == "latex":
+        return to_latex(frame)
+    if fmt == "html":
+        return to_html(frame, plots_dir)
+    return frame.to_json(orient="records", indent=2) + "\n"
+

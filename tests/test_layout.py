@@ -1,0 +1,115 @@
+"""The layout of ``ablate/``: no module imports one that imports it back, and the
+subpackages depend on each other in one direction (study -> launch/store -> report -> cli).
+
+Read from the source with :mod:`ast` (every import, lazy ones inside functions too; those
+under ``if TYPE_CHECKING:`` are annotations only and left out), not by importing it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent / "ablate"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_blocks(tree: ast.AST) -> set[int]:
+    """ids of the nodes under ``if TYPE_CHECKING:``."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                skip |= {id(n) for n in ast.walk(child)}
+    return skip
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the ablate modules it imports (``from X import name`` counts as X, or as
+    X.name where that is a module)."""
+    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text(), str(path))
+        skip = _type_checking_blocks(tree)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        deps: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skip:
+                continue
+            if isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*up, *([base] if base else [])])
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    deps.add(sub if sub in files else base)
+        graph[name] = {d for d in deps if d in files and d != name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt):], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_graph_sees_imports() -> None:
+    graph = import_graph()
+    assert "ablate.store.db" in graph["ablate.launch.orchestrator"]
+    assert "ablate.study.spec" in graph["ablate.launch.orchestrator"]
+
+
+def test_cycle_finder() -> None:
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_module_cycle() -> None:
+    assert _cycle(import_graph()) is None
+
+
+def test_subpackages_depend_one_way() -> None:
+    """The subpackages as nodes: ``ablate.report`` may read the store, never the other
+    way round; nothing but the CLI imports the CLI."""
+    packages: dict[str, set[str]] = {}
+    for module, deps in import_graph().items():
+        top = ".".join(module.split(".")[:2])
+        packages.setdefault(top, set()).update(".".join(d.split(".")[:2]) for d in deps)
+    for top in packages:
+        packages[top].discard(top)
+    assert _cycle(packages) is None, packages
+    users_of_cli = {p for p, deps in packages.items() if "ablate.cli" in deps}
+    assert users_of_cli <= {"ablate", "ablate.__main__"}
+
+
+@pytest.mark.parametrize("module", ["ablate.errors"])
+def test_ablate_errors_are_not_the_trainers(module: str) -> None:
+    from ablate.errors import AblateError
+    from zoo.errors import ZooError
+
+    assert not issubclass(AblateError, ZooError)
