@@ -22,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
 from ablate.report import flatten
+from zoo.contract import CONFIG as CONFIG_FILE
+from zoo.contract import METRICS as METRICS_FILE
+from zoo.contract import RESULT as RESULT_FILE
 from zoo.tensorboard import run_name
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
-
-#: The run directory's files (zoo.rundir's CONFIG, METRICS, RESULT: importing that module
-#: would import torch, which ablate never needs; tests/test_export_mlflow.py checks them).
-CONFIG_FILE, METRICS_FILE, RESULT_FILE = "config.json", "metrics.jsonl", "result.json"
 
 TAG_HASH, TAG_VARIANT, TAG_SEED, TAG_STATUS = (
     "ablate.hash", "ablate.variant", "ablate.seed", "ablate.status")
@@ -243,13 +242,13 @@ def export_runs(runs: Iterable[ExportRun], experiment: str,
 def export_study(study: str, tracking_uri: str, db: str | None = None) -> ExportSummary:
     """The body of ``ablate export mlflow STUDY --tracking-uri URI [--db URL]``: every
     (variant, seed) of ``study`` in the results database, into the experiment ``study``."""
-    from ablate.store_lite import open_reader
+    from ablate.store.db import Store
 
-    reader = open_reader(db)
+    store = Store(db, create=False)
     try:
-        rows = reader.study_runs(study)
+        rows = store.study_runs(study)
     finally:
-        reader.close()
-    runs = [ExportRun(run_dir=Path(r["run_dir"]), hash=r["hash"], variant=r["variant"],
-                      seed=int(r["seed"]), status=str(r["status"])) for r in rows]
+        store.close()
+    runs = [ExportRun(run_dir=Path(r.run_dir), hash=r.hash, variant=r.variant,
+                      seed=int(r.seed), status=str(r.status)) for r in rows]
     return export_runs(runs, experiment=study, tracking_uri=tracking_uri)

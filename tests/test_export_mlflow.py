@@ -21,7 +21,6 @@ pytest.importorskip("mlflow")
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from ablate import export_mlflow
 from ablate.errors import AblateError
 from ablate.export_mlflow import (
     PARAM_VALUE_LIMIT,
@@ -245,13 +244,6 @@ def test_errors_are_one_line_with_the_fix(db: Path, store: str, tmp_path: Path,
         monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
         with pytest.raises(AblateError, match="MLFLOW_ALLOW_FILE_STORE=true"):
             export_runs([export], STUDY, f"file:{tmp_path / 'other'}")
-
-
-def test_file_names_are_the_run_directory_contracts() -> None:
-    from zoo import rundir
-
-    assert (export_mlflow.CONFIG_FILE, export_mlflow.METRICS_FILE,
-            export_mlflow.RESULT_FILE) == (rundir.CONFIG, rundir.METRICS, rundir.RESULT)
 
 
 def test_the_export_imports_no_torch() -> None:
