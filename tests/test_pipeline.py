@@ -334,3 +334,44 @@ def test_lookahead_takes_gradscalers_device_flag_without_a_host_sync() -> None:
     assert seen == [True] * 5 + [False] * 5
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b)
+
+
+# --------------------------------------------------------------------------- pre-resized
+
+
+def test_to_lmdb_max_side_stores_smaller_images_recorded_in_the_metadata(
+        jpeg_dir: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+    from zoo.data.decode import decode_rgb
+    from zoo.data.lmdb_dataset import LmdbDataset, read_meta
+
+    dst = tmp_path / "lmdb"
+    res = CliRunner().invoke(app, ["data", "to-lmdb", str(jpeg_dir), str(dst),
+                                   "--max-side", "40"])
+    assert res.exit_code == 0, res.output
+    meta = read_meta(dst / "train.lmdb").raw
+    assert meta["max_side"] == 40
+    ds = LmdbDataset(dst / "train.lmdb")
+    for i in range(len(ds)):
+        img, _ = ds.load(i)
+        rec = ds.read(i)
+        assert max(img.shape[1:]) == 40 and rec.image[:3] == b"\xff\xd8\xff"
+        # Against PIL's own bilinear resize of the source file, within JPEG's rounding.
+        with Image.open(jpeg_dir / "train" / rec.path) as src:
+            w, h = src.size
+            ref = src.convert("RGB").resize((round(w * 40 / max(w, h)), round(h * 40 / max(w, h))),
+                                            Image.Resampling.BILINEAR)
+        want = torch.from_numpy(np.array(ref)).permute(2, 0, 1)
+        # JPEG at quality 90 on a 40 px picture: a few grey levels on average.
+        assert (img.float() - want.float()).abs().mean() < 8, rec.path
+        assert torch.equal(img, decode_rgb(rec.image))
+    # Another --max-side is another conversion: refused without --overwrite.
+    again = CliRunner().invoke(app, ["data", "to-lmdb", str(jpeg_dir), str(dst),
+                                     "--max-side", "50"])
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    # The trainer reads it like any LMDB, on both paths.
+    cfg = _jpeg_config(dst, "gpu")
+    cfg["data"].update(train=str(dst / "train.lmdb"), val=str(dst / "val.lmdb"), format="lmdb")
+    assert sum(len(t) for _, t in _epoch(cfg, 1)) == 12

@@ -130,8 +130,11 @@ class Ema(Trick):
         self.started = True
 
     def eval_model(self, model: nn.Module) -> nn.Module:
-        if self.ema is None or not self.started:
+        if not self.started:
             return model
+        if self.ema is None:  # a checkpoint's average, evaluated before any step
+            self._build(unwrap(model))
+        assert self.ema is not None
         from zoo.distributed import broadcast_buffers
 
         broadcast_buffers(self.ema.module)  # every shard scored with rank 0's statistics
