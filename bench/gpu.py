@@ -126,21 +126,26 @@ def make_optimizer(model: nn.Module) -> torch.optim.Optimizer:
 class Bare:
     """The ceiling: autocast forward, scaled backward, GradScaler step; nothing else."""
 
-    def __init__(self, s: Settings, channels_last: bool) -> None:
+    def __init__(self, s: Settings, channels_last: bool, compiled: bool = False) -> None:
         self.s, self.channels_last = s, channels_last
         self.model = make_model(s, channels_last)
         self.opt = make_optimizer(self.model)
         self.scaler = torch.amp.GradScaler(s.device.type, enabled=s.precision == "fp16")
         self.dtype = torch.float16 if s.precision == "fp16" else None
+        # Inductor on CUDA; the smoke run on a CPU checks the path with the eager backend
+        # (Inductor compiles ResNet-50 for CPU kernels for minutes).
+        backend = "inductor" if s.device.type == "cuda" else "eager"
+        self.forward: nn.Module = (torch.compile(self.model, backend=backend)  # type: ignore[assignment]
+                                   if compiled else self.model)
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        x = x.to(self.s.device, non_blocking=True)
-        y = y.to(self.s.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+    def step(self, x: Any, y: torch.Tensor) -> None:
+        # zoo's device stage: a loader batch (uint8 or encoded) or a tensor on the device.
+        from zoo.data.device import to_device
+
+        x, y = to_device(x, y, self.s.device, self.dtype, self.channels_last)
         with torch.autocast(self.s.device.type, dtype=self.dtype,
                             enabled=self.dtype is not None):
-            loss = nn.functional.cross_entropy(self.model(x), y)
+            loss = nn.functional.cross_entropy(self.forward(x), y)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -224,6 +229,48 @@ def synthetic(s: Settings, report: Callable[[dict[str, Any]], None]) -> list[dic
     return rows
 
 
+def compile_rows(s: Settings) -> list[dict[str, Any]]:
+    """The bare loop (channels_last) with ``torch.compile`` off and on: the warm-up, which
+    holds the compilation, is timed apart and reported; the rate is the median block."""
+    g = torch.Generator(device=s.device).manual_seed(0)
+    x = torch.randn(s.batch, 3, s.size, s.size, device=s.device, generator=g)
+    y = torch.randint(0, s.num_classes, (s.batch,), device=s.device, generator=g)
+    rows = []
+    for compiled in (False, True):
+        bare = Bare(s, channels_last=True, compiled=compiled)
+        warm = bare.run([(x, y)] * s.warmup)  # compilation happens here
+        times = [bare.run([(x, y)] * s.steps) for _ in range(s.repeats)]
+        rows.append({"compile": compiled, "warmup_seconds": warm,
+                     "images_per_s": s.batch * s.steps / statistics.median(times)})
+    return rows
+
+
+def transfer_rows(s: Settings, reps: int = 20) -> list[dict[str, Any]]:
+    """Host to device with the trainer's stage: a pinned uint8 batch normalised on the
+    device vs a pinned float32 batch (the old pipeline's), images/s of the copy + stage."""
+    from zoo.data.device import HostBatch, Normalization, to_device
+
+    norm = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    u8 = torch.randint(0, 256, (s.batch, 3, s.size, s.size), dtype=torch.uint8)
+    f32 = u8.float()
+    if s.device.type == "cuda":
+        u8, f32 = u8.pin_memory(), f32.pin_memory()
+    y = torch.zeros(s.batch, dtype=torch.long)
+    dtype = torch.float16 if s.precision == "fp16" else None
+    rows = []
+    for name, batch in (("uint8 + device normalise", HostBatch(u8, norm)), ("float32", f32)):
+        to_device(batch, y, s.device, dtype, True)
+        sync(s.device)
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            to_device(batch, y, s.device, dtype, True)
+        sync(s.device)
+        rows.append({"transfer": name, "bytes_per_image": batch.pixels[0].nbytes
+                     if isinstance(batch, HostBatch) else batch[0].nbytes,
+                     "images_per_s": s.batch * reps / (time.perf_counter() - t0)})
+    return rows
+
+
 # --------------------------------------------------------------------------- real data
 
 
@@ -259,12 +306,12 @@ def make_jpegs(root: Path, s: Settings) -> Path:
     return root
 
 
-def real_config(tree: Path, s: Settings, channels_last: bool | None, epochs: int
-                ) -> dict[str, Any]:
+def real_config(tree: Path, s: Settings, channels_last: bool | None, epochs: int,
+                decode: str = "cpu") -> dict[str, Any]:
     return {
         "model": {"name": "resnet50", "channels_last": channels_last},
         "data": {"train": str(tree / "train"), "val": str(tree / "val"),
-                 "image_size": s.size, "preset": "imagenet"},
+                 "image_size": s.size, "preset": "imagenet", "decode": decode},
         "optim": {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-5},
         "schedule": {"name": "cosine"},
         "precision": s.precision, "epochs": epochs, "batch_size": s.batch,
@@ -273,33 +320,37 @@ def real_config(tree: Path, s: Settings, channels_last: bool | None, epochs: int
     }
 
 
-def real_loader_parts(tree: Path, s: Settings) -> dict[str, Any]:
+def real_loader_parts(tree: Path, s: Settings, decode: str) -> dict[str, Any]:
     """The trainer's loader alone, and the bare loop fed by it (channels_last on)."""
     from zoo.config import build_config
     from zoo.distributed import DistInfo
     from zoo.train import epoch_generator, make_loaders, worker_base_seed
     from zoo.tricks import TrickSet
 
-    cfg = build_config(real_config(tree, s, True, 2))
+    cfg = build_config(real_config(tree, s, True, 2, decode))
     info = DistInfo(rank=0, local_rank=0, world_size=1, device=s.device)
     loader, _, sampler, _ = make_loaders(cfg, info, TrickSet({}))
-    out: dict[str, Any] = {"steps_per_epoch": len(loader)}
+    out: dict[str, Any] = {"decode": decode, "steps_per_epoch": len(loader)}
+    # The clock starts after the workers' first round (one batch from each): until then
+    # the workers start up and fill their queues, which overstated the rate by ~40%.
+    first = min(max(1, s.workers), len(loader) - 1)
 
     def epoch(fn: Callable[[torch.Tensor, torch.Tensor], object], e: int) -> float:
         sampler.set_epoch(e, worker_base_seed(epoch_generator(0, 0, e)))
         n, t0 = 0, 0.0
         for i, (x, y) in enumerate(loader):
-            if i == 1:  # the clock starts after the first batch: the workers are warm
+            if i == first:  # the workers' first round is done
                 sync(s.device)
                 t0, n = time.perf_counter(), 0
             fn(x, y)
-            n += x.shape[0]
+            n += len(x)
         sync(s.device)
         return n / (time.perf_counter() - t0)
 
-    def to_device(x: torch.Tensor, y: torch.Tensor) -> None:
-        x.to(s.device, non_blocking=True)
-        y.to(s.device, non_blocking=True)
+    def to_device(x: Any, y: torch.Tensor) -> None:
+        from zoo.data.device import to_device as stage
+
+        stage(x, y, s.device, torch.float16 if s.precision == "fp16" else None, True)
 
     out["loader_images_per_s"] = [epoch(to_device, e) for e in (1, 2)][-1]
     bare = Bare(s, channels_last=s.device.type == "cuda")
@@ -310,26 +361,36 @@ def real_loader_parts(tree: Path, s: Settings) -> dict[str, Any]:
     return out
 
 
-def real_zoo_train(tree: Path, s: Settings, channels_last: bool | None, work: Path
-                   ) -> dict[str, Any]:
-    """``python -m zoo.train`` for 2 epochs; images/s of epoch 2 from metrics.jsonl."""
+def real_zoo_train(tree: Path, s: Settings, channels_last: bool | None, work: Path,
+                   decode: str = "cpu", timeout: float = 200) -> dict[str, Any]:
+    """``python -m zoo.train`` for 2 epochs; images/s of epoch 2 from metrics.jsonl (its
+    workers and pipeline are warm; at the default --images an epoch is 60 steps, so
+    filling the pipeline, one batch per worker, is a few percent of it)."""
     import yaml
 
-    name = {None: "default", True: "on", False: "off"}[channels_last]
+    name = {None: "default", True: "on", False: "off"}[channels_last] + f"_{decode}"
     run_dir = work / f"run_cl_{name}"
     cfg_path = work / f"cfg_cl_{name}.yaml"
-    cfg_path.write_text(yaml.safe_dump(real_config(tree, s, channels_last, 2)))
+    cfg_path.write_text(yaml.safe_dump(real_config(tree, s, channels_last, 2, decode)))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "zoo.train", "--config", str(cfg_path),
-                           "--out", str(run_dir)], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1",
-                               **({"OMP_NUM_THREADS": "1"} if s.device.type == "cpu" else {})})
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "zoo.train", "--config", str(cfg_path), "--out",
+             str(run_dir)], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                 **({"OMP_NUM_THREADS": "1"} if s.device.type == "cpu" else {})})
+    except subprocess.TimeoutExpired:
+        return {"channels_last": channels_last, "decode": decode,
+                "error": f"timed out after {timeout:.0f}s"}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        return {"channels_last": channels_last, "error": proc.stderr[-2000:]}
+        return {"channels_last": channels_last, "decode": decode,
+                "error": proc.stderr[-2000:]}
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     config = json.loads((run_dir / "config.json").read_text())
-    return {"channels_last": channels_last, "resolved_channels_last": config["channels_last"],
+    return {"channels_last": channels_last, "decode": decode,
+            "resolved_input": config.get("input"),
+            "resolved_channels_last": config["channels_last"],
             "images_per_s": rows[-1]["images_per_s"], "epoch1_images_per_s":
             rows[0]["images_per_s"], "wall_seconds": wall,
             "train_seconds": [r["train_seconds"] for r in rows]}
@@ -346,7 +407,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--steps", type=int, default=30, help="steps per timed block")
     p.add_argument("--warmup", type=int, default=15)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--images", type=int, default=256 * 40, help="real-data training images")
+    p.add_argument("--images", type=int, default=256 * 60, help="real-data training images")
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     p.add_argument("--data", type=Path, default=None, help="where the JPEG tree is made")
     p.add_argument("--peak-tflops", type=float, default=None)
@@ -398,6 +459,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"| synthetic | {row['loop']} | {row['channels_last']} | "
               f"{row['images_per_s']:.0f} | {row['over_bare']:.3f} | {m} |", flush=True)
 
+    if time.perf_counter() - start < args.budget_s:
+        result["transfer"] = transfer_rows(s)
+        report({})
+        for row in result["transfer"]:
+            print(f"| transfer | {row['transfer']} | True | {row['images_per_s']:.0f} | - | - |")
+    if time.perf_counter() - start < args.budget_s:
+        result["compile"] = compile_rows(s)
+        for row in result["compile"]:
+            row["mfu"] = mfu(row["images_per_s"])
+        report({})
+        for row in result["compile"]:
+            print(f"| synthetic | bare compile={row['compile']} (warm-up "
+                  f"{row['warmup_seconds']:.0f}s excluded) | True | {row['images_per_s']:.0f} "
+                  f"| - | {_pct(row['mfu'])} |", flush=True)
+
     if not args.skip_real:
         import tempfile
 
@@ -407,24 +483,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         real: dict[str, Any] = {"images": s.images, "jpeg_size": list(s.jpeg_size),
                                 "make_seconds": time.perf_counter() - t0}
         report({"real": real})
-        real.update(real_loader_parts(tree, s))
+        # Per-image CPU ms of each path's worker side, one thread (bench/input.py's
+        # measure, on this tree's JPEGs): the feed arithmetic against this node's cores.
+        sys.path.insert(0, str(ROOT / "bench"))
+        from input import measure  # bench/input.py
+
+        stages = measure(sorted((tree / "train").rglob("*.jpg"))[:64], repeats=3)
+        real["cpu_ms_per_image"] = {k: v["total"] for k, v in stages.items()}
         report({"real": real})
-        print(f"| real | loader alone | - | {real['loader_images_per_s']:.0f} | - | - |")
-        print(f"| real | bare | {s.device.type == 'cuda'} | {real['bare_images_per_s']:.0f} | - | "
-              f"{_pct(mfu(real['bare_images_per_s']))} |", flush=True)
+        real["loader"] = []
+        for decode in ("cpu", "gpu"):
+            part = real_loader_parts(tree, s, decode)
+            real["loader"].append(part)
+            if decode == "cpu":  # the default path's figures, under the keys they had
+                real.update(loader_images_per_s=part["loader_images_per_s"],
+                            bare_images_per_s=part["bare_images_per_s"])
+            report({"real": real})
+            print(f"| real | loader alone, decode {decode} | - | "
+                  f"{part['loader_images_per_s']:.0f} | - | - |")
+            print(f"| real | bare, decode {decode} | {s.device.type == 'cuda'} | "
+                  f"{part['bare_images_per_s']:.0f} | - | "
+                  f"{_pct(mfu(part['bare_images_per_s']))} |", flush=True)
         real["zoo_train"] = []
-        for cl in (None,) if args.smoke else (None, False):
+        # The smoke run checks one zoo.train (tests/test_pipeline.py trains both paths).
+        runs = [(None, "cpu")] if args.smoke else [(None, "gpu"), (None, "cpu"), (False, "gpu")]
+        for cl, decode in runs:
             if time.perf_counter() - start > args.budget_s:
-                result["warnings"].append(f"zoo.train channels_last={cl} skipped: budget")
+                result["warnings"].append(f"zoo.train decode={decode} skipped: budget")
                 continue
-            r = real_zoo_train(tree, s, cl, work)
+            r = real_zoo_train(tree, s, cl, work, decode,
+                               timeout=max(30.0, args.budget_s - (time.perf_counter() - start)))
             r["mfu"] = mfu(r["images_per_s"]) if "images_per_s" in r else None
             real["zoo_train"].append(r)
             report({"real": real})
             if "error" in r:
                 print(f"zoo.train failed: {r['error']}", file=sys.stderr)
             else:
-                print(f"| real | zoo.train | {r['resolved_channels_last']} | "
+                print(f"| real | zoo.train, decode {decode} | {r['resolved_channels_last']} | "
                       f"{r['images_per_s']:.0f} | - | {_pct(r['mfu'])} |", flush=True)
         shutil.rmtree(work, ignore_errors=True)
     report({})

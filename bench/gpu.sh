@@ -17,27 +17,12 @@ if [[ -z $py ]]; then
   if [[ -x .venv/bin/python ]]; then py=.venv/bin/python; else py=python3; fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-# zoo.data.decode imports TorchCodec's decode_png, which the GPU machine's image may lack
-# (nothing can be installed there). This bench's images are JPEGs, decoded by PIL; an
-# adapter to torchvision's decode_png keeps the import (and any PNG) working.
-if ! "$py" -c "import torchcodec.decoders" 2>/dev/null; then
-  shim=$(mktemp -d)
-  mkdir -p "$shim/torchcodec"
-  : >"$shim/torchcodec/__init__.py"
-  cat >"$shim/torchcodec/decoders.py" <<'PY'
-import torch
-from torchvision.io import ImageReadMode
-from torchvision.io import decode_png as _decode_png
-
-
-def decode_png(data, mode="RGB"):
-    return _decode_png(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                       mode=ImageReadMode.RGB)
-PY
-  export PYTHONPATH="$PYTHONPATH:$shim"
-  echo "bench/gpu.sh: torchcodec missing; PNGs decode through torchvision.io" >&2
-fi
+# Without TorchCodec (the GPU machine's image) zoo.data.decode falls back to
+# torchvision.io's decoders: the same libjpeg-turbo and libpng.
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm \
   --format=csv,noheader || true
-exec "$py" bench/gpu.py "$@"
+# One bound for the whole script (a 15-minute window holds start-up, this and a rerun);
+# bench/gpu.py stops starting parts after --budget-s and gives zoo.train subprocesses
+# what is left as their timeout.
+exec timeout 540 "$py" bench/gpu.py "$@"

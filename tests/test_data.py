@@ -169,9 +169,12 @@ def test_decode_jpeg_and_errors_are_pils(tmp_path: Path) -> None:
     png = _encoded(rgb)
     (tmp_path / "ok.png").write_bytes(png)
     assert torch.equal(rgb_loader(str(tmp_path / "ok.png")), _pil_reference(png))
-    # A damaged PNG that passes the header check: decode_png fails, PIL reports it.
+    # A damaged PNG that passes the header check: decode_png fails, PIL reports it; the
+    # error names the file and the fix.
+    from zoo.data.decode import BadImageError
+
     (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
-    with pytest.raises(OSError):
+    with pytest.raises(BadImageError, match=r"cut\.png': image file is truncated.*skip_bad"):
         rgb_loader(str(tmp_path / "cut.png"))
     with pytest.raises(Image.UnidentifiedImageError):
         decode_rgb(b"not an image at all")

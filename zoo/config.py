@@ -59,6 +59,16 @@ class DataConfig:
     hflip: bool = True
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    #: Where images are decoded. ``cpu``: loader workers decode, crop and flip, and hand
+    #: uint8 batches over. ``gpu``: workers only read the bytes and draw each crop box and
+    #: flip; the training process decodes (nvJPEG on CUDA), crops and flips on the device.
+    #: ``auto``: ``gpu`` on CUDA for the imagenet preset without per-image trick transforms,
+    #: else ``cpu``. Both draw the same boxes; pixels differ by decoder/interpolation
+    #: rounding, so ``gpu``/``auto`` are part of a run's identity and ``cpu`` is not.
+    decode: Literal["cpu", "gpu", "auto"] = "cpu"
+    #: Skip images that fail to decode (counted, reported in the run's audit) instead of
+    #: failing the run with an error that names the image.
+    skip_bad: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,8 +110,12 @@ class RunConfig:
     epochs: int = 90
     #: Images per process per step; the global batch is batch_size x world size.
     batch_size: int = 128
-    #: DataLoader worker processes per training process.
-    workers: int = 4
+    #: DataLoader worker processes per training process. ``auto``: the cores of this node
+    #: per local process, minus one for the process itself (at least 1); config.json
+    #: records the resolved number under ``input``. The workers' augmentation streams
+    #: depend on the number (worker ``w`` is seeded with ``base + w``), so an ``auto`` run
+    #: repeats exactly on machines that resolve it alike.
+    workers: int | Literal["auto"] = "auto"
     #: Steps between progress updates and non-finite-loss checks (host syncs).
     log_every: int = 20
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -129,7 +143,11 @@ class RunConfig:
 #: value so the hashes of runs made before keep matching. ``tensorboard`` only says whether
 #: event files are written next to the metrics.
 EXECUTION_ONLY: dict[str, Any] = {"compile": None, "model.channels_last": False,
-                                  "tensorboard": None}
+                                  "tensorboard": None, "data.skip_bad": None}
+#: Settings left out of a run's identity while they hold their default, so the runs made
+#: before the setting existed keep their hashes: ``data.decode: cpu`` trains on the same
+#: samples as the trainer did before (tests/test_pipeline.py).
+DEFAULT_OMITTED: dict[str, Any] = {"data.decode": "cpu"}
 
 
 def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +163,13 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
             node.pop(leaf, None)
         else:
             node[leaf] = value
+    for key, default in DEFAULT_OMITTED.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.get(part) if isinstance(node.get(part), dict) else {}
+        if node.get(leaf, default) == default:
+            node.pop(leaf, None)
     return out
 
 
@@ -204,6 +229,14 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             except ConfigError:
                 raise ConfigError(f"{key}: expected {_type_name(inner[0])} or null, "
                                   f"got {_describe(value)}") from None
+        if len(inner) > 1:  # e.g. ``int | Literal["auto"]``: the first arm that fits
+            for arm in inner:
+                try:
+                    return _convert(value, arm, key)
+                except ConfigError:
+                    pass
+            raise ConfigError(f"{key}: expected " + " or ".join(_type_name(a) for a in inner)
+                              + f", got {_describe(value)}")
         return _convert(value, inner[0], key)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and "name" in {f.name for f in dataclasses.fields(tp)}:
@@ -317,7 +350,7 @@ def _check_values(cfg: RunConfig) -> None:
     for key, value in positive.items():
         if value < 1:
             raise ConfigError(f"{key}: must be at least 1, got {value}")
-    if cfg.workers < 0:
+    if cfg.workers != "auto" and cfg.workers < 0:
         raise ConfigError(f"workers: must be 0 or more, got {cfg.workers}")
     if cfg.optim.lr <= 0:
         raise ConfigError(f"optim.lr: must be positive, got {cfg.optim.lr}")

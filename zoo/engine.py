@@ -27,6 +27,7 @@ from torch.optim.lr_scheduler import (
 )
 
 from zoo.config import RunConfig
+from zoo.data.device import to_device
 from zoo.distributed import all_reduce_sum
 from zoo.tricks import TrainContext, TrickSet
 
@@ -176,7 +177,6 @@ def train_one_epoch(
     model.train()
     hooked = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     device = ctx.device
-    non_blocking = device.type == "cuda"
     window: torch.Tensor | None = None  # this window's losses, on the device
     sizes: list[int] = []  # this window's batch sizes
     loss_sum, seen = 0.0, 0
@@ -197,10 +197,7 @@ def train_one_epoch(
     start = time.perf_counter()
     i = 0
     for i, (images, targets) in enumerate(loader, start=1):
-        images = images.to(device, non_blocking=non_blocking)
-        targets = targets.to(device, non_blocking=non_blocking)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = to_device(images, targets, device, precision.dtype, channels_last)
         images, targets = tricks.batch(images, targets, ctx)
         with precision.autocast():
             logits = model(images)
@@ -250,13 +247,9 @@ def evaluate(
     gives every image to exactly one process the result counts each image once.
     """
     model.eval()
-    non_blocking = device.type == "cuda"
     sums = torch.zeros(4, dtype=torch.float64, device=device)
     for images, targets in loader:
-        images = images.to(device, non_blocking=non_blocking)
-        targets = targets.to(device, non_blocking=non_blocking)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images, targets = to_device(images, targets, device, precision.dtype, channels_last)
         with precision.autocast():
             logits = model(images)
         logits = logits.float()

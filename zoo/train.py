@@ -11,7 +11,6 @@ import argparse
 import fcntl
 import logging
 import os
-import random
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -20,18 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from zoo import rundir
 from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
 from zoo.contract import Audit, Best, Final, MetricsRow, RunResult
-from zoo.data.datasets import build_datasets
-from zoo.data.samplers import ShardSampler
-from zoo.data.transforms import eval_transform, train_transform
+from zoo.data.loader import EpochKeys, EpochSeeded, make_loaders  # noqa: F401 (re-exported)
 from zoo.distributed import (
     DistInfo,
     all_gather_objects,
@@ -51,6 +46,7 @@ from zoo.engine import (
 from zoo.errors import ZooError
 from zoo.measure import count_macs, count_params
 from zoo.models import create_model, get_model_info, is_model
+from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
 from zoo.tricks import TrainContext, TrickSet
 
 log = logging.getLogger("zoo")
@@ -88,143 +84,6 @@ def run_lock(out: Path, enabled: bool) -> Iterator[None]:
         except BlockingIOError:
             raise ZooError(f"{out}: another process is training this run directory") from None
         yield
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def rng_state(device: torch.device) -> dict[str, Any]:
-    np_state = np.random.get_state()
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        "python": random.getstate(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]),
-                  "gauss": float(np_state[4])},
-    }
-
-
-def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and device.type == "cuda":
-        torch.cuda.set_rng_state(state["cuda"], device)
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"],
-                         n["has_gauss"], n["gauss"]))
-
-
-def epoch_generator(seed: int, rank: int, epoch: int) -> torch.Generator:
-    """Seeds the DataLoader workers and the batch tricks of one epoch on one process."""
-    return torch.Generator().manual_seed(((seed * 1009 + rank) * 100_003 + epoch) % 2**63)
-
-
-def worker_base_seed(gen: torch.Generator) -> int:
-    """The draw a DataLoader makes from its generator when it starts an epoch's workers;
-    worker ``w`` is seeded with ``base + w``."""
-    return int(torch.empty((), dtype=torch.int64).random_(generator=gen).item())
-
-
-class EpochKeys(Sampler[tuple[int, int, int]]):
-    """The training sampler's indices as ``(epoch, worker base seed, index)`` keys.
-
-    With persistent workers the DataLoader seeds each worker once, when it starts; these
-    keys carry every epoch's seed to the workers instead (see :class:`EpochSeeded`).
-    """
-
-    def __init__(self, sampler: DistributedSampler) -> None:
-        self.sampler = sampler
-        self.epoch, self.base_seed = 0, 0
-
-    def set_epoch(self, epoch: int, base_seed: int) -> None:
-        self.sampler.set_epoch(epoch)
-        self.epoch, self.base_seed = epoch, base_seed
-
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        return ((self.epoch, self.base_seed, i) for i in self.sampler)
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-
-class EpochSeeded(Dataset):
-    """Reseeds a persistent DataLoader worker at its first sample of every epoch exactly as
-    a newly started worker is seeded (``random``, ``torch`` and ``numpy`` from
-    ``base + worker id``), so an epoch's augmentation does not depend on earlier epochs.
-
-    Within an epoch the DataLoader hands batch ``k`` to worker ``k % workers`` (its
-    in-order round robin restarts at worker 0 every epoch), so a run resumed at epoch
-    ``e``, whose workers start fresh, draws the same augmentation as one that kept its
-    workers from epoch 1. In the main process (``workers: 0``) nothing is reseeded: the
-    transforms use the process's RNG, which the checkpoint holds.
-    """
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-        self.epoch: int | None = None
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int, int]) -> Any:
-        epoch, base_seed, index = key
-        if epoch != self.epoch:
-            self.epoch = epoch
-            worker = get_worker_info()
-            if worker is not None:
-                _seed_worker(base_seed, worker.id)
-        return self.dataset[index]
-
-
-def _seed_worker(base_seed: int, worker_id: int) -> None:
-    """What ``torch.utils.data``'s worker loop does when a worker starts."""
-    from torch.utils.data._utils.worker import _generate_state
-
-    seed = base_seed + worker_id
-    random.seed(seed)
-    torch.manual_seed(seed)
-    np.random.seed(_generate_state(base_seed, worker_id))
-
-
-def make_loaders(
-    cfg: RunConfig, info: DistInfo, tricks: TrickSet
-) -> tuple[DataLoader, DataLoader, EpochKeys, list[str]]:
-    train_ds, val_ds, classes = build_datasets(
-        cfg.data, train_transform(cfg.data, tricks.transforms), eval_transform(cfg.data)
-    )
-    # DistributedSampler also for one process: the same seeded order in both cases.
-    sampler = EpochKeys(DistributedSampler(
-        train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed,
-        drop_last=True,
-    ))
-    pin = info.device.type == "cuda"
-    # Persistent workers: started once, not every epoch; EpochSeeded reseeds them per
-    # epoch. The loader's own generator only seeds the workers' start (overridden by
-    # EpochSeeded); a private one keeps that draw off the process's RNG.
-    train_loader = DataLoader(
-        EpochSeeded(train_ds), batch_size=cfg.batch_size, sampler=sampler,
-        num_workers=cfg.workers, pin_memory=pin, drop_last=True, generator=torch.Generator(),
-        persistent_workers=cfg.workers > 0,
-    )
-    # Not persistent: each epoch's evaluation draws one number from the process's RNG when
-    # its loader starts (DataLoader does so without a generator), as every run so far has;
-    # a persistent loader would draw only once per session and so break exact resume.
-    val_loader = DataLoader(
-        val_ds, batch_size=cfg.batch_size * 2,
-        sampler=ShardSampler(len(val_ds), info.rank, info.world_size),  # type: ignore[arg-type]
-        num_workers=cfg.workers, pin_memory=pin,
-    )
-    if len(train_loader) == 0:
-        raise ZooError(
-            f"data.train: {len(train_ds)} images are fewer than one global batch "  # type: ignore[arg-type]
-            f"({cfg.batch_size} x {info.world_size} processes); lower batch_size"
-        )
-    return train_loader, val_loader, sampler, classes
 
 
 def build_model(cfg: RunConfig, num_classes: int, tricks: TrickSet) -> nn.Module:
@@ -296,7 +155,8 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
     precision = resolve_precision(cfg.precision, info.device)
     tricks = TrickSet(cfg.tricks)
     seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
-    train_loader, val_loader, sampler, classes = make_loaders(cfg, info, tricks)
+    loaders = make_loaders(cfg, info, tricks)
+    train_loader, val_loader, sampler, classes = loaders
     steps_per_epoch = len(train_loader)
     ctx = TrainContext(
         num_classes=len(classes), world_size=info.world_size, device=info.device,
@@ -320,8 +180,14 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
     criterion = nn.CrossEntropyLoss(**tricks.loss_kwargs())
     train_model: nn.Module = model
     if info.distributed:
+        # Gradients as views into DDP's all-reduce buckets: no copy in and out of them
+        # (and less memory). A static graph (the same parameters used every step, true of
+        # every model and trick here: stochastic depth scales branches, never skips them)
+        # lets DDP skip its per-step search for unused parameters; not under compile,
+        # whose DDP optimizer splits the graph at buckets itself.
         train_model = DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            gradient_as_bucket_view=True, static_graph=not cfg.compile,
         )
     if cfg.compile:
         # Compiled outside DDP, as PyTorch recommends (its DDP optimizer splits the graph
@@ -355,6 +221,7 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
             "steps_per_epoch": steps_per_epoch,
             "tricks": tricks.describe(),
             "channels_last": channels_last,  # model.channels_last as resolved here
+            "input": loaders.describe(),  # data.decode and workers as resolved here
         })
         log.info(
             "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "

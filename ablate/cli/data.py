@@ -121,17 +121,21 @@ def to_lmdb(
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace a DST converted from other files")] = False,
     workers: Workers = 8,
+    max_side: Annotated[int | None, typer.Option(
+        "--max-side", min=1, help="re-encode images whose longer side exceeds N to N "
+        "(JPEG quality 90; recorded in the metadata): a faster loader at ~256-350")] = None,
 ) -> None:
     """Convert ImageFolder trees to single-file LMDBs the trainer reads as format: lmdb.
 
-    The image files are stored as they are (no re-encoding), in ImageFolder's order, with
-    its labels and class list. Safe to interrupt: run it again to continue."""
+    The image files are stored as they are (re-encoded only when larger than --max-side),
+    in ImageFolder's order, with its labels and class list. Safe to interrupt: run it
+    again to continue."""
     from zoo.data.lmdb_convert import convert
     from zoo.errors import ZooError
 
     try:
         results = convert(src, dst, skip_bad=skip_bad, overwrite=overwrite, workers=workers,
-                          progress=_rate_progress)
+                          max_side=max_side, progress=_rate_progress)
     except KeyboardInterrupt:
         fail("interrupted; the images written so far are kept in the .partial file next to "
              "DST: run the same command again to continue", code=130)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -182,11 +183,38 @@ def fingerprint(classes: Sequence[str], images: Iterable[SourceImage]) -> str:
     return h.hexdigest()
 
 
-def _read_checked(img: SourceImage) -> tuple[bytes | None, str | None]:
-    """The file's bytes if they decode as an image the way the trainer decodes them."""
+#: JPEG quality of images re-encoded by ``max_side`` (FFCV's ImageNet files use 90).
+SHRINK_QUALITY = 90
+
+
+def shrink_image(data: bytes, max_side: int) -> bytes:
+    """``data`` re-encoded with its longer side at most ``max_side`` (antialiased
+    bilinear, as the trainer resizes; a JPEG stays a JPEG at quality 90, anything else
+    becomes a PNG, lossless), or unchanged when it is no larger. Decoding 4x fewer pixels
+    is most of what storing ImageNet at 256-350 px saves a loader (FFCV does it)."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        if max(width, height) <= max_side:
+            return data
+        fmt = "JPEG" if img.format == "JPEG" else "PNG"
+        scale = max_side / max(width, height)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = img.convert("RGB" if img.mode not in ("L", "RGB") else img.mode)
+        out = io.BytesIO()
+        rgb.resize(size, Image.Resampling.BILINEAR).save(
+            out, fmt, **({"quality": SHRINK_QUALITY} if fmt == "JPEG" else {}))
+        return out.getvalue()
+
+
+def _read_checked(img: SourceImage, max_side: int | None = None
+                  ) -> tuple[bytes | None, str | None]:
+    """The file's bytes (re-encoded to ``max_side`` if larger) if they decode as an image
+    the way the trainer decodes them."""
     try:
         with open(img.path, "rb") as f:
             data = f.read()
+        if max_side is not None:
+            data = shrink_image(data, max_side)
         decode_rgb(data)
     except Exception as exc:  # PIL raises many types for a bad file
         return None, describe_error(exc)
@@ -236,10 +264,11 @@ class _State:
     label_counts: list[int] = field(default_factory=list)
     encoded_bytes: int = 0
 
-    def to_json(self, classes: list[str], prefix: str, skip_bad: bool) -> bytes:
+    def to_json(self, classes: list[str], prefix: str, skip_bad: bool,
+                max_side: int | None = None) -> bytes:
         return json.dumps({
             "version": FORMAT_VERSION, "classes": classes, "prefix_fingerprint": prefix,
-            "skip_bad": skip_bad, "next": self.next, "written": self.written,
+            "skip_bad": skip_bad, "max_side": max_side, "next": self.next, "written": self.written,
             "skipped": self.skipped, "label_counts": self.label_counts,
             "encoded_bytes": self.encoded_bytes,
         }).encode()
@@ -255,7 +284,8 @@ def _open_writer(partial: Path, map_size: int) -> lmdb.Environment:
 
 
 def _resume(partial: Path, fd: int, map_size: int, classes: list[str],
-            images: Sequence[SourceImage], skip_bad: bool) -> tuple[lmdb.Environment, _State]:
+            images: Sequence[SourceImage], skip_bad: bool, max_side: int | None = None
+            ) -> tuple[lmdb.Environment, _State]:
     """Open ``partial``: continue what it holds if it matches the source, else start over."""
     if os.fstat(fd).st_size > 0:
         env = None
@@ -270,6 +300,7 @@ def _resume(partial: Path, fd: int, map_size: int, classes: list[str],
                     and prog["classes"] == classes and 0 < prog["next"] <= len(images)
                     and entries == prog["written"] + 1
                     and (skip_bad or not prog["skipped"])
+                    and prog.get("max_side") == max_side
                     and prog["prefix_fingerprint"] == fingerprint(classes, images[:prog["next"]])):
                 return env, _State(prog["next"], prog["written"], list(prog["skipped"]),
                                    list(prog["label_counts"]), prog["encoded_bytes"])
@@ -311,6 +342,7 @@ def convert_tree(
     dst: str | Path,
     *,
     skip_bad: bool = False,
+    max_side: int | None = None,
     workers: int = DEFAULT_WORKERS,
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
@@ -321,7 +353,11 @@ def convert_tree(
 
     A corrupt or non-image file (one with an image extension that does not decode)
     stops the conversion with :class:`BadImageError` naming it, after committing the
-    records before it; with ``skip_bad`` it is left out and listed in the result."""
+    records before it; with ``skip_bad`` it is left out and listed in the result. With
+    ``max_side``, images larger than that are re-encoded once (:func:`shrink_image`) and
+    the metadata records it (``max_side``)."""
+    if max_side is not None and max_side < 1:
+        raise ConversionError(f"--max-side: must be at least 1, got {max_side}")
     src, dst = Path(src), Path(dst)
     classes, images = scan_tree(src)
     source_fp = fingerprint(classes, images)
@@ -329,7 +365,8 @@ def convert_tree(
         raise ConversionError(f"{dst}: is a directory; give the .lmdb file to write")
     if dst.exists():
         meta = _existing(dst)
-        if meta is not None and meta.get("source_fingerprint") == source_fp:
+        if (meta is not None and meta.get("source_fingerprint") == source_fp
+                and meta.get("max_side") == max_side):
             return _result(src, dst, meta, 0.0, written=False)
         if not overwrite:
             what = "a conversion of other files" if meta else "not a complete image LMDB"
@@ -342,13 +379,16 @@ def convert_tree(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ConversionError(f"{partial}: another conversion is writing it") from None
-        env, state = _resume(partial, fd, _map_size(images), classes, images, skip_bad)
+        env, state = _resume(partial, fd, _map_size(images), classes, images, skip_bad,
+                             max_side)
         try:
             resumed_from = state.next
             t0 = time.perf_counter()
             _write(env, src, classes, images, state, skip_bad, workers,
-                   progress or _no_progress, progress_label or dst.name, commit_records)
+                   progress or _no_progress, progress_label or dst.name, commit_records,
+                   max_side)
             meta = _meta(src, classes, state, source_fp, len(images))
+            meta["max_side"] = max_side
             with env.begin(write=True) as txn:
                 txn.delete(PROGRESS_KEY)
                 txn.put(META_KEY, json.dumps(meta, indent=1).encode(), append=True)
@@ -366,7 +406,8 @@ def convert_tree(
 
 def _write(env: lmdb.Environment, src: Path, classes: list[str],
            images: Sequence[SourceImage], state: _State, skip_bad: bool, workers: int,
-           progress: ProgressFactory, label: str, commit_records: int) -> None:
+           progress: ProgressFactory, label: str, commit_records: int,
+           max_side: int | None = None) -> None:
     digits = max(KEY_DIGITS, len(str(max(len(images) - 1, 0))))
     h = _hasher(classes)
     for img in images[:state.next]:
@@ -376,13 +417,13 @@ def _write(env: lmdb.Environment, src: Path, classes: list[str],
 
     def commit() -> None:
         nonlocal batch_bytes
-        _commit(env, batch, state.to_json(classes, h.copy().hexdigest(), skip_bad))
+        _commit(env, batch, state.to_json(classes, h.copy().hexdigest(), skip_bad, max_side))
         batch_bytes = 0
 
     todo = images[state.next:]
     with progress(label, len(images), state.next) as advance:
-        for img, (data, error) in zip(todo, ordered_map(_read_checked, todo, workers),
-                                      strict=True):
+        read = functools.partial(_read_checked, max_side=max_side)
+        for img, (data, error) in zip(todo, ordered_map(read, todo, workers), strict=True):
             if data is None:
                 if not skip_bad:
                     commit()  # keep the work before it; a rerun continues from here

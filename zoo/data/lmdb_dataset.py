@@ -32,7 +32,7 @@ import lmdb
 import torch
 from torch.utils.data import Dataset
 
-from zoo.data.decode import decode_rgb
+from zoo.data.decode import BAD_IMAGE_FIX, Encoded, decode_rgb
 from zoo.errors import ConfigError, ZooError
 
 FORMAT_NAME = "zoo-image-lmdb"
@@ -261,8 +261,11 @@ class LmdbDataset(Dataset):
         path: str | Path,
         transform: Callable[[Any], Any] | None = None,
         target_transform: Callable[[Any], Any] | None = None,
+        encoded: bool = False,
     ) -> None:
         self.path = str(path)
+        #: Items are the undecoded bytes (``zoo.data.datasets.Encoded``, the ``gpu`` path).
+        self.encoded = encoded
         self.transform = transform
         self.target_transform = target_transform
         meta = read_meta(self.path)
@@ -319,7 +322,11 @@ class LmdbDataset(Dataset):
             magic, version, _, path_len, label = _unpack_header(value)
             if magic != RECORD_MAGIC or version != RECORD_VERSION:
                 raise ValueError("bad record header")
-            return decode_rgb(value[RECORD_HEADER.size + path_len:]), label
+            image = value[RECORD_HEADER.size + path_len:]
+            if self.encoded:
+                source = f"{self.path}: record {key.decode()}"
+                return Encoded(bytes(image), source), label  # type: ignore[return-value]
+            return decode_rgb(image), label
         except Exception as exc:
             raise self._bad_record(key, value, exc) from None
 
@@ -331,7 +338,7 @@ class LmdbDataset(Dataset):
             rec = parse_record(value)
         except ValueError as err:
             return BadRecordError(f"{where}: {err}")
-        return BadRecordError(f"{where} ({rec.path}): {describe_error(exc)}")
+        return BadRecordError(f"{where} ({rec.path}): {describe_error(exc)}; {BAD_IMAGE_FIX}")
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
         img, label = self.load(index)

@@ -27,8 +27,13 @@ from zoo.config import DataConfig
 TransformHook = Callable[[list[Any], list[Any]], tuple[list[Any], list[Any]]]
 
 
-def train_transform(cfg: DataConfig, hook: TransformHook | None = None) -> v2.Compose:
-    """ImageNet preset: RandomResizedCrop + flip. Small preset: pad size/8, random crop, flip."""
+def train_transform(cfg: DataConfig, hook: TransformHook | None = None,
+                    device_normalize: bool = False) -> v2.Compose:
+    """ImageNet preset: RandomResizedCrop + flip. Small preset: pad size/8, random crop, flip.
+
+    With ``device_normalize`` and no float ops from the tricks (``post``), the pipeline ends
+    on uint8: the batch crosses to the device as bytes and is normalised there
+    (:mod:`zoo.data.device`, the same arithmetic as :class:`FloatNormalize`)."""
     size = cfg.image_size
     ops: list[Any] = [ImageTensor()]
     if cfg.preset == "imagenet":
@@ -40,15 +45,24 @@ def train_transform(cfg: DataConfig, hook: TransformHook | None = None) -> v2.Co
     post: list[Any] = []
     if hook is not None:
         ops, post = hook(ops, post)
+    if device_normalize and not post:
+        return v2.Compose(ops)
     return v2.Compose([*ops, FloatNormalize(cfg.mean, cfg.std), *post])
 
 
-def eval_transform(cfg: DataConfig) -> v2.Compose:
-    """ImageNet preset: resize to size/0.875, centre crop. Small preset: resize to size."""
-    size = cfg.image_size
-    resize = round(size / 0.875) if cfg.preset == "imagenet" else size
-    return v2.Compose([ImageTensor(), v2.Resize(resize, antialias=True), v2.CenterCrop(size),
-                       FloatNormalize(cfg.mean, cfg.std)])
+def eval_resize(cfg: DataConfig) -> int:
+    """The shorter side evaluation resizes to before its centre crop."""
+    return round(cfg.image_size / 0.875) if cfg.preset == "imagenet" else cfg.image_size
+
+
+def eval_transform(cfg: DataConfig, device_normalize: bool = False) -> v2.Compose:
+    """ImageNet preset: resize to size/0.875, centre crop. Small preset: resize to size.
+    With ``device_normalize`` it ends on uint8 (see :func:`train_transform`)."""
+    ops = [ImageTensor(), v2.Resize(eval_resize(cfg), antialias=True),
+           v2.CenterCrop(cfg.image_size)]
+    if device_normalize:
+        return v2.Compose(ops)
+    return v2.Compose([*ops, FloatNormalize(cfg.mean, cfg.std)])
 
 
 class ImageTensor:

@@ -97,6 +97,14 @@ class Lookahead(torch.optim.Optimizer):
         super().__init__(optimizer.param_groups, optimizer.defaults)
         self.param_groups = optimizer.param_groups  # the same dicts: lr changes reach both
         self.state = optimizer.state
+        # GradScaler's fast path: with an inner optimizer that takes the scaler's found-inf
+        # flag on the device (SGD with fused=True, as zoo builds it on CUDA), GradScaler
+        # hands the flag to this wrapper (``found_inf``/``grad_scale`` attributes) and this
+        # passes it on. Without it GradScaler checks the flag with .item(), a host sync per
+        # step. The slow update then runs every k calls of step, a skipped (inf) step
+        # counting as one of the k: knowing which steps were skipped would take the sync.
+        self._step_supports_amp_scaling = bool(
+            getattr(optimizer, "_step_supports_amp_scaling", False))
         for group in self.param_groups:
             group.setdefault("lookahead_k", k)
             group.setdefault("lookahead_alpha", alpha)
@@ -106,7 +114,14 @@ class Lookahead(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> Any:  # type: ignore[override]
-        loss = self.optimizer.step(closure)
+        handed = [a for a in ("grad_scale", "found_inf") if hasattr(self, a)]
+        for name in handed:  # from GradScaler (see __init__), for the inner optimizer
+            setattr(self.optimizer, name, getattr(self, name))
+        try:
+            loss = self.optimizer.step(closure)
+        finally:
+            for name in handed:
+                delattr(self.optimizer, name)
         for group in self.param_groups:
             group["lookahead_step"] += 1
             if group["lookahead_step"] % group["lookahead_k"] == 0:

@@ -2,9 +2,16 @@
 (Polyak & Juditsky 1992, "Acceleration of Stochastic Approximation by Averaging"; as in
 Tan & Le 2019, EfficientNet, with decay 0.9999).
 
-After every optimizer step ``ema = d * ema + (1 - d) * w`` over parameters and buffers (BN
-statistics), with ``torch.optim.swa_utils.AveragedModel``; the first update copies the
-weights. ``d`` is ``decay``, or with ``warmup`` the rule of TensorFlow's
+After every optimizer step ``ema = d * ema + (1 - d) * w`` over parameters and float
+buffers (BN statistics), in one ``foreach`` lerp; integer buffers (BN's
+``num_batches_tracked``) are copied, in one ``foreach`` copy (as timm's ModelEmaV3 does; a
+counter has no average). The average is a ``torch.optim.swa_utils.AveragedModel`` (its
+module and ``n_averaged`` are the checkpointed state), made at the first step from the
+model as it trains then (after every surgery and in its memory format, so channels_last
+when the model is: lerp between NCHW and NHWC copies would be strided), with
+``n_averaged`` on the model's device: its own ``update_parameters`` compares the counter on
+the host and copies it to the device every step, a host sync per step on a GPU. The first
+update copies the weights. ``d`` is ``decay``, or with ``warmup`` the rule of TensorFlow's
 ``ExponentialMovingAverage(num_updates=...)`` that EfficientNet's reference code uses:
 the k-th average after the copy takes ``d = min(decay, (1 + k) / (10 + k))``, so a short
 run averages its recent weights instead of its starting ones. Validation scores the
@@ -63,6 +70,11 @@ class Ema(Trick):
     def __init__(self, params: EmaParams) -> None:
         super().__init__(params)
         self.ema: AveragedModel | None = None
+        self.applied = False
+        #: A checkpoint's average, loaded when the average is made (at the first step).
+        self.pending: dict[str, Any] = {}
+        #: (average's floats, model's floats, average's integers, model's integers).
+        self.pairs: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
         #: Averages after the initial copy (AveragedModel.n_averaged - 1, kept on the host:
         #: reading n_averaged from the device would sync every step).
         self.averages = 0
@@ -74,49 +86,78 @@ class Ema(Trick):
             raise ConfigError(f"tricks.ema.decay: must be in (0, 1), got {params.decay}")
 
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
-        from torch.optim.swa_utils import AveragedModel
-
-        self.ema = AveragedModel(model, multi_avg_fn=self._average, use_buffers=True)
+        self.applied = True  # the average itself is made at the first step (see above)
         return model
 
-    def _average(self, ema: list[Any], current: list[Any], _n: Any) -> None:
-        """AveragedModel's ``multi_avg_fn``: ``ema = d * ema + (1 - d) * current``."""
+    def _build(self, model: nn.Module) -> None:
         import torch
+        from torch.optim.swa_utils import AveragedModel
 
-        d = ema_decay(self.params.decay, self.averages, self.params.warmup)
-        with torch.no_grad():
-            if torch.is_floating_point(ema[0]) or torch.is_complex(ema[0]):
-                torch._foreach_lerp_(ema, current, 1 - d)
-            else:  # integer buffers (BN's num_batches_tracked), as torch's EMA does
-                for e, c in zip(ema, current, strict=True):
-                    e.copy_(e * d + c * (1 - d))
+        device = next(model.parameters()).device
+        self.ema = AveragedModel(model, device=device, use_buffers=True)
+        for p in self.ema.parameters():
+            p.grad = None  # the copy took the model's gradients along
+            p.requires_grad_(False)
+        if self.pending:
+            self.ema.load_state_dict(self.pending)
+            self.pending = {}
+        ema = [*self.ema.module.parameters(), *self.ema.module.buffers()]
+        cur = [*model.parameters(), *model.buffers()]
+        floats = [i for i, t in enumerate(ema) if torch.is_floating_point(t)]
+        ints = [i for i in range(len(ema)) if i not in set(floats)]
+        self.pairs = ([ema[i] for i in floats], [cur[i].detach() for i in floats],
+                      [ema[i] for i in ints], [cur[i].detach() for i in ints])
 
     def after_step(self, model: nn.Module) -> None:
-        if self.ema is not None:
-            if self.started:
+        if not self.applied:
+            return
+        import torch
+
+        if self.ema is None:
+            self._build(unwrap(model))
+        assert self.ema is not None
+        ema_f, cur_f, ema_i, cur_i = self.pairs
+        with torch.no_grad():
+            if not self.started:
+                torch._foreach_copy_(ema_f + ema_i, cur_f + cur_i)
+            else:
                 self.averages += 1  # this update averages (the first one copies)
-            self.ema.update_parameters(unwrap(model))
-            self.started = True
+                d = ema_decay(self.params.decay, self.averages, self.params.warmup)
+                torch._foreach_lerp_(ema_f, cur_f, 1 - d)
+                if ema_i:
+                    torch._foreach_copy_(ema_i, cur_i)
+            self.ema.n_averaged += 1  # on the device: queued, no sync
+        self.started = True
 
     def eval_model(self, model: nn.Module) -> nn.Module:
-        if self.ema is None or int(self.ema.n_averaged) == 0:
+        if not self.started:
             return model
+        if self.ema is None:  # a checkpoint's average, evaluated before any step
+            self._build(unwrap(model))
+        assert self.ema is not None
         from zoo.distributed import broadcast_buffers
 
         broadcast_buffers(self.ema.module)  # every shard scored with rank 0's statistics
         return self.ema.module
 
     def state_dict(self) -> dict[str, Any]:
-        return {} if self.ema is None else self.ema.state_dict()
+        return dict(self.pending) if self.ema is None else self.ema.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.ema is not None and state:
+        if not self.applied or not state:
+            return
+        if self.ema is None:
+            self.pending = dict(state)  # loaded when the average is made
+        else:
             self.ema.load_state_dict(state)
-            updates = int(self.ema.n_averaged)
-            self.started, self.averages = updates > 0, max(updates - 1, 0)
+        updates = int(state["n_averaged"])
+        self.started, self.averages = updates > 0, max(updates - 1, 0)
 
     def audit(self) -> Audit:
-        updates = 0 if self.ema is None else int(self.ema.n_averaged)
+        if self.ema is None:
+            updates = int(self.pending["n_averaged"]) if self.pending else 0
+        else:
+            updates = int(self.ema.n_averaged)
         p = self.params
         share = start_share(p.decay, max(updates - 1, 0), p.warmup)
         warm = ", warmup" if p.warmup else ""
