@@ -58,7 +58,7 @@ from zoo.tricks import (  # noqa: F401  (each module registers its trick)
     trivialaugment,
     zero_gamma,
 )
-from zoo.tricks.base import Audit, NoParams, TrainContext, Trick
+from zoo.tricks.base import Audit, NoParams, Resolved, RunFacts, TrainContext, Trick
 from zoo.tricks.registry import (
     TrickSet,
     get_trick,
@@ -71,6 +71,8 @@ from zoo.tricks.registry import (
 __all__ = [
     "Audit",
     "NoParams",
+    "Resolved",
+    "RunFacts",
     "TrainContext",
     "Trick",
     "TrickSet",
