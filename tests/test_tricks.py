@@ -517,7 +517,7 @@ def _blocks(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
 
 
 @pytest.mark.parametrize(("model_name", "n_blocks"), [("resnet20", 9), ("resnet18", 8),
-                                                      ("resnet50", 16)])
+                                                      ("resnet18_cifar", 8), ("resnet50", 16)])
 def test_zero_gamma_zeroes_exactly_the_last_bn_of_each_residual_block(
     model_name: str, n_blocks: int
 ) -> None:
@@ -588,7 +588,7 @@ def _x(n: int = 2, size: int = 8) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(7))
 
 
-@pytest.mark.parametrize(("model_name", "expected"), [("resnet18", 12), ("resnet50", 13)])
+@pytest.mark.parametrize(("model_name", "expected"), [("resnet18_cifar", 12), ("resnet50", 13)])
 def test_deformable_conv_starts_as_the_plain_network(model_name: str, expected: int) -> None:
     torch.manual_seed(0)
     plain = create_model(model_name, num_classes=10).eval()
@@ -601,7 +601,7 @@ def test_deformable_conv_starts_as_the_plain_network(model_name: str, expected: 
     model = ts.apply_model(copy.deepcopy(plain), _ctx()).eval()
     deform = [m for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
     assert len(deform) == expected
-    size = 8 if model_name == "resnet18" else 32
+    size = 8 if model_name == "resnet18_cifar" else 32
     x = _x(2, size)
     assert torch.allclose(model(x), plain(x), atol=1e-4, rtol=1e-4)
     model.train()
@@ -618,8 +618,8 @@ def test_deformable_conv_macs_are_the_plain_networks_plus_the_offset_convolution
     deformable convolutions as zero."""
     from zoo.measure import count_macs
 
-    plain = create_model("resnet18", num_classes=10).eval()
-    model = TrickSet({"deformable_conv": None}, "resnet18").apply_model(
+    plain = create_model("resnet18_cifar", num_classes=10).eval()
+    model = TrickSet({"deformable_conv": None}, "resnet18_cifar").apply_model(
         copy.deepcopy(plain), _ctx()).eval()
     outputs: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, _, out: outputs.__setitem__(mod, out.shape))

@@ -5,7 +5,7 @@ a new test; Composer's ``tests/algorithms/test_algorithms_train.py`` in spirit).
 In-process (``zoo.train.run``) and tiny: 20 digits images (2 per class), batch 8, so one
 epoch is two steps; epoch 1 ends in a checkpoint and the session stops, a second session
 resumes it for epoch 2. Each trick runs on the smallest model that can take it: ResNet-20
-at 8 px, else the small-input ResNet-18 at 8 px, else ResNet-50 at 32 px.
+at 8 px, else the small-input ResNet-18 (resnet18_cifar) at 8 px, else ResNet-50 at 32 px.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from zoo.train import run
 from zoo.tricks import list_tricks, validate_tricks
 
 #: The smallest model (and input size) each trick is tried on, in this order.
-MODELS = (("resnet20", 8), ("resnet18", 8), ("resnet50", 32))
+MODELS = (("resnet20", 8), ("resnet18_cifar", 8), ("resnet50", 32))
 STEPS_PER_EPOCH = 2
 
 
