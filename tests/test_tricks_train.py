@@ -5,7 +5,9 @@ a new test; Composer's ``tests/algorithms/test_algorithms_train.py`` in spirit).
 In-process (``zoo.train.run``) and tiny: 20 digits images (2 per class), batch 8, so one
 epoch is two steps; epoch 1 ends in a checkpoint and the session stops, a second session
 resumes it for epoch 2. Each trick runs on the smallest model that can take it: ResNet-20
-at 8 px, else the small-input ResNet-18 (resnet18_cifar) at 8 px, else ResNet-50 at 32 px.
+at 8 px, else the small-input ResNet-18 (resnet18_cifar) at 8 px, else the standard
+ResNet-18 at 32 px, else ResNet-50 at 32 px. Tricks that need parameters get them from
+``PARAMS`` (distillation's teacher is a finished one-epoch run on the same data).
 """
 
 from __future__ import annotations
@@ -27,8 +29,13 @@ from zoo.train import run
 from zoo.tricks import list_tricks, validate_tricks
 
 #: The smallest model (and input size) each trick is tried on, in this order.
-MODELS = (("resnet20", 8), ("resnet18_cifar", 8), ("resnet50", 32))
+MODELS = (("resnet20", 8), ("resnet18_cifar", 8), ("resnet18", 32), ("resnet50", 32))
 STEPS_PER_EPOCH = 2
+#: Parameters a trick needs to run here (placeholders filled in by ``_params``).
+PARAMS: dict[str, dict[str, Any]] = {
+    "distillation": {"teacher": "<teacher>", "temperature": 4.0},
+    "train_resolution": {"size": 6},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -49,28 +56,44 @@ def tiny_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def teacher(tiny_digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished one-epoch ResNet-20 run on the same images, for distillation."""
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    cfg = digits_config(tiny_digits, data__image_size=8, batch_size=8, epochs=1, log_every=1)
+    assert run(build_config(cfg), out) == 0
+    return out
+
+
+def _params(trick: str, teacher: Path | None = None) -> dict[str, Any]:
+    return {k: (str(teacher) if v == "<teacher>" else v)
+            for k, v in PARAMS.get(trick, {}).items()}
+
+
 def _model_for(trick: str) -> tuple[str, int]:
     for model, size in MODELS:
         try:
-            validate_tricks({trick: {}}, model)
+            validate_tricks({trick: _params(trick, Path("."))}, model)
         except ConfigError:
             continue
         return model, size
     raise AssertionError(f"no test model takes trick '{trick}'")
 
 
-def _config(data: Path, trick: str) -> dict[str, Any]:
+def _config(data: Path, trick: str, teacher: Path | None = None) -> dict[str, Any]:
     model, size = _model_for(trick)
     return digits_config(
         data, model=model, data__image_size=size, batch_size=8, epochs=2, log_every=1,
-        tricks={trick: {}}, optim__lr=0.02,
+        tricks={trick: _params(trick, teacher)}, optim__lr=0.02,
     )
 
 
 @pytest.mark.parametrize("trick", list_tricks())
 def test_trick_trains_resumes_and_reports_its_audit(trick: str, tiny_digits: Path,
-                                                    tmp_path: Path) -> None:
-    cfg = build_config(_config(tiny_digits, trick))
+                                                    tmp_path: Path,
+                                                    request: pytest.FixtureRequest) -> None:
+    teacher = request.getfixturevalue("teacher") if trick == "distillation" else None
+    cfg = build_config(_config(tiny_digits, trick, teacher))
     out = tmp_path / "run"
     assert run(cfg, out, stop_after=1) == 0
     assert (out / rundir.CHECKPOINT).exists() and not (out / rundir.RESULT).exists()

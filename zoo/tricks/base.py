@@ -139,10 +139,10 @@ class Trick:
     #: Acts per step, so it takes ``until_epoch`` (see the module doc).
     stoppable: ClassVar[bool] = False
 
-    def __init__(self, params: Any, until_epoch: int | None = None) -> None:
+    def __init__(self, params: Any) -> None:
         self.params = params
-        #: Last epoch the per-step hooks act in (None: every epoch).
-        self.until_epoch = until_epoch
+        #: Last epoch the per-step hooks act in (None: every epoch); set by the registry.
+        self.until_epoch: int | None = None
 
     def active(self, epoch: int) -> bool:
         """Whether the per-step hooks act in ``epoch`` (``until_epoch``)."""
@@ -253,3 +253,28 @@ def unwrap(model: nn.Module) -> nn.Module:
 def count_modules(model: nn.Module, types: type | tuple[type, ...]) -> int:
     """How many modules of ``model`` are instances of ``types``."""
     return sum(1 for m in model.modules() if isinstance(m, types))
+
+
+def _signature(module: nn.Module) -> tuple[Any, ...]:
+    """What decides a module's own computation apart from its weights' values."""
+    attrs = tuple(getattr(module, a, None) for a in ("stride", "kernel_size", "padding",
+                                                      "groups", "p", "drop_prob"))
+    shapes = tuple(tuple(t.shape) for t in module.parameters(recurse=False))
+    return (type(module).__name__, attrs, shapes)
+
+
+def changed_modules(model: nn.Module, ctx: TrainContext, options: Any) -> int:
+    """How many modules of ``model`` differ (in type, shape or stride; by name) from the
+    model built as ``ctx`` describes without the model ``options`` of one trick: the
+    observed effect of an option trick. The reference is built on the meta device, so it
+    costs no memory and no arithmetic."""
+    import torch
+
+    from zoo.models import create_model
+
+    without = {k: v for k, v in ctx.model_options.items() if k not in options}
+    with torch.device("meta"):
+        reference = create_model(ctx.model_name, num_classes=ctx.num_classes, **without)
+    ours = {n: _signature(m) for n, m in model.named_modules()}
+    ref = {n: _signature(m) for n, m in reference.named_modules()}
+    return sum(1 for n in ours.keys() | ref.keys() if ours.get(n) != ref.get(n))

@@ -78,8 +78,11 @@ def parse_until_epoch(name: str, raw: Mapping[str, Any] | None) -> int | None:
 
 def _build(tricks: Mapping[str, Any]) -> list[Trick]:
     """Instances of the tricks of a config, sorted by (order, name)."""
-    built = [get_trick(n)(parse_params(n, raw), parse_until_epoch(n, raw))
-             for n, raw in tricks.items()]
+    built = []
+    for name, raw in tricks.items():
+        trick = get_trick(name)(parse_params(name, raw))
+        trick.until_epoch = parse_until_epoch(name, raw)
+        built.append(trick)
     return sorted(built, key=lambda t: (t.order, t.name))
 
 
