@@ -197,13 +197,13 @@ def _seed_worker(base_seed: int, worker_id: int) -> None:
 def make_loaders(
     cfg: RunConfig, info: DistInfo, tricks: TrickSet
 ) -> tuple[DataLoader, DataLoader, EpochKeys, list[str]]:
-    # The tricks may train at another size than the evaluation's (train_resolution).
+    # The tricks may train at another image size than the evaluation's.
     train_data = replace(cfg.data, image_size=tricks.train_image_size(cfg.data.image_size))
     train_ds, val_ds, classes = build_datasets(
         cfg.data, train_transform(train_data, tricks.transforms), eval_transform(cfg.data)
     )
     # DistributedSampler also for one process: the same seeded order in both cases; a
-    # trick may bring its own (repeated_augmentation).
+    # trick may bring its own (e.g. one that repeats images).
     sampler = EpochKeys(tricks.train_sampler(train_ds, info.world_size, info.rank, cfg.seed)
                         or DistributedSampler(
         train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed,
@@ -459,8 +459,9 @@ def _write_config(s: Session) -> None:
     rundir.write_json(s.out / rundir.CONFIG, {
         "hash": config_hash(cfg),
         "config": cfg.to_dict(),
-        # Settings the tricks derived from the config and the run (e.g. linear_lr_scaling's
-        # learning rate); the config above stays as given, so the run's hash does not move.
+        # Settings the tricks derived from the config and the run (e.g. a learning rate
+        # scaled with the global batch); the config above stays as given, so the run's
+        # hash does not move.
         "resolved": s.resolved,
         "code": rundir.code_info(),
         "env": rundir.env_info(s.info.world_size, s.info.device),

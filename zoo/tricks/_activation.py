@@ -50,5 +50,6 @@ class ActivationTrick(Trick):
             return Audit(self.name, f"{self.name}: no effect, the model's {present} "
                                     f"activations already are {self.act_class}",
                          effective=False, details=details)
-        return Audit(self.name, f"{self.name}: {changed} activations replaced by "
-                                f"{self.act_class}, {left} plain ReLU left", details=details)
+        return Audit(self.name, f"{self.name}: {changed} modules changed, {present} "
+                                f"activations are {self.act_class}, {left} plain ReLU left",
+                     details=details)

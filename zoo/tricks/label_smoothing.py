@@ -31,6 +31,8 @@ class LabelSmoothing(Trick):
     touches = ("loss", "targets")
     Params = LabelSmoothingParams
     stoppable = True
+    conflicts = ("bce_loss",)
+    conflict_reason = "bce_loss replaces the cross-entropy; use bce_loss.smoothing"
 
     @classmethod
     def check(cls, params: LabelSmoothingParams) -> None:

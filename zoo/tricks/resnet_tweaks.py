@@ -73,6 +73,8 @@ class ResNetD(ModelTweak):
     name = "resnet_d"
     paper = f"{BOT}: ResNet-D"
     needs_options = ("stem", "avg_down")
+    conflicts = ("resnet_c",)
+    conflict_reason = "resnet_d includes resnet_c's deep stem"
     options: ClassVar[dict[str, Any]] = {"stem": "deep", "avg_down": True}
     what = "the deep stem and average-pooled projection shortcuts"
 
