@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LinearLR,
     LRScheduler,
+    MultiStepLR,
     SequentialLR,
 )
 
@@ -108,7 +109,7 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet,
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int
 ) -> LRScheduler:
-    """Linear warmup then cosine (or constant), stepped every iteration.
+    """Linear warmup then cosine (or constant, or step decay), stepped every iteration.
 
     The lengths come from the real number of iterations per epoch, which depends on the
     world size and the dataset, not from the config alone.
@@ -119,6 +120,10 @@ def build_scheduler(
         main: LRScheduler = CosineAnnealingLR(
             optimizer, T_max=max(1, total - warmup), eta_min=cfg.schedule.min_lr
         )
+    elif cfg.schedule.name == "step":
+        # At 1/4, 1/2, 3/4 of the whole run; the main schedule counts from warmup's end.
+        milestones = sorted({max(1, round(total * k / 4) - warmup) for k in (1, 2, 3)})
+        main = MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     else:
         main = ConstantLR(optimizer, factor=1.0, total_iters=0)
     if warmup <= 0:
