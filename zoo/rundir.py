@@ -59,21 +59,23 @@ def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` atomically; a full disk is a :class:`ZooError` naming the path."""
+def save_checkpoint(path: Path, state: dict[str, Any], shown: Path | None = None) -> None:
+    """Write ``state`` atomically; a full disk is a :class:`ZooError` naming the path
+    (``shown``, when the file is renamed to it afterwards)."""
     from zoo.errors import ZooError
 
+    shown = path if shown is None else shown
     try:
         with atomic_open(path, "wb") as f:
             torch.save(state, f)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise ZooError(f"no space left on device: {path}; free space and run again "
+            raise ZooError(f"no space left on device: {shown}; free space and run again "
                            f"to resume from the last checkpoint") from None
         raise
     except RuntimeError as exc:  # torch.save's zip writer reports a full disk this way
         if "No space left on device" in str(exc) or "file write failed" in str(exc):
-            raise ZooError(f"no space left on device: {path}; free space and run again "
+            raise ZooError(f"no space left on device: {shown}; free space and run again "
                            f"to resume from the last checkpoint") from None
         raise
 
@@ -86,7 +88,7 @@ def save_checkpoint_keeping_previous(run_dir: Path, state: dict[str, Any]) -> No
     run_dir = Path(run_dir)
     path, prev = run_dir / CHECKPOINT, run_dir / PREVIOUS_CHECKPOINT
     tmp = run_dir / f".{CHECKPOINT}.new"
-    save_checkpoint(tmp, state)
+    save_checkpoint(tmp, state, shown=path)
     if path.exists():
         os.replace(path, prev)
     os.replace(tmp, path)
