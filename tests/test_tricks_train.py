@@ -152,3 +152,66 @@ def test_combined_tricks_resume_exactly_like_an_uninterrupted_run(
     mixing = {a["trick"]: a["details"]["batches"] for a in whole["audit"]
               if a["trick"] in ("mixup", "cutmix")}
     assert sum(mixing.values()) == 2 * STEPS_PER_EPOCH
+
+
+# --------------------------------------------------------------------------- the studies
+
+
+@pytest.mark.parametrize(("study", "runs"), [("bag_of_tricks", 9 * 3), ("rsb_a2", 7 * 3)])
+def test_recipe_studies_validate_in_a_dry_run(study: str, runs: int, tiny_digits: Path,
+                                              tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ablate.cli import app
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("IMAGENET", str(tiny_digits))  # any train/ and val/ trees
+    db = tmp_path / "none.db"
+    res = CliRunner().invoke(app, ["run", str(ROOT / "studies" / f"{study}.yaml"),
+                                   "--dry-run", "--db", f"sqlite:///{db}"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("to do") == runs
+    assert not db.exists()
+
+
+def test_digits_recipes_study_runs_end_to_end_and_reports(digits_dir: Path,
+                                                          tmp_path: Path) -> None:
+    """bce_loss (on mixup targets), distillation from a finished digits run and repeated
+    augmentation, through ``ablate run`` and ``ablate report``."""
+    import sqlite3
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    teacher = tmp_path / "teacher"
+    assert run(build_config(digits_config(digits_dir, epochs=2)), teacher) == 0
+    db = f"sqlite:///{tmp_path / 'results.db'}"
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "DIGITS": str(digits_dir),
+           "TEACHER": str(teacher)}
+
+    def ablate(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=1800)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    out = ablate("run", str(ROOT / "studies" / "digits_recipes.yaml"), "--db", db,
+                 "--runs-dir", str(tmp_path / "runs"))
+    assert "4 trained, 0 reused, 0 failed" in out
+    report = ablate("report", "digits_recipes", "--db", db)
+    for name in ("BCE on mixup targets", "distillation", "repeated augmentation"):
+        assert name in report
+    with sqlite3.connect(tmp_path / "results.db") as con:
+        hashes = [h for (h,) in con.execute("select hash from run")]
+    audits = {}
+    for h in hashes:
+        (run_dir,) = (tmp_path / "runs").glob(f"**/{h}*")
+        result = read_result(run_dir)
+        assert result["status"] == "succeeded"
+        audits.update({a["trick"]: a for a in result["audit"]})
+    assert set(audits) == {"bce_loss", "mixup", "distillation", "repeated_augmentation"}
+    assert all(a["effective"] for a in audits.values()), audits
+    # mixup stopped after epoch 2 of 3: 2 of the 3 epochs' batches had soft targets.
+    assert audits["bce_loss"]["details"]["soft"] * 3 == audits["bce_loss"]["details"]["steps"] * 2
