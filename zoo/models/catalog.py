@@ -25,6 +25,8 @@ MOBILE_OPTIONS = ("act", "drop_rate")
 
 HE_2016 = "He et al. 2016, Deep Residual Learning for Image Recognition (CVPR)"
 HE_2016_IDENTITY = "He et al. 2016, Identity Mappings in Deep Residual Networks (ECCV)"
+BOT_2019 = ("He et al. 2019, Bag of Tricks for Image Classification with Convolutional "
+            "Neural Networks (CVPR)")
 REGNET = "Radosavovic et al. 2020, Designing Network Design Spaces (CVPR)"
 GHOSTNET = "Han et al. 2020, GhostNet: More Features from Cheap Operations (CVPR)"
 MOBILENET_V3 = "Howard et al. 2019, Searching for MobileNetV3 (ICCV)"
@@ -76,6 +78,14 @@ MODELS = (
     ModelInfo("resnet50", "zoo.models.resnet:resnet50", paper=HE_2016,
               reference="torchvision resnet50", ref_params_m=25.557, ref_macs_g=4.089,
               options=BOTTLENECK_OPTIONS),
+    # Bag of Tricks' ResNet-50-C/D as models (the tricks resnet_c/resnet_d give the same
+    # networks from resnet50); their stem and shortcut are fixed, so not options here.
+    ModelInfo("resnet50c", "zoo.models.resnet:resnet50c", paper=BOT_2019,
+              reference="timm resnet50c", ref_params_m=25.576, ref_macs_g=4.329,
+              options=(*RESNET_OPTIONS, "stride_1x1")),
+    ModelInfo("resnet50d", "zoo.models.resnet:resnet50d", paper=BOT_2019,
+              reference="timm resnet50d", ref_params_m=25.576, ref_macs_g=4.329,
+              options=(*RESNET_OPTIONS, "stride_1x1")),
     ModelInfo("resnet101", "zoo.models.resnet:resnet101", paper=HE_2016,
               reference="torchvision resnet101", ref_params_m=44.549, ref_macs_g=7.801,
               options=BOTTLENECK_OPTIONS),

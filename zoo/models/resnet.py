@@ -165,6 +165,19 @@ def resnet50(num_classes: int = 1000, **options: object) -> nn.Module:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, **options)  # type: ignore[arg-type]
 
 
+def resnet50c(num_classes: int = 1000, **options: object) -> nn.Module:
+    """ResNet-50-C of Bag of Tricks: the deep 3x3 stem (timm ``resnet50c``)."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, stem="deep",  # type: ignore[arg-type]
+                  **options)
+
+
+def resnet50d(num_classes: int = 1000, **options: object) -> nn.Module:
+    """ResNet-50-D of Bag of Tricks: the deep stem and average-pooled projection shortcuts
+    (timm ``resnet50d``)."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, stem="deep",  # type: ignore[arg-type]
+                  avg_down=True, **options)
+
+
 def resnet101(num_classes: int = 1000, **options: object) -> nn.Module:
     """ResNet-101 (torchvision)."""
     return ResNet(Bottleneck, (3, 4, 23, 3), num_classes, **options)  # type: ignore[arg-type]
