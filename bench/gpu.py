@@ -188,7 +188,7 @@ class Zoo:
         sync(self.s.device)
         t0 = time.perf_counter()
         train_one_epoch(self.model, batches, len(batches), self.opt, self.sched, self.scaler,
-                        nn.CrossEntropyLoss(), self.tricks, self.ctx, self.precision,
+                        self.tricks, self.ctx, self.precision,
                         epoch=self.epoch, first_step=1, log_every=20,
                         channels_last=self.channels_last)
         sync(self.s.device)  # train_one_epoch ends with a host sync anyway

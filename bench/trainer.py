@@ -26,7 +26,7 @@ with the bare loop only.
 
     .venv/bin/pip install -e '.[bench]'                     # lightning, once
     .venv/bin/python bench/trainer.py                       # resnet20 at 32 px, batch 128
-    .venv/bin/python bench/trainer.py --model resnet18 --size 64 --steps 3 --repeats 3
+    .venv/bin/python bench/trainer.py --model resnet18_cifar --size 64 --steps 3 --repeats 3
     .venv/bin/python bench/trainer.py --profile --steps 3    # where the time goes
     .venv/bin/python bench/trainer.py --model linear --size 8 --batch 32 --steps 500
     .venv/bin/python bench/trainer.py --zoo-train data/fashion-mnist --size 28 --threads 1 \
@@ -118,7 +118,7 @@ def zoo_loop(model: nn.Module, data: list[Batch], log_every: int = 20) -> float:
                        steps_per_epoch=len(data))
     t0 = time.perf_counter()
     train_one_epoch(model, data, len(data), opt, sched, precision.grad_scaler(),
-                    nn.CrossEntropyLoss(), tricks, ctx, precision, epoch=1, first_step=1,
+                    tricks, ctx, precision, epoch=1, first_step=1,
                     log_every=log_every)
     return time.perf_counter() - t0
 

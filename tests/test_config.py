@@ -215,8 +215,9 @@ from zoo.tricks import list_tricks
 planned = 0
 for path in sorted(Path("studies").glob("*.yaml")):
     planned += len(plan_study(load_study(path, check_paths=False)))
+required = {"distillation": {"teacher": "runs/teacher"}}  # no default for a path
 for trick in list_tricks():
-    build_config({"model": "resnet50", "tricks": {trick: {}}})
+    build_config({"model": "resnet50", "tricks": {trick: required.get(trick, {})}})
 build_config({"model": {"name": "resnet50", "options": {"act": "silu"}},
               "tricks": {"octconv": {"alpha": 0.25}, "mixup": {}, "cutmix": {},
                          "label_smoothing": {"smoothing": 0.1}, "ema": {}}})

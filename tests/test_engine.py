@@ -168,7 +168,7 @@ class _Recorder(TrickSet):
         super().__init__({})
         self.seen: list[nn.Module] = []
 
-    def after_backward(self, model: nn.Module) -> None:
+    def after_backward(self, model: nn.Module, epoch: int = 0) -> None:
         self.seen.append(model)
 
     def after_step(self, model: nn.Module) -> None:
@@ -189,11 +189,22 @@ def test_hooks_get_the_plain_module_of_a_compiled_model() -> None:
     precision = resolve_precision("fp32", cpu)
     stats = train_one_epoch(
         compiled, data, 2, opt, build_scheduler(opt, cfg, 2), precision.grad_scaler(),
-        nn.CrossEntropyLoss(), tricks,
+        tricks,
         TrainContext(num_classes=3, world_size=1, device=cpu, epochs=1, steps_per_epoch=2),
         precision, epoch=1, first_step=1, log_every=1)
     assert stats.steps == 2 and stats.images == 8
     assert len(tricks.seen) == 4 and all(m is model for m in tricks.seen)
+
+
+class _WithLoss(TrickSet):
+    """No tricks, and ``criterion`` as the loss of every epoch."""
+
+    def __init__(self, criterion: nn.Module) -> None:
+        super().__init__({})
+        self.loss_module = criterion
+
+    def criterion(self, ctx: object) -> object:
+        return lambda logits, targets, images: self.loss_module(logits, targets)
 
 
 class _LossLog(nn.Module):
@@ -228,7 +239,7 @@ def _epoch(criterion: nn.Module, sizes: list[int], log_every: int,
     precision = resolve_precision("fp32", cpu)
     return train_one_epoch(
         model, data, len(data), opt, build_scheduler(opt, cfg, len(data)),
-        precision.grad_scaler(), criterion, TrickSet({}),
+        precision.grad_scaler(), _WithLoss(criterion),
         TrainContext(num_classes=3, world_size=1, device=cpu, epochs=1,
                      steps_per_epoch=len(data)),
         precision, epoch=2, first_step=101, log_every=log_every,
@@ -258,3 +269,59 @@ def test_non_finite_loss_names_its_step_at_the_next_log_point() -> None:
     assert (err.value.epoch, err.value.step) == (2, 105)  # first_step 101 + 4
     assert [i for i, _ in progress] == [3]  # found at step 6's log point, not before
     assert len(criterion.values) == 6
+
+
+def test_step_schedule_divides_by_ten_at_quarters_of_the_run() -> None:
+    """He et al. 2016's ImageNet rule as Bag of Tricks' baseline runs it: lr / 10 at epochs
+    30, 60, 90 of 120 (here 1/4, 1/2, 3/4 of the iterations), after a linear warmup."""
+    epochs, steps, warmup = 8, 5, 1.0
+    cfg = RunConfig(epochs=epochs, optim=OptimConfig(lr=0.4), schedule=ScheduleConfig(
+        name="step", warmup_epochs=warmup, warmup_start_factor=0.1))
+    total, w = epochs * steps, round(warmup * steps)
+    expected = []
+    for t in range(total):
+        if t < w:
+            expected.append(0.4 * (0.1 + 0.9 * t / w))
+        else:
+            expected.append(0.4 * 0.1 ** sum(t >= total * k // 4 for k in (1, 2, 3)))
+    assert _lrs(cfg, steps) == pytest.approx(expected, rel=1e-9)
+
+
+class _Hooks(TrickSet):
+    """Records the order of the loop events it is called at."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.events: list[str] = []
+
+    def epoch_start(self, ctx: object) -> None:
+        self.events.append(f"epoch_start {ctx.epoch}")  # type: ignore[attr-defined]
+
+    def batch(self, images, targets, ctx):  # type: ignore[no-untyped-def]
+        self.events.append("batch")
+        return images, targets
+
+    def after_step(self, model: nn.Module) -> None:
+        self.events.append("after_step")
+
+    def epoch_end(self, ctx: object) -> None:
+        self.events.append(f"epoch_end {ctx.epoch}")  # type: ignore[attr-defined]
+
+
+def test_epoch_hooks_frame_the_epochs_steps() -> None:
+    from zoo.engine import train_one_epoch
+    from zoo.tricks import TrainContext
+
+    cpu = torch.device("cpu")
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    cfg = RunConfig(epochs=1)
+    tricks = _Hooks()
+    opt = build_optimizer(model, cfg, tricks)
+    data = [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]))] * 2
+    precision = resolve_precision("fp32", cpu)
+    train_one_epoch(model, data, 2, opt, build_scheduler(opt, cfg, 2), precision.grad_scaler(),
+                    tricks, TrainContext(num_classes=3, world_size=1, device=cpu, epochs=3,
+                                         steps_per_epoch=2),
+                    precision, epoch=3, first_step=5, log_every=1)
+    assert tricks.events == ["epoch_start 3", "batch", "after_step", "batch", "after_step",
+                             "epoch_end 3"]

@@ -138,7 +138,7 @@ def test_zoo_has_every_model_of_the_issue() -> None:
         "resnet50", "resnet101", "resnet50v2", "resnet101v2", "resnext50_32x4d",
         "regnetx_4.0gf", "regnety_4.0gf", "regnety_6.4gf", "resnest50", "mobilenetv1",
         "mobilenetv2", "mobilenetv3_large", "mobilenetv3_small", "ghostnet_1.0",
-        "ghostnet_1.3", "oct_resnet50", "lip_resnet50", "resnet18", "resnet20",
+        "ghostnet_1.3", "oct_resnet50", "lip_resnet50", "resnet18", "resnet18_cifar", "resnet20",
     }
     assert expected <= set(ALL)
     for name in ALL:
@@ -304,6 +304,64 @@ def test_drop_path_option_adds_stochastic_depth(name: str) -> None:
     x = torch.randn(4, 3, side(name), side(name))
     with torch.no_grad():
         assert not torch.equal(norms_eval(model)(x), model.eval()(x))
+
+
+@pytest.mark.parametrize("name", with_option("drop_path_rate"))
+def test_every_model_drops_block_l_of_L_with_rate_l_over_L(name: str) -> None:
+    """One stochastic-depth rule for every model, the paper's (Huang et al. 2016, sec. 4):
+    p_l = rate * l / L over the L residual blocks in depth order (timm's own
+    linspace(0, rate, L) would leave the first block undropped)."""
+    rate = 0.3
+    rates = drop_path_rates(meta_model(name, drop_path_rate=rate))
+    n = len(rates)
+    assert n >= 8, name
+    expected = [rate * (i + 1) / n for i in range(n)]
+    assert rates == pytest.approx(expected, rel=1e-6), name
+
+
+def test_resnet18_is_torchvisions_standard_resnet18() -> None:
+    import torchvision
+
+    ours, ref = meta_model("resnet18"), torchvision.models.resnet18()
+    assert count_params(ours) == count_params(ref) == 11_689_512
+    assert count_macs(ours, 224) == count_macs(ref, 224)
+    assert count_macs(ours, 224) / 1e9 == pytest.approx(1.814, abs=0.001)
+    assert [tuple(p.shape) for p in ours.state_dict().values()] == \
+        [tuple(p.shape) for p in ref.state_dict().values()]
+
+
+def test_resnet18_cifar_keeps_the_small_image_stem() -> None:
+    model = meta_model("resnet18_cifar", num_classes=10)
+    assert model.conv1.kernel_size == (3, 3) and model.conv1.stride == (1, 1)
+    assert isinstance(model.maxpool, nn.Identity)
+
+
+@pytest.mark.parametrize(("options", "timm_name"), [
+    ({"stem": "deep"}, "resnet50c"),
+    ({"stem": "deep", "avg_down": True}, "resnet50d"),
+])
+def test_bag_of_tricks_tweaks_match_timm_counts(options: dict[str, Any], timm_name: str) -> None:
+    import timm
+
+    ours = meta_model("resnet50", **options)
+    with torch.device("meta"):
+        ref = timm.create_model(timm_name, pretrained=False)
+    assert count_params(ours) == pytest.approx(count_params(ref), rel=0.005)
+    assert count_macs(ours, 224) == pytest.approx(count_macs(ref, 224), rel=0.03)
+    # The same tensors in the same order: the same architecture, not just the same size.
+    assert sorted(tuple(p.shape) for p in ours.parameters()) == \
+        sorted(tuple(p.shape) for p in ref.parameters())
+
+
+def test_stride_1x1_moves_the_bottleneck_stride_and_keeps_the_output_size() -> None:
+    """ResNet v1 (the paper's baseline of Bag of Tricks) strides the bottleneck's 1x1;
+    ResNet-B (the default) its 3x3."""
+    v1 = create_model("resnet50", num_classes=10, stride_1x1=True)
+    b = create_model("resnet50", num_classes=10)
+    assert v1.layer2[0].conv1.stride == (2, 2) and v1.layer2[0].conv2.stride == (1, 1)
+    assert b.layer2[0].conv1.stride == (1, 1) and b.layer2[0].conv2.stride == (2, 2)
+    assert count_macs(v1, 224) < count_macs(b, 224)  # the 3x3 runs at a quarter the size
+    assert v1(torch.randn(1, 3, 64, 64)).shape == (1, 10)
 
 
 @pytest.mark.parametrize("name", with_option("zero_init_last"))

@@ -268,3 +268,105 @@ def test_gpu_bench_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert real["loader_images_per_s"] > 0 and real["bare_images_per_s"] > 0
     (run,) = real["zoo_train"]
     assert run["images_per_s"] > 0 and run["resolved_channels_last"] is False
+
+
+# --------------------------------------------------------------------------- robustness
+
+
+def _in_process(digits_dir: Path, out: Path, stop_after: int | None = None,
+                **overrides: object) -> int:
+    from zoo.config import build_config
+    from zoo.train import run
+
+    cfg = build_config(digits_config(digits_dir, **{"epochs": 3, **overrides}))
+    return run(cfg, out, stop_after=stop_after)
+
+
+def test_a_damaged_checkpoint_resumes_from_the_previous_one(digits_dir: Path,
+                                                             tmp_path: Path) -> None:
+    straight, damaged = tmp_path / "straight", tmp_path / "damaged"
+    assert _in_process(digits_dir, straight) == 0
+    assert _in_process(digits_dir, damaged, stop_after=2) == 0
+    assert rundir.load_checkpoint(damaged / rundir.PREVIOUS_CHECKPOINT)["epoch"] == 1
+    ckpt = damaged / rundir.CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a truncated copy
+    assert _in_process(digits_dir, damaged) == 0
+    log = (damaged / rundir.LOG).read_text()
+    assert f"{ckpt}: unreadable checkpoint" in log and "resumed" in log
+    assert [r["epoch"] for r in read_metrics(damaged)] == [1, 2, 3]  # epoch 2 once
+    _same_metrics(straight, damaged)
+    assert read_result(damaged)["final"] == read_result(straight)["final"]
+
+
+def test_no_readable_checkpoint_is_one_line_naming_the_files_and_the_fix(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=2))
+    assert run_train(["--config", str(cfg), "--out", str(out), "--stop-after", "1"]
+                     ).returncode == 0
+    (out / rundir.CHECKPOINT).write_bytes(b"PK\x03\x04 not a checkpoint")
+    proc = run_train(["--config", str(cfg), "--out", str(out)])
+    assert proc.returncode == 2
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert str(out / rundir.CHECKPOINT) in line and "no readable checkpoint" in line
+    assert f"delete {rundir.CHECKPOINT} and {rundir.PREVIOUS_CHECKPOINT}" in line
+    assert not (out / rundir.RESULT).exists()
+
+
+def test_a_run_restarted_without_its_checkpoint_writes_each_epoch_once(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert _in_process(digits_dir, out, stop_after=1, epochs=2) == 0
+    (out / rundir.CHECKPOINT).unlink()
+    assert _in_process(digits_dir, out, epochs=2) == 0
+    assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
+    assert read_result(out)["status"] == "succeeded"
+
+
+def test_a_full_disk_while_checkpointing_fails_the_run_naming_the_file(
+    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    out = tmp_path / "run"
+    assert _in_process(digits_dir, out, epochs=1) == 1
+    result = read_result(out)
+    assert result["status"] == "failed"
+    assert result["error"].startswith(f"no space left on device: {out / rundir.CHECKPOINT}")
+    assert not list(out.glob(".*.tmp")) and not (out / rundir.CHECKPOINT).exists()
+
+
+def test_config_json_records_what_decides_bitwise_equality_and_resolved_settings(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    assert _in_process(digits_dir, out, epochs=1, batch_size=32,
+                       tricks={"linear_lr_scaling": {}}) == 0
+    config = json.loads((out / rundir.CONFIG).read_text())
+    det = config["env"]["determinism"]
+    assert det["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert det["torch_threads"] == torch.get_num_threads()
+    assert det["blas_info"] and det["onednn"].startswith(("Intel(R) MKL-DNN", "oneDNN"))
+    assert isinstance(det["mkldnn_enabled"], bool)
+    # lr 0.1 for 256 images, run with 32: the optimizer started at 0.1 * 32 / 256.
+    assert config["config"]["optim"]["lr"] == 0.1
+    assert config["resolved"] == {"lr": {"value": 0.0125, "trick": "linear_lr_scaling"}}
+    (audit,) = read_result(out)["audit"]
+    assert audit["effective"] and audit["details"]["lr"] == 0.0125
+
+
+def test_train_py_functions_are_short() -> None:
+    import ast
+
+    from tests.conftest import ROOT
+
+    tree = ast.parse((ROOT / "zoo" / "train.py").read_text())
+    lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+               if isinstance(n, ast.FunctionDef)}
+    assert max(lengths.values()) < 60, max(lengths.items(), key=lambda kv: kv[1])

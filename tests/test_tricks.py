@@ -78,10 +78,14 @@ def test_registry_names_and_errors() -> None:
 def test_default_parameters_and_audit() -> None:
     tricks = TrickSet({"label_smoothing": None})
     assert tricks.loss_kwargs() == {"label_smoothing": 0.1}
+    assert not tricks.audits()[0].effective  # no batch trained yet: nothing observed
+    logits, targets = torch.randn(2, 10), torch.tensor([1, 2])
+    tricks.criterion(_ctx())(logits, targets, torch.empty(0))
     (audit,) = tricks.audits()
     assert audit.effective and "0.1" in audit.summary
-    (off,) = TrickSet({"label_smoothing": {"smoothing": 0.0}}).audits()
-    assert not off.effective
+    off_set = TrickSet({"label_smoothing": {"smoothing": 0.0}})
+    off_set.criterion(_ctx())(logits, targets, torch.empty(0))
+    assert not off_set.audits()[0].effective
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -109,10 +113,16 @@ def _built(tricks: dict, model_name: str, ctx: TrainContext | None = None
     """A model built and changed the way the trainer does it."""
     ts = TrickSet(tricks, model_name=model_name)
     model = create_model(ts.model_name(model_name), num_classes=10, **ts.model_options())
-    return ts, ts.apply_model(model, ctx or _ctx())
+    ctx = ctx or _ctx()
+    ctx.model_name, ctx.model_options = ts.model_name(model_name), ts.model_options()
+    return ts, ts.apply_model(model, ctx)
 
 
 # --------------------------------------------------------------------------- the registry
+
+
+#: Parameters without a usable default (a teacher's run directory), for registry-wide tests.
+REQUIRED: dict[str, dict] = {"distillation": {"teacher": "runs/teacher"}}
 
 
 def test_every_trick_declares_its_facts() -> None:
@@ -129,7 +139,7 @@ def test_every_trick_declares_its_facts() -> None:
         for other in cls.conflicts:
             assert other in list_tricks(), (name, other)
             assert name in get_trick(other).conflicts, f"{other} should list {name} too"
-        TrickSet({name: None})  # the defaults are valid
+        TrickSet({name: REQUIRED.get(name)})  # the defaults are valid
 
 
 def test_validating_tricks_imports_no_torch() -> None:
@@ -139,12 +149,13 @@ def test_validating_tricks_imports_no_torch() -> None:
         import sys
         from zoo.tricks import TrickSet, get_trick, list_tricks, parse_params, validate_tricks
 
+        required = {"distillation": {"teacher": "runs/teacher"}}
         for name in list_tricks():
             cls = get_trick(name)
             assert cls.name == name and cls.paper and cls.touches and cls.Params
-            cls.check(parse_params(name, None))
+            cls.check(parse_params(name, required.get(name)))
             cls.check_model("resnet50")
-            validate_tricks({name: None}, "resnet50")
+            validate_tricks({name: required.get(name)}, "resnet50")
         ts = TrickSet({"octconv": {"alpha": 0.25}, "zero_gamma": None, "swish": None,
                        "dropout": None, "stochastic_depth": None, "mixup": None,
                        "cutmix": None, "cutout": None, "lookahead": None,
@@ -517,7 +528,7 @@ def _blocks(model: nn.Module) -> list[tuple[nn.Module, nn.Module]]:
 
 
 @pytest.mark.parametrize(("model_name", "n_blocks"), [("resnet20", 9), ("resnet18", 8),
-                                                      ("resnet50", 16)])
+                                                      ("resnet18_cifar", 8), ("resnet50", 16)])
 def test_zero_gamma_zeroes_exactly_the_last_bn_of_each_residual_block(
     model_name: str, n_blocks: int
 ) -> None:
@@ -588,7 +599,7 @@ def _x(n: int = 2, size: int = 8) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(7))
 
 
-@pytest.mark.parametrize(("model_name", "expected"), [("resnet18", 12), ("resnet50", 13)])
+@pytest.mark.parametrize(("model_name", "expected"), [("resnet18_cifar", 12), ("resnet50", 13)])
 def test_deformable_conv_starts_as_the_plain_network(model_name: str, expected: int) -> None:
     torch.manual_seed(0)
     plain = create_model(model_name, num_classes=10).eval()
@@ -601,7 +612,7 @@ def test_deformable_conv_starts_as_the_plain_network(model_name: str, expected: 
     model = ts.apply_model(copy.deepcopy(plain), _ctx()).eval()
     deform = [m for m in model.modules() if isinstance(m, ModulatedDeformConv2d)]
     assert len(deform) == expected
-    size = 8 if model_name == "resnet18" else 32
+    size = 8 if model_name == "resnet18_cifar" else 32
     x = _x(2, size)
     assert torch.allclose(model(x), plain(x), atol=1e-4, rtol=1e-4)
     model.train()
@@ -618,8 +629,8 @@ def test_deformable_conv_macs_are_the_plain_networks_plus_the_offset_convolution
     deformable convolutions as zero."""
     from zoo.measure import count_macs
 
-    plain = create_model("resnet18", num_classes=10).eval()
-    model = TrickSet({"deformable_conv": None}, "resnet18").apply_model(
+    plain = create_model("resnet18_cifar", num_classes=10).eval()
+    model = TrickSet({"deformable_conv": None}, "resnet18_cifar").apply_model(
         copy.deepcopy(plain), _ctx()).eval()
     outputs: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, _, out: outputs.__setitem__(mod, out.shape))
@@ -817,3 +828,223 @@ def test_ema_without_warmup_on_a_short_run_says_it_had_no_effect() -> None:
     m = 50
     assert start_share(0.9999, m, True) == pytest.approx(
         math.factorial(10) * math.factorial(m + 1) / math.factorial(m + 10))
+
+
+# --------------------------------------------------------------------------- Bag of Tricks
+# and ResNet strikes back: each new trick against an independent computation
+
+
+@pytest.mark.parametrize(("model_name", "effective"), [("mobilenetv2", False),
+                                                       ("resnet20", True),
+                                                       ("mobilenetv3_small", True)])
+def test_relu6_audit_reports_the_observed_change(model_name: str, effective: bool) -> None:
+    """MobileNetV2 already uses ReLU6: the outputs with and without the trick are equal
+    (same seed, same weights), and the audit must say the trick did nothing."""
+    torch.manual_seed(0)
+    plain = create_model(model_name, num_classes=10).eval()
+    torch.manual_seed(0)
+    ts, model = _built({"relu6": None}, model_name)
+    x = _x(2, 32)
+    same = torch.equal(plain(x), model.eval()(x))
+    (audit,) = ts.audits()
+    assert audit.effective is effective is not same
+
+
+def _bce_reference(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy by its formula: -(t log s(z) + (1 - t) log(1 - s(z))), mean."""
+    z = logits.double()
+    t = targets.double()
+    return -(t * torch.log(torch.sigmoid(z)) + (1 - t) * torch.log(1 - torch.sigmoid(z))).mean()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+@pytest.mark.parametrize("threshold", [None, 0.2])
+def test_bce_loss_matches_the_formula_and_timm(smoothing: float,
+                                               threshold: float | None) -> None:
+    from timm.loss import BinaryCrossEntropy
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(8, 10, generator=g)
+    hard = torch.randint(0, 10, (8,), generator=g)
+    mixed = mixup_batch(torch.randn(8, 3, 4, 4, generator=g), hard, 10, 0.4, g).targets
+    ts = TrickSet({"bce_loss": {"smoothing": smoothing, "target_threshold": threshold}})
+    loss = ts.criterion(_ctx())
+    off = smoothing / 10
+    onehot = torch.full((8, 10), off).scatter_(1, hard[:, None], 1 - smoothing + off)
+    for targets, dense in ((hard, onehot), (mixed, mixed)):
+        ref = dense if threshold is None else (dense > threshold).float()
+        ours = loss(logits, targets, torch.empty(0))
+        assert float(ours) == pytest.approx(float(_bce_reference(logits, ref)), rel=1e-5)
+        timm_bce = BinaryCrossEntropy(smoothing=smoothing, target_threshold=threshold)
+        assert float(ours) == pytest.approx(float(timm_bce(logits, targets)), rel=1e-6)
+    (audit,) = ts.audits()
+    assert audit.details == {"steps": 2, "soft": 1}
+
+
+def test_until_epoch_stops_a_batch_trick_and_the_loss_trick_after_that_epoch() -> None:
+    ts = TrickSet({"mixup": {"until_epoch": 1}, "label_smoothing": {"until_epoch": 2}})
+    images = torch.randn(4, 3, 8, 8)
+    targets = torch.tensor([0, 1, 2, 3])
+    ctx = _ctx()
+    for epoch, mixes, smooths in ((1, True, True), (2, False, True), (3, False, False)):
+        ctx.epoch = epoch
+        _, out = ts.batch(images, targets, ctx)
+        assert (out.ndim == 2) is mixes
+        logits = torch.randn(4, 10)
+        expected = nn.functional.cross_entropy(logits, targets,
+                                               label_smoothing=0.1 if smooths else 0.0)
+        assert torch.allclose(ts.criterion(ctx)(logits, targets, images), expected)
+    with pytest.raises(ConfigError, match=r"tricks\.zero_gamma\.until_epoch: .*per step"):
+        validate_tricks({"zero_gamma": {"until_epoch": 3}})
+    with pytest.raises(ConfigError, match=r"tricks\.mixup\.until_epoch: must be an epoch"):
+        validate_tricks({"mixup": {"until_epoch": "last"}})
+
+
+@pytest.mark.parametrize("temperature", [1.0, 4.0, 20.0])
+def test_distillation_term_is_t_squared_cross_entropy_of_softened_outputs(
+    temperature: float
+) -> None:
+    """Bag of Tricks eq. 7: T^2 * CE(softmax(r/T), softmax(z/T)), by its formula."""
+    from zoo.tricks.distillation import distillation_term
+
+    g = torch.Generator().manual_seed(5)
+    z, r = torch.randn(6, 10, generator=g), torch.randn(6, 10, generator=g) * 3
+    t = temperature
+    p = torch.softmax(r.double() / t, 1)
+    ref = t * t * -(p * torch.log_softmax(z.double() / t, 1)).sum(1).mean()
+    assert float(distillation_term(z, r, t)) == pytest.approx(float(ref), rel=1e-5)
+    # KL divergence differs from it only by the teacher's entropy: same gradients.
+    zg = z.clone().requires_grad_(True)
+    distillation_term(zg, r, t).backward()
+    kl_z = z.clone().requires_grad_(True)
+    (t * t * nn.functional.kl_div(torch.log_softmax(kl_z / t, 1), torch.softmax(r / t, 1),
+                                  reduction="batchmean")).backward()
+    assert torch.allclose(zg.grad, kl_z.grad, atol=1e-6)
+
+
+def test_distillation_needs_a_teacher_and_names_a_missing_run(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"tricks\.distillation\.teacher: missing"):
+        validate_tricks({"distillation": {}})
+    ts = TrickSet({"distillation": {"teacher": str(tmp_path / "nope")}})
+    with pytest.raises(Exception, match=r"holds no finished run.*train the teacher first"):
+        ts.apply_model(nn.Linear(2, 2), _ctx())
+
+
+@pytest.mark.parametrize(("batch", "world", "base"), [(128, 8, 256), (64, 1, 256),
+                                                     (32, 4, 128)])
+def test_linear_lr_scaling_is_lr_times_global_batch_over_base(batch: int, world: int,
+                                                               base: int) -> None:
+    from zoo.tricks import RunFacts
+
+    ts = TrickSet({"linear_lr_scaling": {"base_batch": base}})
+    resolved = ts.resolve(RunFacts(lr=0.1, batch_size=batch, world_size=world))
+    assert resolved == {"lr": {"value": pytest.approx(0.1 * batch * world / base),
+                               "trick": "linear_lr_scaling"}}
+    model = nn.Linear(3, 2)
+    cfg = build_config({"model": "resnet20", "tricks": {"linear_lr_scaling": {"base_batch": base}}})
+    opt = build_optimizer(model, cfg, ts, lr=resolved["lr"]["value"])
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * batch * world / base)
+    (audit,) = ts.audits()
+    assert audit.effective is (batch * world != base)
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 4])
+def test_repeated_augmentation_deals_each_images_copies_to_different_processes(
+    world: int
+) -> None:
+    """DeiT's RASampler semantics, from its definition: the epoch's permutation (seeded
+    by seed and epoch), each index repeated 3 times in a row, dealt round-robin to the
+    processes; each process keeps its first len // 256 * 256 / world (all below 256)."""
+    from zoo.tricks.repeated_augmentation import repeat_aug_sampler, sampler_seed
+
+    n, repeats, seed, epoch = 600, 3, 7, 4
+    dataset = list(range(n))
+    samplers = [repeat_aug_sampler(dataset, world, r, seed, repeats) for r in range(world)]
+    for s in samplers:
+        s.set_epoch(epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(sampler_seed(seed, epoch)))
+    repeated = [int(i) for i in perm for _ in range(repeats)]
+    total = math.ceil(n * repeats / world) * world
+    keep = n // 256 * 256 // world
+    for r, s in enumerate(samplers):
+        expected = [repeated[i % len(repeated)] for i in range(r, total, world)][:keep]
+        assert list(s) == expected
+        assert len(s) == keep
+    if world == repeats:  # each image's copies land on distinct processes
+        firsts = [list(s) for s in samplers]
+        for j in range(keep):
+            assert len({f[j] for f in firsts}) == 1
+    other = repeat_aug_sampler(dataset, world, 0, seed + 1, repeats)
+    other.set_epoch(epoch)
+    assert list(other) != list(samplers[0])  # the run's seed changes the order
+
+
+def test_lamb_replaces_sgd_and_steps_as_timm_lamb() -> None:
+    from timm.optim import Lamb
+
+    torch.manual_seed(0)
+    a = nn.Linear(4, 3)
+    b = copy.deepcopy(a)
+    cfg = build_config({"model": "resnet20", "optim": {"lr": 0.01, "weight_decay": 0.02},
+                        "tricks": {"lamb": {}, "no_bias_decay": {}}})
+    ts = TrickSet(cfg.tricks)
+    ours = build_optimizer(a, cfg, ts)
+    assert isinstance(ours, Lamb)
+    ref = Lamb([{"params": [b.weight], "weight_decay": 0.02},
+                {"params": [b.bias], "weight_decay": 0.0}], lr=0.01, weight_decay=0.02)
+    x = torch.randn(5, 4)
+    for _ in range(3):
+        for m, opt in ((a, ours), (b, ref)):
+            opt.zero_grad()
+            m(x).square().sum().backward()
+            opt.step()
+    assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+    assert [g["weight_decay"] for g in ours.param_groups] == [0.02, 0.0]
+
+
+@pytest.mark.parametrize(("trick", "options", "changed"), [
+    ("resnet_c", {}, True), ("resnet_d", {}, True),
+    ("resnet_b", {"stride_1x1": True}, True), ("resnet_b", {}, False),
+])
+def test_resnet_tweaks_change_the_model_and_say_so(trick: str, options: dict,
+                                                   changed: bool) -> None:
+    import timm
+
+    ts = TrickSet({trick: None}, model_name="resnet50")
+    model = create_model("resnet50", num_classes=10, **options, **ts.model_options())
+    ctx = _ctx()
+    ctx.model_name, ctx.model_options = "resnet50", {**options, **ts.model_options()}
+    model = ts.apply_model(model, ctx)
+    (audit,) = ts.audits()
+    assert audit.effective is changed
+    if trick == "resnet_b":  # every downsampling bottleneck strides its 3x3: timm's resnet50
+        ref = timm.create_model("resnet50", num_classes=10)
+        strides = [(m.conv1.stride, m.conv2.stride) for m in model.modules()
+                   if isinstance(m, tv_resnet.Bottleneck)]
+        ref_strides = [(m.conv1.stride, m.conv2.stride) for m in ref.modules()
+                       if type(m).__name__ == "Bottleneck"]
+        assert strides == ref_strides
+    with pytest.raises(ConfigError, match="resnet_d includes resnet_c"):
+        validate_tricks({"resnet_c": None, "resnet_d": None})
+
+
+def test_train_resolution_trains_small_and_reports_both_sizes() -> None:
+    ts = TrickSet({"train_resolution": {"size": 160}})
+    assert ts.train_image_size(224) == 160
+    ctx = _ctx()
+    ctx.image_size = 224
+    ts.batch(torch.zeros(2, 3, 160, 160), torch.tensor([0, 1]), ctx)
+    (audit,) = ts.audits()
+    assert audit.effective and audit.details == {"train_size": 160, "test_size": 224}
+    same = TrickSet({"train_resolution": {"size": 224}})
+    same.batch(torch.zeros(2, 3, 224, 224), torch.tensor([0, 1]), ctx)
+    assert not same.audits()[0].effective
+
+
+def test_the_loop_names_no_trick() -> None:
+    """engine.py and train.py call the TrickSet's hooks; no trick name appears in them."""
+    code = {f: (ROOT / "zoo" / f).read_text() for f in ("engine.py", "train.py")}
+    for name in list_tricks():
+        for f, text in code.items():
+            pattern = rf"\b{re.escape(name)}\b"
+            assert not re.search(pattern, text), f"zoo/{f} names trick '{name}'"

@@ -30,6 +30,8 @@ from typing import IO, Any, Literal
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 CHECKPOINT = "checkpoint.pt"
+#: The checkpoint before the last, kept so a resume survives a damaged ``checkpoint.pt``.
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 RESULT = "result.json"
 LOG = "train.log"
 #: The resolved config the launcher hands the trainer (``--config``), and torchrun's output.

@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LinearLR,
     LRScheduler,
+    MultiStepLR,
     SequentialLR,
 )
 
@@ -81,8 +82,11 @@ def resolve_precision(requested: str, device: torch.device) -> Precision:
 # --------------------------------------------------------------------------- optimisation
 
 
-def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet) -> torch.optim.Optimizer:
-    """SGD over the parameter groups the tricks decide (one group with weight decay by default)."""
+def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet,
+                    lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD over the parameter groups the tricks decide (one group with weight decay by
+    default), at ``lr`` (the tricks' resolved learning rate; ``optim.lr`` when None); the
+    tricks may then wrap or replace it."""
     groups: list[dict[str, Any]] = [
         {"params": [p for p in model.parameters() if p.requires_grad],
          "weight_decay": cfg.optim.weight_decay}
@@ -94,7 +98,7 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet) -> torch
     fused = any(p.is_cuda for g in groups for p in g["params"]) or None
     opt = torch.optim.SGD(
         groups,
-        lr=cfg.optim.lr,
+        lr=cfg.optim.lr if lr is None else lr,
         momentum=cfg.optim.momentum,
         nesterov=cfg.optim.nesterov,
         weight_decay=cfg.optim.weight_decay,
@@ -106,7 +110,7 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, tricks: TrickSet) -> torch
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: RunConfig, steps_per_epoch: int
 ) -> LRScheduler:
-    """Linear warmup then cosine (or constant), stepped every iteration.
+    """Linear warmup then cosine (or constant, or step decay), stepped every iteration.
 
     The lengths come from the real number of iterations per epoch, which depends on the
     world size and the dataset, not from the config alone.
@@ -117,6 +121,10 @@ def build_scheduler(
         main: LRScheduler = CosineAnnealingLR(
             optimizer, T_max=max(1, total - warmup), eta_min=cfg.schedule.min_lr
         )
+    elif cfg.schedule.name == "step":
+        # At 1/4, 1/2, 3/4 of the whole run; the main schedule counts from warmup's end.
+        milestones = sorted({max(1, round(total * k / 4) - warmup) for k in (1, 2, 3)})
+        main = MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
     else:
         main = ConstantLR(optimizer, factor=1.0, total_iters=0)
     if warmup <= 0:
@@ -155,7 +163,6 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     scheduler: LRScheduler,
     scaler: torch.amp.GradScaler,
-    criterion: nn.Module,
     tricks: TrickSet,
     ctx: TrainContext,
     precision: Precision,
@@ -165,7 +172,8 @@ def train_one_epoch(
     channels_last: bool = False,
     progress: ProgressFn | None = None,
 ) -> EpochStats:
-    """One pass over the training data.
+    """One pass over the training data, between the tricks' ``epoch_start`` and
+    ``epoch_end``; the loss is the tricks' criterion of this epoch (``ctx.epoch``).
 
     Each step's loss stays on the device, copied into a small window (one device op per
     step); the window is read, checked for non-finite values and summed on the host only
@@ -194,6 +202,9 @@ def train_one_epoch(
             seen += n
         sizes.clear()
 
+    ctx.epoch = epoch
+    tricks.epoch_start(ctx)
+    criterion = tricks.criterion(ctx)
     start = time.perf_counter()
     i = 0
     for i, (images, targets) in enumerate(loader, start=1):
@@ -201,12 +212,12 @@ def train_one_epoch(
         images, targets = tricks.batch(images, targets, ctx)
         with precision.autocast():
             logits = model(images)
-            loss = criterion(logits, targets)
+            loss = criterion(logits, targets, images)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if scaler.is_enabled():
             scaler.unscale_(optimizer)  # hooks see true gradients
-        tricks.after_backward(hooked)
+        tricks.after_backward(hooked, epoch)
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
@@ -221,6 +232,7 @@ def train_one_epoch(
             if progress is not None:
                 progress(i, steps, {"loss": loss_sum / max(seen, 1), "lr": current_lr(optimizer)})
     flush(i)
+    tricks.epoch_end(ctx)
     totals = all_reduce_sum(torch.tensor([loss_sum, seen], dtype=torch.float64, device=device))
     seconds = time.perf_counter() - start
     return EpochStats(

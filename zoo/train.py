@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import DataLoader
 
 from zoo import rundir
 from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
-from zoo.contract import Audit, Best, Final, MetricsRow, RunResult
+from zoo.contract import MetricsRow, RunResult
 from zoo.data.loader import EpochKeys, EpochSeeded, make_loaders  # noqa: F401 (re-exported)
 from zoo.distributed import (
     DistInfo,
@@ -36,7 +39,9 @@ from zoo.distributed import (
     init_distributed,
 )
 from zoo.engine import (
+    EpochStats,
     NonFiniteLossError,
+    Precision,
     build_optimizer,
     build_scheduler,
     evaluate,
@@ -47,7 +52,7 @@ from zoo.errors import ZooError
 from zoo.measure import count_macs, count_params
 from zoo.models import create_model, get_model_info, is_model
 from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
-from zoo.tricks import TrainContext, TrickSet
+from zoo.tricks import RunFacts, TrainContext, TrickSet
 
 log = logging.getLogger("zoo")
 
@@ -145,39 +150,142 @@ def run(cfg: RunConfig, out: Path, stop_after: int | None = None) -> int:
         cleanup()
 
 
+@dataclass
+class TrainState:
+    """What the loop carries from epoch to epoch (and across a resume, in the checkpoint,
+    as the plain dict of :func:`dataclasses.asdict`: ``weights_only=True`` loads it)."""
+
+    best_top1: float = -1.0
+    best_top5: float = -1.0
+    best_epoch: int = 0
+    #: The last epoch's metrics: epoch, top1, top5, val_loss, train_loss.
+    last: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    images: int = 0
+    train_seconds: float = 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+    def update(self, row: dict[str, Any]) -> None:
+        if row["top1"] > self.best_top1:
+            self.best_top1, self.best_top5, self.best_epoch = row["top1"], row["top5"], row["epoch"]
+        self.last = {k: row[k] for k in ("epoch", "top1", "top5", "val_loss", "train_loss")}
+        self.seconds += row["seconds"]
+        self.train_seconds += row["train_seconds"]
+        self.images += round(row["images_per_s"] * row["train_seconds"])
+
+
+@dataclass
+class Session:
+    """Everything one training session works with, built once by :func:`_build_session`."""
+
+    cfg: RunConfig
+    out: Path
+    info: DistInfo
+    tricks: TrickSet
+    ctx: TrainContext
+    precision: Precision
+    train_loader: DataLoader
+    val_loader: DataLoader
+    sampler: EpochKeys
+    classes: list[str]
+    model: nn.Module  # the plain module: checkpoint, evaluation, trick hooks
+    train_model: nn.Module  # possibly DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    scaler: torch.amp.GradScaler
+    params: int
+    macs: int
+    channels_last: bool
+    #: Settings the tricks decided (e.g. the scaled learning rate), for config.json.
+    resolved: dict[str, dict[str, Any]]
+    #: data.decode and workers as resolved here, for config.json.
+    input: dict[str, Any] = field(default_factory=dict)
+    wall_start: float = field(default_factory=time.perf_counter)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.train_loader)
+
+
 def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) -> int:
     setup_logging(out, info)
     wall_start = time.perf_counter()
+    s = _build_session(cfg, out, info)
+    s.wall_start = wall_start
+    start_epoch, state = _resume(s)
+    if info.is_main:
+        # A run restarted without a checkpoint starts its metrics over: every epoch once.
+        rundir.truncate_metrics(out / rundir.METRICS, start_epoch - 1)
+        _write_config(s)
+    status, error, epoch = "succeeded", None, start_epoch - 1
+    try:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            row = _train_epoch(s, epoch)
+            state.update(row)
+            _end_epoch(s, epoch, row, state)
+            if stop_after is not None and stop_after <= epoch < cfg.epochs:
+                log.info("stopping after epoch %d as asked (--stop-after); run again to resume",
+                         epoch)
+                return 0
+    except NonFiniteLossError as exc:
+        status, error = "failed", str(exc)
+        log.error("%s: %s", out, exc)
+    except ZooError as exc:  # e.g. the disk filled up while checkpointing
+        status, error = "failed", str(exc)
+        log.error("%s", exc)
+    except Exception as exc:  # any failure is recorded in result.json
+        # A KeyboardInterrupt is not caught: the checkpoint stays, no result is written.
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+        log.exception("%s: training failed", out)
+    return _finish(s, state, status, error, epoch)
+
+
+def _build_session(cfg: RunConfig, out: Path, info: DistInfo) -> Session:
     if info.device.type == "cuda":
         # Input shapes are fixed, so cuDNN's autotuner picks each convolution's fastest
         # algorithm once. GPU runs are not bitwise reproducible anyway (atomic adds).
         torch.backends.cudnn.benchmark = True
-    precision = resolve_precision(cfg.precision, info.device)
     tricks = TrickSet(cfg.tricks)
     seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
     loaders = make_loaders(cfg, info, tricks)
     train_loader, val_loader, sampler, classes = loaders
-    steps_per_epoch = len(train_loader)
+    model_name = tricks.model_name(cfg.model.name)
     ctx = TrainContext(
         num_classes=len(classes), world_size=info.world_size, device=info.device,
-        epochs=cfg.epochs, steps_per_epoch=steps_per_epoch,
+        epochs=cfg.epochs, steps_per_epoch=len(train_loader), model_name=model_name,
+        model_options={**cfg.model.options, **tricks.model_options()},
+        image_size=cfg.data.image_size,
     )
     model = build_model(cfg, len(classes), tricks)
     model = tricks.apply_model(model.to(info.device), ctx)
     # Counted once, after model surgery (e.g. deformable convs' offset layers), at the
-    # configured input size.
+    # configured (evaluation) input size.
     params = count_params(model)
     macs = count_macs(model, cfg.data.image_size)
-    channels_last = resolve_channels_last(
-        cfg.model.channels_last, tricks.model_name(cfg.model.name), model, info.device)
+    channels_last = resolve_channels_last(cfg.model.channels_last, model_name, model,
+                                          info.device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     # Different augmentation streams per process, after the shared initialisation.
     seed_everything(cfg.seed + 7919 * info.rank)
-    optimizer = build_optimizer(model, cfg, tricks)
-    scheduler = build_scheduler(optimizer, cfg, steps_per_epoch)
-    scaler = precision.grad_scaler()
-    criterion = nn.CrossEntropyLoss(**tricks.loss_kwargs())
+    resolved = tricks.resolve(RunFacts(lr=cfg.optim.lr, batch_size=cfg.batch_size,
+                                       world_size=info.world_size))
+    optimizer = build_optimizer(model, cfg, tricks, lr=resolved.get("lr", {}).get("value"))
+    scheduler = build_scheduler(optimizer, cfg, len(train_loader))
+    precision = resolve_precision(cfg.precision, info.device)
+    return Session(
+        cfg=cfg, out=out, info=info, tricks=tricks, ctx=ctx, precision=precision,
+        train_loader=train_loader, val_loader=val_loader, sampler=sampler, classes=classes,
+        model=model, train_model=_wrap_for_training(model, cfg, info), optimizer=optimizer,
+        scheduler=scheduler, scaler=precision.grad_scaler(), params=params, macs=macs,
+        channels_last=channels_last, resolved=resolved, input=loaders.describe(),
+    )
+
+
+def _wrap_for_training(model: nn.Module, cfg: RunConfig, info: DistInfo) -> nn.Module:
     train_model: nn.Module = model
     if info.distributed:
         # Gradients as views into DDP's all-reduce buckets: no copy in and out of them
@@ -194,176 +302,169 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
         # at gradient buckets). Only training runs compiled; the checkpoint, evaluation
         # and the tricks' hooks use the plain module, whose weights it shares.
         train_model = torch.compile(train_model)  # type: ignore[assignment]
+    return train_model
 
-    start_epoch, state = 1, _initial_state()
-    ckpt_path = out / rundir.CHECKPOINT
-    if ckpt_path.exists():
-        ckpt = rundir.load_checkpoint(ckpt_path, map_location=info.device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        tricks.load_state_dict(ckpt["tricks"])
-        set_rng_state(ckpt["rng"][info.rank], info.device)
-        state = ckpt["state"]
-        start_epoch = ckpt["epoch"] + 1
-        if info.is_main:
-            rundir.truncate_metrics(out / rundir.METRICS, ckpt["epoch"])
-        log.info("resumed %s from epoch %d", out, ckpt["epoch"])
 
-    if info.is_main:
-        rundir.write_json(out / rundir.CONFIG, {
-            "hash": config_hash(cfg),
-            "config": cfg.to_dict(),
-            "code": rundir.code_info(),
-            "env": rundir.env_info(info.world_size, info.device),
-            "classes": classes,
-            "steps_per_epoch": steps_per_epoch,
-            "tricks": tricks.describe(),
-            "channels_last": channels_last,  # model.channels_last as resolved here
-            "input": loaders.describe(),  # data.decode and workers as resolved here
-        })
-        log.info(
-            "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "
-            "world size %d, %d steps/epoch, %s%s",
-            out, cfg.model.name, params / 1e6, macs / 1e9, cfg.data.image_size, len(classes),
-            precision.name, info.world_size, steps_per_epoch,
-            "channels_last" if channels_last else "NCHW", ", compiled" if cfg.compile else "",
+def _resume(s: Session) -> tuple[int, TrainState]:
+    """Load the newest readable checkpoint into the session; (first epoch, state)."""
+    ckpt = rundir.load_latest_checkpoint(s.out, map_location=s.info.device, warn=log.warning)
+    if ckpt is None:
+        return 1, TrainState()
+    s.model.load_state_dict(ckpt["model"])
+    s.optimizer.load_state_dict(ckpt["optimizer"])
+    s.scheduler.load_state_dict(ckpt["scheduler"])
+    s.scaler.load_state_dict(ckpt["scaler"])
+    s.tricks.load_state_dict(ckpt["tricks"])
+    set_rng_state(ckpt["rng"][s.info.rank], s.info.device)
+    log.info("resumed %s from epoch %d", s.out, ckpt["epoch"])
+    return ckpt["epoch"] + 1, TrainState.from_dict(ckpt["state"])
+
+
+def _write_config(s: Session) -> None:
+    cfg = s.cfg
+    rundir.write_json(s.out / rundir.CONFIG, {
+        "hash": config_hash(cfg),
+        "config": cfg.to_dict(),
+        # Settings the tricks derived from the config and the run (e.g. a learning rate
+        # scaled with the global batch); the config above stays as given, so the run's
+        # hash does not move.
+        "resolved": s.resolved,
+        "code": rundir.code_info(),
+        "env": rundir.env_info(s.info.world_size, s.info.device),
+        "classes": s.classes,
+        "steps_per_epoch": s.steps_per_epoch,
+        "tricks": s.tricks.describe(),
+        "channels_last": s.channels_last,  # model.channels_last as resolved here
+        "input": s.input,  # data.decode and workers as resolved here
+    })
+    log.info(
+        "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "
+        "world size %d, %d steps/epoch, %s%s",
+        s.out, cfg.model.name, s.params / 1e6, s.macs / 1e9, cfg.data.image_size,
+        len(s.classes), s.precision.name, s.info.world_size, s.steps_per_epoch,
+        "channels_last" if s.channels_last else "NCHW", ", compiled" if cfg.compile else "",
+    )
+
+
+def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
+    """Train and evaluate one epoch; its metrics row."""
+    t0 = time.perf_counter()
+    gen = epoch_generator(s.cfg.seed, s.info.rank, epoch)
+    # This epoch's worker seed first, then the batch tricks' stream, from one
+    # generator: the order the DataLoader drew them in when it was handed ``gen``.
+    s.sampler.set_epoch(epoch, worker_base_seed(gen))
+    s.ctx.generator = gen
+    with _progress(s.info, epoch, s.cfg.epochs, s.steps_per_epoch) as progress:
+        stats = train_one_epoch(
+            s.train_model, s.train_loader, s.steps_per_epoch, s.optimizer, s.scheduler,
+            s.scaler, s.tricks, s.ctx, s.precision, epoch,
+            first_step=(epoch - 1) * s.steps_per_epoch + 1,
+            log_every=s.cfg.log_every, channels_last=s.channels_last, progress=progress,
         )
+    broadcast_buffers(s.model)  # every shard is scored with rank 0's BN statistics
+    metrics = evaluate(s.tricks.eval_model(s.model), s.val_loader, s.info.device,
+                       s.precision, s.channels_last)
+    return _row(epoch, s.steps_per_epoch, stats, metrics, time.perf_counter() - t0)
 
-    status, error, exit_code = "succeeded", None, 0
-    epoch = start_epoch - 1
-    try:
-        for epoch in range(start_epoch, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            gen = epoch_generator(cfg.seed, info.rank, epoch)
-            # This epoch's worker seed first, then the batch tricks' stream, from one
-            # generator: the order the DataLoader drew them in when it was handed ``gen``.
-            sampler.set_epoch(epoch, worker_base_seed(gen))
-            ctx.generator = gen
-            with _progress(info, epoch, cfg.epochs, steps_per_epoch) as progress:
-                stats = train_one_epoch(
-                    train_model, train_loader, steps_per_epoch, optimizer, scheduler, scaler,
-                    criterion, tricks, ctx, precision, epoch,
-                    first_step=(epoch - 1) * steps_per_epoch + 1,
-                    log_every=cfg.log_every, channels_last=channels_last,
-                    progress=progress,
-                )
-            broadcast_buffers(model)  # every shard is scored with rank 0's BN statistics
-            metrics = evaluate(tricks.eval_model(model), val_loader, info.device, precision,
-                               channels_last)
-            seconds = time.perf_counter() - t0
-            row = {
-                "epoch": epoch,
-                "step": epoch * steps_per_epoch,
-                "train_loss": stats.loss,
-                "lr": stats.lr,
-                "val_loss": metrics["val_loss"],
-                "top1": metrics["top1"],
-                "top5": metrics["top5"],
-                "eval_images": metrics["count"],
-                "images_per_s": stats.images / stats.seconds,
-                "train_seconds": stats.seconds,
-                "seconds": seconds,
-                "grad_scale": stats.grad_scale,
-            }
-            _update_state(state, row)
-            rngs = all_gather_objects(rng_state(info.device))
-            if info.is_main:
-                rundir.append_metrics(out / rundir.METRICS, MetricsRow(**row))
-                rundir.save_checkpoint(ckpt_path, {
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "tricks": tricks.state_dict(),
-                    "rng": rngs,
-                    "state": state,
-                })
-                log.info(
-                    "epoch %d/%d  loss %.4f  val %.4f  top1 %.2f  top5 %.2f  lr %.4g  "
-                    "%.0f img/s  %.1fs",
-                    epoch, cfg.epochs, stats.loss, metrics["val_loss"], metrics["top1"],
-                    metrics["top5"], stats.lr, row["images_per_s"], seconds,
-                )
-            if stop_after is not None and epoch >= stop_after and epoch < cfg.epochs:
-                log.info("stopping after epoch %d as asked (--stop-after); run again to resume",
-                         epoch)
-                return 0
-    except NonFiniteLossError as exc:
-        status, error, exit_code = "failed", str(exc), 1
-        log.error("%s: %s", out, exc)
-    except (Exception, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise  # interrupted: the checkpoint stays, no result is written
-        status, error, exit_code = "failed", f"{type(exc).__name__}: {exc}", 1
-        log.exception("%s: training failed", out)
 
-    # Every rank must agree on the status before rank 0 writes the result.
+def _row(epoch: int, steps_per_epoch: int, stats: EpochStats, metrics: dict[str, float],
+         seconds: float) -> dict[str, Any]:
+    """One line of metrics.jsonl."""
+    return {
+        "epoch": epoch,
+        "step": epoch * steps_per_epoch,
+        "train_loss": stats.loss,
+        "lr": stats.lr,
+        "val_loss": metrics["val_loss"],
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "eval_images": metrics["count"],
+        "images_per_s": stats.images / stats.seconds,
+        "train_seconds": stats.seconds,
+        "seconds": seconds,
+        "grad_scale": stats.grad_scale,
+    }
+
+
+def _end_epoch(s: Session, epoch: int, row: dict[str, Any], state: TrainState) -> None:
+    """Append the metrics row and checkpoint the epoch (rank 0; the RNG states of all)."""
+    rngs = all_gather_objects(rng_state(s.info.device))
+    if not s.info.is_main:
+        return
+    rundir.append_metrics(s.out / rundir.METRICS, MetricsRow(**row))
+    rundir.save_checkpoint_keeping_previous(s.out, {
+        "epoch": epoch,
+        "model": s.model.state_dict(),
+        "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(),
+        "scaler": s.scaler.state_dict(),
+        "tricks": s.tricks.state_dict(),
+        "rng": rngs,
+        "state": asdict(state),
+    })
+    log.info(
+        "epoch %d/%d  loss %.4f  val %.4f  top1 %.2f  top5 %.2f  lr %.4g  %.0f img/s  %.1fs",
+        epoch, s.cfg.epochs, row["train_loss"], row["val_loss"], row["top1"], row["top5"],
+        row["lr"], row["images_per_s"], row["seconds"],
+    )
+
+
+def _finish(s: Session, state: TrainState, status: str, error: str | None,
+            epoch: int) -> int:
+    """Agree on the status over all ranks, write result.json; the exit code."""
     failed = all_reduce_sum(torch.tensor([0 if status == "succeeded" else 1],
-                                         device=info.device))
+                                         device=s.info.device))
     if status == "succeeded" and int(failed.item()) > 0:
-        status, error, exit_code = "failed", "another process failed (see train.log)", 1
-    if info.is_main:
-        rundir.write_json(out / rundir.RESULT, _result(
-            cfg, out, info, state, status, error, params, macs, tricks, wall_start, epoch,
+        status, error = "failed", "another process failed (see train.log)"
+    if s.info.is_main:
+        rundir.write_json(s.out / rundir.RESULT, _result(
+            s.cfg, s.info, state, status, error, s.params, s.macs, s.tricks, s.wall_start,
+            epoch,
         ))
-    return exit_code
+    return 0 if status == "succeeded" else 1
 
 
-def _initial_state() -> dict[str, Any]:
-    return {"best_top1": -1.0, "best_top5": -1.0, "best_epoch": 0, "last": {},
-            "seconds": 0.0, "images": 0, "train_seconds": 0.0}
-
-
-def _update_state(state: dict[str, Any], row: dict[str, Any]) -> None:
-    if row["top1"] > state["best_top1"]:
-        state.update(best_top1=row["top1"], best_top5=row["top5"], best_epoch=row["epoch"])
-    state["last"] = {k: row[k] for k in ("epoch", "top1", "top5", "val_loss", "train_loss")}
-    state["seconds"] += row["seconds"]
-    state["train_seconds"] += row["train_seconds"]
-    state["images"] += round(row["images_per_s"] * row["train_seconds"])
+def _audits(tricks: TrickSet) -> list[dict[str, Any]]:
+    audits = []
+    for a in tricks.audits():
+        audits.append({"trick": a.trick, "summary": a.summary, "effective": a.effective,
+                       **({"details": a.details} if a.details else {})})
+        if not a.effective:
+            log.warning("trick %s had no effect: %s", a.trick, a.summary)
+    return audits
 
 
 def _result(
-    cfg: RunConfig, out: Path, info: DistInfo, state: dict[str, Any], status: str,
-    error: str | None, params: int, macs: int, tricks: TrickSet, wall_start: float,
-    epoch: int,
+    cfg: RunConfig, info: DistInfo, state: TrainState, status: str, error: str | None,
+    params: int, macs: int, tricks: TrickSet, wall_start: float, epoch: int,
 ) -> dict[str, Any]:
-    audits = []
-    for a in tricks.audits():
-        audits.append(Audit(trick=a.trick, summary=a.summary, effective=a.effective,
-                            details=a.details or None))
-        if not a.effective:
-            log.warning("trick %s had no effect: %s", a.trick, a.summary)
-    last = state["last"]
-    seconds = state["seconds"]
-    train_s = state["train_seconds"]
-    return RunResult(
-        status=status,  # type: ignore[arg-type]
-        error=error,
-        hash=config_hash(cfg),
-        model=cfg.model.name,
-        epochs=cfg.epochs,
-        epochs_completed=last.get("epoch", 0),
-        final=Final(top1=last.get("top1"), top5=last.get("top5"),
-                    val_loss=last.get("val_loss"), train_loss=last.get("train_loss")),
-        best=Best(top1=state["best_top1"] if state["best_epoch"] else None,
-                  top5=state["best_top5"] if state["best_epoch"] else None,
-                  epoch=state["best_epoch"] or None),
-        params=params,
-        macs=macs,
-        wall_seconds=seconds,
-        device_hours=seconds * info.world_size / 3600.0,
-        images_per_s=state["images"] / train_s if train_s else None,
-        world_size=info.world_size,
-        device_type=info.device.type,
-        audit=tuple(audits),
-        session_seconds=time.perf_counter() - wall_start,
-        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        failed_epoch=epoch if status == "failed" else None,
-    ).to_dict()
+    """The content of result.json."""
+    last, seconds, train_s = state.last, state.seconds, state.train_seconds
+    best = state.best_epoch > 0
+    return RunResult.from_dict({
+        "status": status,
+        "error": error,
+        "hash": config_hash(cfg),
+        "model": cfg.model.name,
+        "epochs": cfg.epochs,
+        "epochs_completed": last.get("epoch", 0),
+        "final": {"top1": last.get("top1"), "top5": last.get("top5"),
+                  "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss")},
+        "best": {"top1": state.best_top1 if best else None,
+                 "top5": state.best_top5 if best else None,
+                 "epoch": state.best_epoch or None},
+        "params": params,
+        "macs": macs,
+        "wall_seconds": seconds,
+        "device_hours": seconds * info.world_size / 3600.0,
+        "images_per_s": state.images / train_s if train_s else None,
+        "world_size": info.world_size,
+        "device_type": info.device.type,
+        "audit": _audits(tricks),
+        "session_seconds": time.perf_counter() - wall_start,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "failed_epoch": epoch if status == "failed" else None,
+    }).to_dict()
 
 
 @contextmanager

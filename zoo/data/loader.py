@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -115,6 +115,9 @@ def gpu_decode_blockers(cfg: RunConfig, tricks: TrickSet) -> list[str]:
     if pre or post:
         names = ", ".join(type(op).__name__ for op in (*pre, *post))
         reasons.append(f"per-image trick transforms run in the workers ({names})")
+    if tricks.train_image_size(cfg.data.image_size) != cfg.data.image_size:
+        reasons.append("a train resolution other than data.image_size (the gpu path crops "
+                       "one size)")
     return reasons
 
 
@@ -163,18 +166,21 @@ def make_loaders(cfg: RunConfig, info: DistInfo, tricks: TrickSet) -> Loaders:
         train_tf: Any = DrawCrop(data.image_size, train=True, hflip=data.hflip)
         eval_tf: Any = DrawCrop(data.image_size, train=False)
     else:
-        train_tf = train_transform(data, tricks.transforms, device_normalize=True)
+        # The tricks may train at another image size than the evaluation's.
+        train_data = replace(data, image_size=tricks.train_image_size(data.image_size))
+        train_tf = train_transform(train_data, tricks.transforms, device_normalize=True)
         eval_tf = eval_transform(data, device_normalize=True)
     train_ds, val_ds, classes = build_datasets(data, train_tf, eval_tf,
                                                encoded=decode == "gpu")
     if data.skip_bad:
         train_ds, val_ds = SkipBad(train_ds), SkipBad(val_ds)
     collate = Collate(data.mean, data.std, data.image_size, eval_resize(data), data.skip_bad)
-    # DistributedSampler also for one process: the same seeded order in both cases.
-    sampler = EpochKeys(DistributedSampler(
-        train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed,
-        drop_last=True,
-    ))
+    # DistributedSampler also for one process: the same seeded order in both cases; a
+    # trick may bring its own (e.g. one that repeats images).
+    sampler = EpochKeys(
+        tricks.train_sampler(train_ds, info.world_size, info.rank, cfg.seed)
+        or DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank,
+                              shuffle=True, seed=cfg.seed, drop_last=True))
     pin = info.device.type == "cuda"
     # Persistent workers: started once, not every epoch; EpochSeeded reseeds them per
     # epoch. The loader's own generator only seeds the workers' start (overridden by

@@ -69,6 +69,29 @@ def drop_path_rates(rate: float, num_blocks: int) -> list[float]:
     return [rate * (i + 1) / num_blocks for i in range(num_blocks)]
 
 
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """The residual blocks of ``model`` in module order: the modules with a per-block
+    ``zero_init_last`` hook (ours and timm's blocks all have one)."""
+    return [m for m in model.modules() if callable(getattr(m, "zero_init_last", None))]
+
+
+def set_drop_path(model: nn.Module, rate: float) -> nn.Module:
+    """Stochastic depth by :func:`drop_path_rates` on every residual block of a timm model
+    built with ``drop_path_rate=0``: timm spreads ``linspace(0, rate, L)`` over its blocks
+    (the first never drops), the zoo keeps the paper's ``rate * l / L`` for every model.
+    Each block applies its ``drop_path`` module to the residual branch. Returns ``model``."""
+    if rate <= 0:
+        return model
+    from timm.layers import DropPath
+
+    blocks = residual_blocks(model)
+    for block, p in zip(blocks, drop_path_rates(rate, len(blocks)), strict=True):
+        if not hasattr(block, "drop_path"):
+            raise TypeError(f"{type(block).__name__} has no drop_path attribute")
+        block.drop_path = DropPath(p)
+    return model
+
+
 def kaiming_init(model: nn.Module) -> None:
     """He (fan-out) init of convolutions, γ = 1 and β = 0 in norm layers, as torchvision's
     ResNet does; linear layers keep PyTorch's default."""
@@ -92,7 +115,8 @@ def timm_with_options(
     zero_init_last: bool = False,
     norm: str = "batchnorm",
 ) -> nn.Module:
-    """A timm model whose constructor takes the five options directly (ResNetV2, RegNet).
+    """A timm model whose constructor takes the five options directly (ResNetV2, RegNet);
+    stochastic depth follows the zoo's rule (:func:`set_drop_path`).
 
     ``zero_init_last`` is passed explicitly: timm turns zero-gamma on by default, our
     baselines must not."""
@@ -101,13 +125,14 @@ def timm_with_options(
     extra = {}
     if (layer := timm_norm_act_layer(norm, act)) is not None:
         extra["norm_layer"] = layer
-    return timm.create_model(
+    model = timm.create_model(
         timm_name,
         pretrained=False,
         num_classes=num_classes,
         act_layer=act_layer(act),
         drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
+        drop_path_rate=0.0,  # set below by the paper's rule
         zero_init_last=zero_init_last,
         **extra,
     )
+    return set_drop_path(model, drop_path_rate)

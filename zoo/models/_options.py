@@ -11,6 +11,10 @@ layers that honour the options are in ``_layers.py``.
 - ``zero_init_last``: zero-γ (Goyal et al. 2017, "Accurate, Large Minibatch SGD"): the last
   BN of every residual branch starts with γ = 0, so every block starts as the identity.
 - ``norm``: the normalisation layer, ``batchnorm`` or ``switchnorm`` (see ``switchnorm.py``).
+- ``stem``, ``avg_down``, ``stride_1x1``: the ResNet tweaks of Bag of Tricks (He et al.
+  2019, sec. 4): the deep 3x3 stem (ResNet-C), the average-pooled projection shortcut
+  (ResNet-D) and the original stride on the bottleneck's 1x1 (the opposite of ResNet-B);
+  see ``resnet.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from zoo.errors import UnknownNameError, did_you_mean
 
 #: Options a model may declare. Tricks switch them on; a model that does not declare
 #: an option rejects it instead of ignoring it.
-KNOWN_OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+KNOWN_OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm", "stem",
+                 "avg_down", "stride_1x1")
+
+#: The values of ``stem``.
+STEM_NAMES = ("default", "deep")
 
 #: The values of ``act`` (``swish`` is another name of ``silu``).
 ACTIVATION_NAMES = ("relu", "relu6", "silu", "swish", "hardswish")
@@ -50,6 +58,12 @@ def check_option(model: str, option: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
             raise ValueError(f"model '{model}': option '{option}' must be a number in [0, 1), "
                              f"got {value!r}")
-    elif option == "zero_init_last" and not isinstance(value, bool):
-        raise ValueError(f"model '{model}': option 'zero_init_last' must be true or false, "
+    elif option == "stem":
+        if value not in STEM_NAMES:
+            raise UnknownNameError(
+                f"model '{model}': unknown stem '{value}' for option 'stem'"
+                f"{did_you_mean(str(value), STEM_NAMES)} (choose from {', '.join(STEM_NAMES)})"
+            )
+    elif option in ("zero_init_last", "avg_down", "stride_1x1") and not isinstance(value, bool):
+        raise ValueError(f"model '{model}': option '{option}' must be true or false, "
                          f"got {value!r}")

@@ -16,11 +16,17 @@ from typing import Any
 
 #: Options every model built on a residual network takes (see ``_options.py``).
 RESNET_OPTIONS = ("act", "drop_rate", "drop_path_rate", "zero_init_last", "norm")
+#: torchvision's ResNets also take the Bag of Tricks tweaks (see ``resnet.py``); the
+#: bottleneck ones also the original stride on the 1x1.
+TWEAK_OPTIONS = (*RESNET_OPTIONS, "stem", "avg_down")
+BOTTLENECK_OPTIONS = (*TWEAK_OPTIONS, "stride_1x1")
 #: MobileNets and GhostNets: no residual branch to drop or to zero (see ``mobilenet.py``).
 MOBILE_OPTIONS = ("act", "drop_rate")
 
 HE_2016 = "He et al. 2016, Deep Residual Learning for Image Recognition (CVPR)"
 HE_2016_IDENTITY = "He et al. 2016, Identity Mappings in Deep Residual Networks (ECCV)"
+BOT_2019 = ("He et al. 2019, Bag of Tricks for Image Classification with Convolutional "
+            "Neural Networks (CVPR)")
 REGNET = "Radosavovic et al. 2020, Designing Network Design Spaces (CVPR)"
 GHOSTNET = "Han et al. 2020, GhostNet: More Features from Cheap Operations (CVPR)"
 MOBILENET_V3 = "Howard et al. 2019, Searching for MobileNetV3 (ICCV)"
@@ -63,17 +69,31 @@ MODELS = (
               paper="He et al. 2016, Deep Residual Learning for Image Recognition "
               "(CIFAR, sec. 4.2)",
               reference="CIFAR ResNet-20, 0.27M params", min_input=8),
-    ModelInfo("resnet18", "zoo.models.resnet:resnet18",
+    ModelInfo("resnet18_cifar", "zoo.models.resnet:resnet18_cifar",
               paper=f"{HE_2016}; 3x3 stride-1 stem without max-pool for 28-32 px images",
               reference="torchvision resnet18 body, small-input stem", min_input=8),
+    ModelInfo("resnet18", "zoo.models.resnet:resnet18", paper=HE_2016,
+              reference="torchvision resnet18", ref_params_m=11.690, ref_macs_g=1.814,
+              options=TWEAK_OPTIONS),
     ModelInfo("resnet50", "zoo.models.resnet:resnet50", paper=HE_2016,
-              reference="torchvision resnet50", ref_params_m=25.557, ref_macs_g=4.089),
+              reference="torchvision resnet50", ref_params_m=25.557, ref_macs_g=4.089,
+              options=BOTTLENECK_OPTIONS),
+    # Bag of Tricks' ResNet-50-C/D as models (the tricks resnet_c/resnet_d give the same
+    # networks from resnet50); their stem and shortcut are fixed, so not options here.
+    ModelInfo("resnet50c", "zoo.models.resnet:resnet50c", paper=BOT_2019,
+              reference="timm resnet50c", ref_params_m=25.576, ref_macs_g=4.329,
+              options=(*RESNET_OPTIONS, "stride_1x1")),
+    ModelInfo("resnet50d", "zoo.models.resnet:resnet50d", paper=BOT_2019,
+              reference="timm resnet50d", ref_params_m=25.576, ref_macs_g=4.329,
+              options=(*RESNET_OPTIONS, "stride_1x1")),
     ModelInfo("resnet101", "zoo.models.resnet:resnet101", paper=HE_2016,
-              reference="torchvision resnet101", ref_params_m=44.549, ref_macs_g=7.801),
+              reference="torchvision resnet101", ref_params_m=44.549, ref_macs_g=7.801,
+              options=BOTTLENECK_OPTIONS),
     ModelInfo("resnext50_32x4d", "zoo.models.resnet:resnext50_32x4d",
               paper="Xie et al. 2017, Aggregated Residual Transformations for Deep Neural "
               "Networks (CVPR)",
               reference="torchvision resnext50_32x4d", ref_params_m=25.029, ref_macs_g=4.230,
+              options=BOTTLENECK_OPTIONS,
               channels_last=False),  # grouped convolutions (32 groups)
     ModelInfo("resnet50v2", "zoo.models.preact_resnet:resnet50v2", paper=HE_2016_IDENTITY,
               reference="timm resnetv2_50", ref_params_m=25.549, ref_macs_g=4.089),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import timm
 from torch import nn
 
-from zoo.models._layers import act_layer, norm_layer, replace_act
+from zoo.models._layers import act_layer, norm_layer, replace_act, set_drop_path
 
 
 def resnest50(
@@ -39,7 +39,7 @@ def resnest50(
         act_layer=act_layer(act),
         norm_layer=norm_layer(norm),
         drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
+        drop_path_rate=0.0,  # set below by the zoo's rule, rate * l / L
         zero_init_last=zero_init_last,
     )
-    return replace_act(model, act_layer(act))
+    return set_drop_path(replace_act(model, act_layer(act)), drop_path_rate)

@@ -74,6 +74,7 @@ class MixTrick(Trick):
     touches = ("batch", "targets")
     batch_group = "mix"
     order = 60
+    stoppable = True
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)

@@ -7,22 +7,40 @@ The trainer never names a trick. It calls the hooks below, in this order, on the
 
 0. ``check_model(model_name)``                 at config validation: can the model take it?
 1. ``model_name(name)`` / ``model_options()``  choose the architecture and its options
-2. ``apply_model(model, ctx)``                  model surgery after creation (before DDP)
-3. ``param_groups(model, groups)``              how parameters are grouped for the optimizer
-4. ``wrap_optimizer(optimizer)``                wrap the optimizer (e.g. Lookahead)
-5. ``transforms(pre, post)``                    training image ops: uint8 ``pre`` and the
+2. ``resolve(facts)``                           settings that depend on the run (e.g. the
+                                                learning rate from the global batch); the
+                                                trainer records them in config.json
+3. ``train_image_size(size)`` / ``train_sampler(dataset, ...)``  the training data: its
+                                                crop size and its sampler
+4. ``apply_model(model, ctx)``                  model surgery after creation (before DDP)
+5. ``param_groups(model, groups)``              how parameters are grouped for the optimizer
+6. ``wrap_optimizer(optimizer)``                replace or wrap the optimizer (LAMB, Lookahead)
+7. ``transforms(pre, post)``                    training image ops: uint8 ``pre`` and the
                                                 float ``post`` after normalisation
-6. ``batch(images, targets, ctx)``              per training batch on the device; may turn
+8. ``epoch_start(ctx)``                         before an epoch's first batch (``ctx.epoch``)
+9. ``batch(images, targets, ctx)``              per training batch on the device; may turn
                                                 integer targets into soft (N, C) targets.
                                                 Tricks of one non-empty ``batch_group`` are
                                                 alternatives: per batch one of them, drawn
                                                 uniformly from ``ctx.generator``, runs it
-7. ``loss_kwargs()``                            keyword arguments of CrossEntropyLoss
-8. ``after_backward(model)``                    gradients are final (unscaled), before step
-9. ``after_step(model)``                        after the optimizer step
-10. ``eval_model(model)``                       the module evaluated (e.g. an EMA copy)
-11. ``state_dict()`` / ``load_state_dict()``    trick state saved in the checkpoint
-12. ``audit()``                                 what the trick did, written to result.json
+10. ``loss_kwargs()`` / ``loss(inner, ctx)``    the criterion: CrossEntropyLoss with the
+                                                tricks' keyword arguments, then each
+                                                ``loss`` hook may wrap or replace it (built
+                                                at every epoch start)
+11. ``after_backward(model)``                   gradients are final (unscaled), before step
+12. ``after_step(model)``                       after the optimizer step
+13. ``epoch_end(ctx)``                          after an epoch's last step, before evaluation
+14. ``eval_model(model)``                       the module evaluated (e.g. an EMA copy)
+15. ``state_dict()`` / ``load_state_dict()``    trick state saved in the checkpoint
+16. ``audit()``                                 what the trick did, written to result.json
+
+Every trick whose class sets ``stoppable`` (it acts per step: ``batch``, ``loss``,
+``after_backward``) also takes the parameter ``until_epoch``: from the epoch after it on
+those hooks skip it (e.g. mixup switched off for the last epochs, as in Bag of Tricks and
+timm's ``--mixup-off-epoch``).
+
+An audit reports ``effective`` from what the trick observed in this run (a count of
+what changed, a difference of outputs), never from its parameters alone.
 
 Hooks return new values rather than stashing state between events. What a trick keeps
 is only what its ``audit`` reports (counts of what it changed) and what it must carry
@@ -32,6 +50,7 @@ across a resume (``state_dict``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,7 +62,7 @@ if TYPE_CHECKING:  # torch is imported by the hooks that run, not by config vali
 
 #: What a trick may touch, as declared by each trick and listed by ``ablate tricks``.
 TOUCHES = ("model", "init", "loss", "targets", "batch", "transform", "optimizer",
-           "param_groups", "gradients", "eval")
+           "param_groups", "gradients", "eval", "data", "schedule")
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,30 @@ class TrainContext:
     #: CPU generator for the batch hooks, seeded from (seed, rank, epoch): reproducible
     #: and identical after a resume at an epoch boundary.
     generator: torch.Generator | None = None
+    #: The epoch being trained (1-based); 0 before the first.
+    epoch: int = 0
+    #: The model as built (after the model-selecting tricks) and its options, for tricks
+    #: that observe their effect against the model built without them.
+    model_name: str = ""
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Side of the images the model sees in evaluation (``data.image_size``).
+    image_size: int = 224
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What ``resolve`` may read: the configured values and the run's size."""
+
+    lr: float
+    batch_size: int  # per process
+    world_size: int
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Settings a trick decides from :class:`RunFacts`; ``None`` keeps the configured one."""
+
+    lr: float | None = None
 
 
 @dataclass
@@ -93,9 +136,17 @@ class Trick:
     batch_group: ClassVar[str] = ""
     #: Hooks run in ascending order (then by name) when several tricks act at one point.
     order: ClassVar[int] = 100
+    #: Acts per step, so it takes ``until_epoch`` (see the module doc).
+    stoppable: ClassVar[bool] = False
 
     def __init__(self, params: Any) -> None:
         self.params = params
+        #: Last epoch the per-step hooks act in (None: every epoch); set by the registry.
+        self.until_epoch: int | None = None
+
+    def active(self, epoch: int) -> bool:
+        """Whether the per-step hooks act in ``epoch`` (``until_epoch``)."""
+        return self.until_epoch is None or epoch <= self.until_epoch
 
     @classmethod
     def check(cls, params: Any) -> None:
@@ -128,6 +179,18 @@ class Trick:
     def model_options(self) -> dict[str, Any]:
         return {}
 
+    def resolve(self, facts: RunFacts) -> Resolved:
+        return Resolved()
+
+    def train_image_size(self, size: int) -> int:
+        return size
+
+    def train_sampler(self, dataset: Any, num_replicas: int, rank: int,
+                      seed: int) -> Any | None:
+        """A sampler of the training set with ``set_epoch(epoch)``, or None for the default
+        (a shuffling ``DistributedSampler``)."""
+        return None
+
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         return model
 
@@ -147,6 +210,18 @@ class Trick:
 
     def loss_kwargs(self) -> dict[str, Any]:
         return {}
+
+    def loss(self, inner: Callable[..., torch.Tensor], ctx: TrainContext
+             ) -> Callable[..., torch.Tensor]:
+        """The criterion ``fn(logits, targets, images)``: ``inner`` (cross-entropy with the
+        tricks' ``loss_kwargs``, wrapped by tricks of lower order), wrapped or replaced."""
+        return inner
+
+    def epoch_start(self, ctx: TrainContext) -> None:
+        return None
+
+    def epoch_end(self, ctx: TrainContext) -> None:
+        return None
 
     def after_backward(self, model: nn.Module) -> None:
         return None
@@ -178,3 +253,28 @@ def unwrap(model: nn.Module) -> nn.Module:
 def count_modules(model: nn.Module, types: type | tuple[type, ...]) -> int:
     """How many modules of ``model`` are instances of ``types``."""
     return sum(1 for m in model.modules() if isinstance(m, types))
+
+
+def _signature(module: nn.Module) -> tuple[Any, ...]:
+    """What decides a module's own computation apart from its weights' values."""
+    attrs = tuple(getattr(module, a, None) for a in ("stride", "kernel_size", "padding",
+                                                      "groups", "p", "drop_prob"))
+    shapes = tuple(tuple(t.shape) for t in module.parameters(recurse=False))
+    return (type(module).__name__, attrs, shapes)
+
+
+def changed_modules(model: nn.Module, ctx: TrainContext, options: Any) -> int:
+    """How many modules of ``model`` differ (in type, shape or stride; by name) from the
+    model built as ``ctx`` describes without the model ``options`` of one trick: the
+    observed effect of an option trick. The reference is built on the meta device, so it
+    costs no memory and no arithmetic."""
+    import torch
+
+    from zoo.models import create_model
+
+    without = {k: v for k, v in ctx.model_options.items() if k not in options}
+    with torch.device("meta"):
+        reference = create_model(ctx.model_name, num_classes=ctx.num_classes, **without)
+    ours = {n: _signature(m) for n, m in model.named_modules()}
+    ref = {n: _signature(m) for n, m in reference.named_modules()}
+    return sum(1 for n in ours.keys() | ref.keys() if ours.get(n) != ref.get(n))

@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 #: Models whose residual blocks in stages 3-5 hold 3x3 convolutions ``conv1``-``conv3``:
 #: torchvision-layout ResNets (``layer2``-``layer4``) and timm's ResNetV2 (``stages[1:4]``).
-SUPPORTED = ("resnet18", "resnet50", "resnet101", "resnext50_32x4d", "resnet50v2",
-             "resnet101v2", "lip_resnet50")
+SUPPORTED = ("resnet18", "resnet18_cifar", "resnet50", "resnet101", "resnext50_32x4d",
+             "resnet50v2", "resnet101v2", "lip_resnet50")
 
 
 def _stages(model: nn.Module) -> list[nn.Module]:

@@ -49,6 +49,7 @@ class GradientCentralization(Trick):
     touches = ("gradients",)
     Params = GradientCentralizationParams
     order = 80
+    stoppable = True
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)

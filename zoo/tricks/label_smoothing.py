@@ -7,12 +7,16 @@ The target distribution becomes ``(1 - eps) * onehot + eps / K``; PyTorch's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError
-from zoo.tricks.base import Audit, Trick
+from zoo.tricks.base import Audit, TrainContext, Trick
 from zoo.tricks.registry import register_trick
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class LabelSmoothing(Trick):
     paper = "Szegedy et al. 2016, Rethinking the Inception Architecture for Computer Vision"
     touches = ("loss", "targets")
     Params = LabelSmoothingParams
+    stoppable = True
+    conflicts = ("bce_loss",)
+    conflict_reason = "bce_loss replaces the cross-entropy; use bce_loss.smoothing"
 
     @classmethod
     def check(cls, params: LabelSmoothingParams) -> None:
@@ -34,10 +41,33 @@ class LabelSmoothing(Trick):
                 f"tricks.label_smoothing.smoothing: must be in [0, 1), got {params.smoothing}"
             )
 
+    def __init__(self, params: LabelSmoothingParams) -> None:
+        super().__init__(params)
+        self.steps = 0  # batches whose cross-entropy smoothed its targets
+
     def loss_kwargs(self) -> dict[str, Any]:
         return {"label_smoothing": self.params.smoothing}
 
+    def loss(self, inner: Callable[..., torch.Tensor], ctx: TrainContext
+             ) -> Callable[..., torch.Tensor]:
+        def counted(logits: torch.Tensor, targets: torch.Tensor,
+                    images: torch.Tensor) -> torch.Tensor:
+            self.steps += 1
+            return inner(logits, targets, images)
+
+        return counted
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state.get("steps", 0))
+
     def audit(self) -> Audit:
         s = self.params.smoothing
-        return Audit(self.name, f"label_smoothing: cross-entropy targets smoothed by {s}",
-                     effective=s > 0, details={"smoothing": s})
+        if not self.steps or s == 0:
+            return Audit(self.name, f"label_smoothing: no effect ({self.steps} batches, "
+                                    f"smoothing {s})", effective=False)
+        return Audit(self.name, f"label_smoothing: cross-entropy targets smoothed by {s} "
+                                f"in {self.steps} batches",
+                     details={"smoothing": s, "steps": self.steps})

@@ -7,11 +7,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ConfigError, UnknownNameError, did_you_mean
-from zoo.tricks.base import TOUCHES, Audit, TrainContext, Trick
+from zoo.tricks.base import TOUCHES, Audit, RunFacts, TrainContext, Trick
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import torch
     from torch import nn
+
+#: The parameter every ``stoppable`` trick takes besides its own (see ``zoo.tricks.base``).
+UNTIL_EPOCH = "until_epoch"
 
 _TRICKS: dict[str, type[Trick]] = {}
 
@@ -49,14 +54,35 @@ def parse_params(name: str, raw: Mapping[str, Any] | None) -> Any:
         raw = {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"tricks.{name}: expected a mapping of parameters, got {raw!r}")
+    raw = {k: v for k, v in raw.items() if k != UNTIL_EPOCH}
     params = from_dict(cls.Params, raw, prefix=f"tricks.{name}.")
     cls.check(params)
     return params
 
 
+def parse_until_epoch(name: str, raw: Mapping[str, Any] | None) -> int | None:
+    """The ``until_epoch`` of trick ``name`` (None when not given)."""
+    if not isinstance(raw, Mapping) or raw.get(UNTIL_EPOCH) is None:
+        return None
+    value = raw[UNTIL_EPOCH]
+    if not get_trick(name).stoppable:
+        raise ConfigError(
+            f"tricks.{name}.{UNTIL_EPOCH}: {name} does not act per step, so it cannot be "
+            f"stopped after an epoch; remove {UNTIL_EPOCH}"
+        )
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"tricks.{name}.{UNTIL_EPOCH}: must be an epoch number (0 or "
+                          f"more), got {value!r}")
+    return value
+
+
 def _build(tricks: Mapping[str, Any]) -> list[Trick]:
     """Instances of the tricks of a config, sorted by (order, name)."""
-    built = [get_trick(n)(parse_params(n, raw)) for n, raw in tricks.items()]
+    built = []
+    for name, raw in tricks.items():
+        trick = get_trick(name)(parse_params(name, raw))
+        trick.until_epoch = parse_until_epoch(name, raw)
+        built.append(trick)
     return sorted(built, key=lambda t: (t.order, t.name))
 
 
@@ -118,6 +144,33 @@ class TrickSet:
             options.update(t.model_options())  # validate_tricks rejected two setting one
         return options
 
+    def resolve(self, facts: RunFacts) -> dict[str, dict[str, Any]]:
+        """The settings tricks decide, as ``{setting: {value, trick}}`` (for config.json);
+        a later trick's value wins."""
+        out: dict[str, dict[str, Any]] = {}
+        for t in self.tricks:
+            for key, value in dataclasses.asdict(t.resolve(facts)).items():
+                if value is not None:
+                    out[key] = {"value": value, "trick": t.name}
+        return out
+
+    def resolved_lr(self, facts: RunFacts) -> float:
+        """The learning rate after the tricks' ``resolve`` (the configured one without)."""
+        return self.resolve(facts).get("lr", {"value": facts.lr})["value"]
+
+    def train_image_size(self, size: int) -> int:
+        for t in self.tricks:
+            size = t.train_image_size(size)
+        return size
+
+    def train_sampler(self, dataset: Any, num_replicas: int, rank: int, seed: int) -> Any:
+        """The first trick's training sampler, or None for the trainer's default."""
+        for t in self.tricks:
+            sampler = t.train_sampler(dataset, num_replicas, rank, seed)
+            if sampler is not None:
+                return sampler
+        return None
+
     def apply_model(self, model: nn.Module, ctx: TrainContext) -> nn.Module:
         for t in self.tricks:
             model = t.apply_model(model, ctx)
@@ -143,26 +196,56 @@ class TrickSet:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         import torch
 
-        # One uniform draw per group of alternatives, before any trick's own draws.
-        chosen = {
-            group: members[int(torch.randint(len(members), (1,), generator=ctx.generator))]
-            for group, members in self.alternatives.items()
-        }
+        # One uniform draw per group of alternatives (among those still active), before
+        # any trick's own draws.
+        chosen = {}
+        for group, members in self.alternatives.items():
+            live = [t for t in members if t.active(ctx.epoch)]
+            if len(live) > 1:
+                chosen[group] = live[int(torch.randint(len(live), (1,),
+                                                       generator=ctx.generator))]
         for t in self.tricks:
-            if t.batch_group in chosen and chosen[t.batch_group] is not t:
+            if not t.active(ctx.epoch) or chosen.get(t.batch_group, t) is not t:
                 continue
             images, targets = t.batch(images, targets, ctx)
         return images, targets
 
-    def loss_kwargs(self) -> dict[str, Any]:
+    def loss_kwargs(self, epoch: int = 0) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         for t in self.tricks:
-            kwargs.update(t.loss_kwargs())
+            if t.active(epoch):
+                kwargs.update(t.loss_kwargs())
         return kwargs
 
-    def after_backward(self, model: nn.Module) -> None:
+    def criterion(self, ctx: TrainContext) -> Callable[..., torch.Tensor]:
+        """The loss of epoch ``ctx.epoch``: ``fn(logits, targets, images)``, cross-entropy
+        with the active tricks' ``loss_kwargs``, then their ``loss`` hooks in order."""
+        from torch import nn
+
+        ce = nn.CrossEntropyLoss(**self.loss_kwargs(ctx.epoch))
+
+        def cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
+                          images: torch.Tensor) -> torch.Tensor:
+            return ce(logits, targets)
+
+        fn: Callable[..., torch.Tensor] = cross_entropy
         for t in self.tricks:
-            t.after_backward(model)
+            if t.active(ctx.epoch):
+                fn = t.loss(fn, ctx)
+        return fn
+
+    def epoch_start(self, ctx: TrainContext) -> None:
+        for t in self.tricks:
+            t.epoch_start(ctx)
+
+    def epoch_end(self, ctx: TrainContext) -> None:
+        for t in self.tricks:
+            t.epoch_end(ctx)
+
+    def after_backward(self, model: nn.Module, epoch: int = 0) -> None:
+        for t in self.tricks:
+            if t.active(epoch):
+                t.after_backward(model)
 
     def after_step(self, model: nn.Module) -> None:
         for t in self.tricks:
@@ -185,4 +268,6 @@ class TrickSet:
         return [t.audit() for t in self.tricks]
 
     def describe(self) -> list[dict[str, Any]]:
-        return [{"trick": t.name, "params": dataclasses.asdict(t.params)} for t in self.tricks]
+        return [{"trick": t.name, "params": dataclasses.asdict(t.params),
+                 **({UNTIL_EPOCH: t.until_epoch} if t.until_epoch is not None else {})}
+                for t in self.tricks]
