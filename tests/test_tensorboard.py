@@ -14,10 +14,10 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.plugins.hparams import api_pb2, metadata
 
-from tests.conftest import digits_config
+from tests.conftest import digits_config, read_metrics, run_train, write_config
 from zoo.config import build_config, config_hash
 from zoo.errors import ConfigError
-from zoo.tensorboard import BOARD_DIR, EPOCH_TAGS, RunBoard, event_dir, run_name
+from zoo.tensorboard import BOARD_DIR, EPOCH_TAGS, RUN_NAME_ENV, RunBoard, event_dir, run_name
 
 
 def _config(digits_dir: Path, *overrides: str) -> dict[str, Any]:
@@ -199,3 +199,35 @@ def test_tensorboard_key_is_on_by_default_and_not_part_of_the_hash(digits_dir: P
         build_config(base, ["tensorboard='no'"])
     with pytest.raises(ConfigError, match="did you mean 'tensorboard'"):
         build_config({**base, "tensorbord": False})
+
+
+def test_train_writes_events_and_a_resume_adds_each_epoch_once(
+    digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """zoo.train writes one event per epoch per tag, the same numbers as metrics.jsonl,
+    also when the run stopped after epoch 1 and was resumed."""
+    monkeypatch.setenv(RUN_NAME_ENV, run_name("label smoothing", 0))
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=2))
+    out = tmp_path / "run"
+    first = run_train(["--config", str(cfg), "--out", str(out), "--stop-after", "1"])
+    assert first.returncode == 0, first.stderr
+    second = run_train(["--config", str(cfg), "--out", str(out)])
+    assert second.returncode == 0, second.stderr
+    acc = EventAccumulator(str(out / BOARD_DIR / "label_smoothing" / "seed0"),
+                           size_guidance={SCALARS: 0})
+    acc.Reload()
+    rows = read_metrics(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for key, tag in (("top1", "val/top1"), ("train_loss", "train/loss"), ("lr", "train/lr")):
+        assert [(e.step, e.value) for e in acc.Scalars(tag)] == [
+            (r["epoch"], pytest.approx(r[key], rel=1e-6)) for r in rows]
+    assert set(acc.PluginTagToContent(metadata.PLUGIN_NAME)) == {
+        metadata.SESSION_START_INFO_TAG, metadata.SESSION_END_INFO_TAG}
+
+
+def test_tensorboard_false_writes_no_events(digits_dir: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.yaml", digits_config(digits_dir, epochs=1))
+    out = tmp_path / "run"
+    proc = run_train(["--config", str(cfg), "--out", str(out), "--set", "tensorboard=false"])
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "result.json").exists() and not (out / BOARD_DIR).exists()

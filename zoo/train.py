@@ -52,6 +52,7 @@ from zoo.errors import ZooError
 from zoo.measure import count_macs, count_params
 from zoo.models import create_model, get_model_info, is_model
 from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
+from zoo.tensorboard import RUN_NAME_ENV, RunBoard
 from zoo.tricks import RunFacts, TrainContext, TrickSet
 
 log = logging.getLogger("zoo")
@@ -203,6 +204,8 @@ class Session:
     resolved: dict[str, dict[str, Any]]
     #: data.decode and workers as resolved here, for config.json.
     input: dict[str, Any] = field(default_factory=dict)
+    #: TensorBoard events of the run (rank 0; made once the run's first epoch is known).
+    board: RunBoard | None = None
     wall_start: float = field(default_factory=time.perf_counter)
 
     @property
@@ -220,6 +223,10 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
         # A run restarted without a checkpoint starts its metrics over: every epoch once.
         rundir.truncate_metrics(out / rundir.METRICS, start_epoch - 1)
         _write_config(s)
+    # Every rank makes one; only rank 0's writes. Events of epochs >= start_epoch that an
+    # earlier session wrote are dropped (purge_step), so a resume adds each epoch once.
+    s.board = RunBoard(out, cfg.to_dict(), run_name=os.environ.get(RUN_NAME_ENV),
+                       enabled=cfg.tensorboard and info.is_main, start_epoch=start_epoch)
     status, error, epoch = "succeeded", None, start_epoch - 1
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
@@ -229,6 +236,7 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) ->
             if stop_after is not None and stop_after <= epoch < cfg.epochs:
                 log.info("stopping after epoch %d as asked (--stop-after); run again to resume",
                          epoch)
+                s.board.close()
                 return 0
     except NonFiniteLossError as exc:
         status, error = "failed", str(exc)
@@ -392,6 +400,8 @@ def _end_epoch(s: Session, epoch: int, row: dict[str, Any], state: TrainState) -
     if not s.info.is_main:
         return
     rundir.append_metrics(s.out / rundir.METRICS, MetricsRow(**row))
+    if s.board is not None:  # before the checkpoint: a crash between them is purged on resume
+        s.board.log_epoch(row)
     rundir.save_checkpoint_keeping_previous(s.out, {
         "epoch": epoch,
         "model": s.model.state_dict(),
@@ -417,10 +427,13 @@ def _finish(s: Session, state: TrainState, status: str, error: str | None,
     if status == "succeeded" and int(failed.item()) > 0:
         status, error = "failed", "another process failed (see train.log)"
     if s.info.is_main:
-        rundir.write_json(s.out / rundir.RESULT, _result(
-            s.cfg, s.info, state, status, error, s.params, s.macs, s.tricks, s.wall_start,
-            epoch,
-        ))
+        result = _result(s.cfg, s.info, state, status, error, s.params, s.macs, s.tricks,
+                         s.wall_start, epoch)
+        rundir.write_json(s.out / rundir.RESULT, result)
+        if s.board is not None:
+            s.board.log_result(result)
+    if s.board is not None:
+        s.board.close()
     return 0 if status == "succeeded" else 1
 
 

@@ -26,6 +26,7 @@ import yaml
 from ablate.errors import AblateError
 from ablate.study.spec import RunSpec
 from zoo.contract import LAUNCH_LOG, LOG, RUN_CONFIG, atomic_write, launch_log
+from zoo.tensorboard import RUN_NAME_ENV, run_name
 
 #: Where a GPU driver shows itself: NVIDIA's kernel module, AMD's ROCm compute device.
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
@@ -320,7 +321,9 @@ class LocalLauncher(Launcher):
                                self.rdzv_endpoint, run_id=run.hash)
         log.write(f"$ {' '.join(cmd)}\n".encode())
         log.flush()
-        proc = self.spawn(cmd, self.env(devices), log)
+        # The TensorBoard run name says variant/seed (not part of the config: no new hash).
+        env = {**self.env(devices), RUN_NAME_ENV: run_name(run.variant, run.seed)}
+        proc = self.spawn(cmd, env, log)
         return ProcessJob(run=run, proc=proc, log=log, devices=devices)
 
 
