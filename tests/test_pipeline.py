@@ -252,6 +252,25 @@ def test_a_bad_image_names_its_file_or_is_skipped_and_counted(
     BAD_IMAGES.reset()
 
 
+def test_a_run_with_skip_bad_reports_the_skipped_image_in_its_audit(
+        digits_dir: Path, tmp_path: Path) -> None:
+    """End to end: a truncated training image is skipped, counted and listed in result.json."""
+    import shutil
+
+    root = tmp_path / "digits"
+    shutil.copytree(digits_dir, root)
+    bad = sorted((root / "train").rglob("*.png"))[0]
+    bad.write_bytes(bad.read_bytes()[:20])
+    cfg = digits_config(root, epochs=1)
+    cfg["data"]["skip_bad"] = True
+    out = tmp_path / "run"
+    proc = run_train(["--config", str(write_config(tmp_path / "c.yaml", cfg)), "--out", str(out)])
+    assert proc.returncode == 0, proc.stderr
+    audit = {a["trick"]: a for a in rundir.read_json(out / rundir.RESULT)["audit"]}
+    assert audit["data.skip_bad"]["details"]["skipped"] == 1
+    assert bad.name in audit["data.skip_bad"]["details"]["examples"][0]
+
+
 # --------------------------------------------------------------------------- config
 
 

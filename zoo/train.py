@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from zoo import rundir
 from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
 from zoo.contract import MetricsRow, RunResult
+from zoo.data.device import BAD_IMAGES
 from zoo.data.loader import EpochKeys, EpochSeeded, make_loaders  # noqa: F401 (re-exported)
 from zoo.distributed import (
     DistInfo,
@@ -257,6 +258,7 @@ def _build_session(cfg: RunConfig, out: Path, info: DistInfo) -> Session:
         # algorithm once. GPU runs are not bitwise reproducible anyway (atomic adds).
         torch.backends.cudnn.benchmark = True
     tricks = TrickSet(cfg.tricks)
+    BAD_IMAGES.reset()
     seed_everything(cfg.seed)  # same seed on every rank: identical initial weights
     loaders = make_loaders(cfg, info, tricks)
     train_loader, val_loader, sampler, classes = loaders
@@ -325,6 +327,8 @@ def _resume(s: Session) -> tuple[int, TrainState]:
     s.tricks.load_state_dict(ckpt["tricks"])
     set_rng_state(ckpt["rng"][s.info.rank], s.info.device)
     log.info("resumed %s from epoch %d", s.out, ckpt["epoch"])
+    if "bad_images" in ckpt:
+        BAD_IMAGES.load_state_dict(ckpt["bad_images"])
     return ckpt["epoch"] + 1, TrainState.from_dict(ckpt["state"])
 
 
@@ -411,6 +415,7 @@ def _end_epoch(s: Session, epoch: int, row: dict[str, Any], state: TrainState) -
         "tricks": s.tricks.state_dict(),
         "rng": rngs,
         "state": asdict(state),
+        "bad_images": BAD_IMAGES.state_dict(),
     })
     log.info(
         "epoch %d/%d  loss %.4f  val %.4f  top1 %.2f  top5 %.2f  lr %.4g  %.0f img/s  %.1fs",
@@ -473,7 +478,8 @@ def _result(
         "images_per_s": state.images / train_s if train_s else None,
         "world_size": info.world_size,
         "device_type": info.device.type,
-        "audit": _audits(tricks),
+        # Images skipped under data.skip_bad are reported like a trick's effect.
+        "audit": _audits(tricks) + ([BAD_IMAGES.audit()] if cfg.data.skip_bad else []),
         "session_seconds": time.perf_counter() - wall_start,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "failed_epoch": epoch if status == "failed" else None,
