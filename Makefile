@@ -2,6 +2,8 @@
 #   make demo   create .venv if missing, install, prepare real Fashion-MNIST images, run the
 #               demo ablation study on the CPU, print its report
 #   make test   create .venv if missing, install, run the test suite
+#   make test-fast   the tests that launch no process and train nothing for long (~1 min)
+#   make test-under-load   make test with two busy processes beside it (stress-ng --cpu 2)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +15,7 @@ STAMP := $(VENV)/.installed
 DB ?= sqlite:///runs/demo.db
 FASHION := data/fashion-mnist-6k
 
-.PHONY: install data demo results test lint clean
+.PHONY: install data demo results test test-fast test-under-load lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +39,12 @@ results:
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+test-under-load: $(STAMP)
+	bash tools/test-under-load.sh
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The one limit on how long a test waits for a subprocess or a condition. It is not a
+#: measure of speed: a test's verdict must never depend on how busy the machine is, so the
+#: limit only stops a test that hangs. 30 minutes covers the slowest launch seen on a
+#: 2-core machine at load 14 many times over; ABLATE_TEST_TIME_SCALE stretches it further
+#: (for example under emulation).
+LIMIT = 1800 * float(os.environ.get("ABLATE_TEST_TIME_SCALE", "1"))
+
 
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -54,7 +61,7 @@ def write_config(path: Path, cfg: dict[str, Any]) -> Path:
     return path
 
 
-def run_train(args: list[str], torchrun: int | None = None, timeout: int = 300,
+def run_train(args: list[str], torchrun: int | None = None, timeout: float = LIMIT,
               ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m zoo.train`` (or under torchrun) as a real subprocess."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -73,3 +80,19 @@ def read_result(out: Path) -> dict[str, Any]:
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+#: Fixtures and modules whose tests launch processes (torchrun, `ablate run`, a database
+#: server's clients) or train a model for more than a few seconds.
+SLOW_FIXTURES = {"digits_dir"}
+SLOW_MODULES = {"test_multinode", "test_orchestrator", "test_postgres", "test_slurm",
+                "test_packing", "test_rebuild", "test_tricks_train"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what launches processes or trains as ``slow``: ``make test-fast`` leaves those
+    out, ``make test`` (what CI runs) keeps everything."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, digits_config, run_train, write_config
+from tests.conftest import LIMIT, ROOT, digits_config, run_train, write_config
 from zoo.config import RunConfig, build_config, load_config
 from zoo.errors import ConfigError, ZooError
 from zoo.train import main
@@ -225,7 +225,7 @@ print(planned, len(list_tricks()), sorted(m for m in ("torch", "torchvision", "t
                                           if m in sys.modules))
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=LIMIT)
     assert proc.returncode == 0, proc.stderr
     planned, tricks, heavy = proc.stdout.strip().split(" ", 2)
     assert int(planned) > 20 and int(tricks) >= 20

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT, digits_config, read_result, run_train, write_config
+from tests.conftest import LIMIT, ROOT, digits_config, read_result, run_train, write_config
 from zoo import contract
 
 
@@ -16,7 +16,7 @@ def test_contract_imports_no_torch() -> None:
     code = ("import sys, zoo.contract; "
             "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True, timeout=120)
+                         cwd=ROOT, check=True, timeout=LIMIT)
     assert out.stdout.strip() == "[]"
 
 

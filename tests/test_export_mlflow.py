@@ -29,6 +29,7 @@ from ablate.export_mlflow import (
     export_runs,
     export_study,
 )
+from tests.conftest import LIMIT
 
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = "fashion_mnist_tricks"
@@ -255,5 +256,5 @@ def test_the_export_imports_no_torch() -> None:
     code = ("import sys, ablate.export_mlflow, zoo.tensorboard; "
             "sys.exit('torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+                          text=True, timeout=LIMIT)
     assert proc.returncode == 0, proc.stderr

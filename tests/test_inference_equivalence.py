@@ -13,7 +13,7 @@ from scipy import stats
 from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
 from ablate.inference import InferenceError, Paired, equivalence_test, paired
-from tests.conftest import ROOT
+from tests.conftest import LIMIT, ROOT
 
 RNG_CASES = [(n, shift, margin) for n in (2, 3, 5, 12) for shift in (-0.8, 0.05, 0.6)
              for margin in (0.3, 1.0)]
@@ -117,5 +117,5 @@ def test_package_imports_only_numpy_scipy() -> None:
             "(m.startswith('ablate.') and not m.startswith('ablate.inference'))); "
             "print(bad); sys.exit(bool(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=LIMIT)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -25,7 +25,7 @@ from torchvision.datasets import ImageFolder
 from typer.testing import CliRunner
 
 from ablate.cli import app
-from tests.conftest import ROOT, digits_config, read_metrics, write_config
+from tests.conftest import LIMIT, ROOT, digits_config, read_metrics, write_config
 from zoo.config import DataConfig
 from zoo.data.datasets import build_datasets, rgb_loader
 from zoo.data.lmdb_convert import BadImageError, convert, convert_tree
@@ -226,7 +226,7 @@ def test_killed_conversion_resumes(digits_dir: Path, tmp_path: Path) -> None:
         "convert_tree(sys.argv[1], sys.argv[2], progress=progress, commit_records=100)\n"
     )
     proc = subprocess.run([sys.executable, "-c", script, str(digits_dir / "train"), str(dst)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, capture_output=True, text=True, timeout=LIMIT)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert not dst.exists()
     done = convert_tree(digits_dir / "train", dst, commit_records=100)

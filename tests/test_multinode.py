@@ -19,7 +19,7 @@ from ablate.errors import StudyError
 from ablate.launch.local import torchrun_command
 from ablate.store.db import Store
 from ablate.study.spec import parse_launch
-from tests.conftest import ROOT, digits_config, read_metrics, read_result
+from tests.conftest import LIMIT, ROOT, digits_config, read_metrics, read_result
 from tests.test_orchestrator import write_study
 
 
@@ -61,7 +61,7 @@ def test_two_nodes_train_what_one_node_of_two_processes_trains(
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
              for c in cmds]
     try:
-        outs = [p.communicate(timeout=300)[0] for p in procs]
+        outs = [p.communicate(timeout=LIMIT)[0] for p in procs]
     finally:  # a hung rendezvous must not outlive the test
         for p in procs:
             if p.poll() is None:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.store.db import Store
-from tests.conftest import ROOT, digits_config, read_metrics
+from tests.conftest import LIMIT, ROOT, digits_config, read_metrics
 
 runner = CliRunner()
 
@@ -50,7 +50,7 @@ def write_study(path: Path, study: dict[str, Any]) -> Path:
 def ablate(*args: str, cwd: Path, check: bool = True,
            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=LIMIT,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
     if check:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -128,14 +128,14 @@ def test_interrupted_study_resumes_to_the_uninterrupted_result(
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     # Wait until both runs have finished at least two epochs, then interrupt.
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + LIMIT
     while time.monotonic() < deadline:
         dirs = list(runs_dir.glob("*/metrics.jsonl"))
         if len(dirs) == 2 and all(len(p.read_text().splitlines()) >= 2 for p in dirs):
             break
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=LIMIT)
     assert proc.returncode == 130, out + err
     assert db_rows(db, "select status, count(*) from run group by status") == [
         ("interrupted", 2)]
@@ -169,7 +169,7 @@ def test_two_orchestrators_train_each_run_exactly_once(digits_dir: Path, tmp_pat
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    outs = [p.communicate(timeout=LIMIT) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert db_rows(db, "select status, count(*) from run group by status") == [("succeeded", 6)]
     assert db_rows(db, "select max(attempts) from run") == [(1,)]

@@ -22,7 +22,7 @@ from sqlalchemy import create_engine, text
 
 from ablate.errors import AblateError
 from ablate.store.db import RunRow, Status, Store
-from tests.conftest import ROOT
+from tests.conftest import LIMIT, ROOT
 from tests.test_orchestrator import study_dict, write_study
 
 PG_URL = os.environ.get("ABLATE_TEST_PG_URL")
@@ -73,7 +73,7 @@ def test_concurrent_claims_take_each_run_once_in_plan_order(pg_url: str) -> None
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=LIMIT)
     taken = [h for hs in claimed.values() for h in hs]
     assert sorted(taken) == hashes[1:]  # every run once, none twice
     assert all(hs == sorted(hs) for hs in claimed.values())  # each took them in order
@@ -141,7 +141,7 @@ def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path:
     procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, env=env) for _ in range(2)]
     try:
-        outs = [p.communicate(timeout=300)[0] for p in procs]
+        outs = [p.communicate(timeout=LIMIT)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -170,7 +170,7 @@ def test_two_orchestrators_share_a_study_on_postgres(digits_dir: Path, tmp_path:
     store.close()
     report = subprocess.run([sys.executable, "-m", "ablate", "report", "digits_three",
                              "--db", pg_url], cwd=tmp_path, capture_output=True, text=True,
-                            env=env, timeout=120)
+                            env=env, timeout=LIMIT)
     assert report.returncode == 0, report.stderr
     assert "baseline" in report.stdout and "resnet20" in report.stdout
 

@@ -19,7 +19,7 @@ from submitit.helpers import DelayedSubmission
 from ablate.errors import AblateError, StudyError
 from ablate.launch.slurm import SUBMITIT_DIR, SlurmLauncher, TrainJob
 from ablate.study.spec import Launch, RunSpec, parse_launch, parse_slurm_time
-from tests.conftest import ROOT
+from tests.conftest import LIMIT, ROOT
 from tests.test_orchestrator import db_rows, study_dict, write_study
 
 SLURM = {"backend": "slurm", "nodes": 2, "gpus_per_node": 8, "partition": "gpu",
@@ -125,7 +125,7 @@ def test_study_through_submitit_equals_local_even_when_preempted(
     ]
     try:
         # Pre-empt one job as SLURM would (USR2 to the job's task) once it has checkpointed.
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + LIMIT
         victim: Path | None = None
         while victim is None and time.monotonic() < deadline:
             for metrics in runs.glob("*/metrics.jsonl"):
@@ -136,7 +136,7 @@ def test_study_through_submitit_equals_local_even_when_preempted(
                     victim = metrics.parent
                     break
             time.sleep(0.1)
-        outs = [p.communicate(timeout=300)[0] for p in procs]
+        outs = [p.communicate(timeout=LIMIT)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import digits_config, read_metrics, read_result, run_train, write_config
+from tests.conftest import LIMIT, digits_config, read_metrics, read_result, run_train, write_config
 from zoo import rundir
 
 COMPARED = ("epoch", "step", "train_loss", "lr", "val_loss", "top1", "top5", "eval_images")
@@ -256,7 +256,7 @@ def test_gpu_bench_runs_in_smoke_mode(tmp_path: Path) -> None:
 
     out = tmp_path / "gpu.json"
     proc = subprocess.run(["bash", str(ROOT / "bench" / "gpu.sh"), "--smoke", "--out", str(out)],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                          cwd=tmp_path, capture_output=True, text=True, timeout=LIMIT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["smoke"] is True and not result["warnings"]

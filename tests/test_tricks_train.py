@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.conftest import digits_config, read_metrics, read_result
+from tests.conftest import LIMIT, digits_config, read_metrics, read_result
 from zoo import rundir
 from zoo.config import build_config
 from zoo.errors import ConfigError
@@ -193,7 +193,7 @@ def test_digits_recipes_study_runs_end_to_end_and_reports(digits_dir: Path,
 
     def ablate(*args: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "ablate", *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=1800)
+                              env=env, capture_output=True, text=True, timeout=LIMIT)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         return proc.stdout
 
