@@ -116,9 +116,9 @@ def _row_details(record: StudyRecord, variant_index: int) -> str:
     anchor = html.escape(f"{record.name}-{variant_index}", quote=True)
     seeds = "".join(
         f'<tr><td class="num">{r.seed}</td><td>{html.escape(r.status)}</td>'
-        f'<td class="num" data-sort="{"" if r.top1 is None else repr(r.top1)}">'
+        f'<td class="num" data-sort="{"" if r.top1 is None else repr(float(r.top1))}">'
         f"{_num_text(r.top1 if r.succeeded else None)}</td>"
-        f'<td class="num" data-sort="{"" if r.top5 is None else repr(r.top5)}">'
+        f'<td class="num" data-sort="{"" if r.top5 is None else repr(float(r.top5))}">'
         f"{_num_text(r.top5 if r.succeeded else None)}</td>"
         f"<td><code>{html.escape(r.hash)}</code></td></tr>" for r in runs)
     parts = [f'<table class="seeds" id="seeds-{anchor}"><thead><tr><th>seed</th>'
@@ -173,7 +173,9 @@ def _full_table(rows: pd.DataFrame, study: str) -> str:
     """Every column of the frame but the study's name and the notes, unrounded."""
     keep = [c for c in rows.columns if c not in _NOT_IN_FULL_TABLE]
     anchor = html.escape(study, quote=True)
+    # repr: every digit (to_html would round to pandas' display precision, 6).
     return rows[keep].to_html(index=False, na_rep="-", border=0,
+                              float_format=lambda v: repr(float(v)),
                               classes=["sortable", "full"], table_id=f"full-{anchor}")
 
 
