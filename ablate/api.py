@@ -87,7 +87,7 @@ class Results:
                                ignore_index=True)
 
 
-def open(db: str | Path = "results.db") -> Results:  # noqa: A001 - ablate.open, by design
+def open(db: str | Path = "results.db") -> Results:
     """Open a results database for reading: a SQLite file's path or any SQLAlchemy URL
     (``postgresql://...``). An unknown file or a database that is not ablate's is an
     :class:`ablate.errors.AblateError` naming it."""
