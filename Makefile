@@ -30,7 +30,7 @@ data: $(STAMP)
 
 demo: data
 	mkdir -p runs
-	$(ABLATE) run studies/fashion_mnist_tricks.yaml --db $(DB) --max-parallel 2
+	$(ABLATE) run studies/fashion_mnist_tricks.yaml --db $(DB) --max-parallel 2 --html runs/demo.html
 	$(ABLATE) report fashion_mnist_tricks --db $(DB)
 
 results:

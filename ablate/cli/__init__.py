@@ -9,6 +9,7 @@ import typer
 from ablate import __version__
 from ablate.cli import data as data_cli
 from ablate.cli import db as db_cli
+from ablate.cli import export as export_cli
 from ablate.cli.models import models
 from ablate.cli.report import report
 from ablate.cli.run import run, show, status
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(db_cli.app, name="db")
+app.add_typer(export_cli.app, name="export")
 app.command("models")(models)
 app.command("tricks")(tricks)
 app.command("run")(run)

@@ -21,6 +21,8 @@ from zoo.contract import atomic_write
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ablate.store.db import Store
+
 
 def _link_dir(plots: Path | None, reader_dir: Path) -> str | None:
     """The plots directory as written in a link read from ``reader_dir``."""
@@ -36,7 +38,9 @@ def report(
     fmt: Annotated[Literal["markdown", "csv", "latex", "html", "json"], typer.Option(
         "--format", "-f", help="markdown, csv, latex, html or json")] = "markdown",
     output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout",
+        "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout; "
+             "with --format html, FILE.html is one page for every study, any other "
+             "name a directory with a self-contained <study>.html per study",
         show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option(
         metavar="DIR", help="write <study>_delta.png and <study>_curves.png into DIR",
@@ -83,6 +87,9 @@ def report(
                        f"{'refreshed' if new != text else 'already up to date'}"
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
+        if fmt == "html":
+            _html(store, studies, output, plots)
+            return
         report = build_frame(store, studies)
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
@@ -97,6 +104,24 @@ def report(
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def _html(store: Store, studies: list[str] | None, output: Path | None,
+          plots: Path | None) -> None:
+    """``--format html``: the self-contained page (plots embedded), to stdout, one file for
+    every study, or one file per study in a directory."""
+    from ablate.report import build_frame, curves_frame
+    from ablate.report.html import build_page, write_pages
+
+    if plots is not None:
+        _plots(build_frame(store, studies), curves_frame(store, studies), plots)
+    if output is None:
+        typer.echo(build_page(store, studies), nl=False)
+        return
+    # Path() drops a trailing slash, so the name tells: a page is a .html/.htm file.
+    per_study = output.suffix.lower() not in (".html", ".htm")
+    for path in write_pages(store, output, studies, per_study=per_study):
+        err_console.print(f"wrote {path}", markup=False)
 
 
 def _plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> None:

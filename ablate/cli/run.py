@@ -16,6 +16,7 @@ from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
 
 if TYPE_CHECKING:
+    from ablate.launch.orchestrator import Event as RunEvent
     from ablate.launch.orchestrator import Outcome
 
 
@@ -41,6 +42,11 @@ def run(
         help="multi-node runs (launch.nnodes > 1, backend: local): 0 on the node that "
              "claims and records runs, 1..nnodes-1 on each other node, whose torchrun agents "
              "join node 0's runs in plan order")] = 0,
+    html: Annotated[Path | None, typer.Option(
+        "--html", metavar="FILE", show_default=False,
+        help="keep the study's self-contained report page at FILE, rewritten after each "
+             "finished run; a browser showing it reloads it every "
+             f"{HTML_REFRESH_S} s while the study trains")] = None,
 ) -> None:
     """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
     from ablate.launch.orchestrator import Orchestrator
@@ -77,8 +83,10 @@ def run(
     done = sum(1 for s in store.run_status(r.hash for r in rows).values()
                if str(s) == "succeeded")
     with LiveView(len({r.hash for r in rows}), done) as view:
-        orch.on_event = view
+        orch.on_event = view if html is None else _with_page(view, store, study.name, html)
         outcome = _until_done(orch.run, "stopped; run the same command to resume")
+    if html is not None:
+        _write_page(store, study.name, html, refresh_s=None)  # final: no more reloads
     console.print(
         f"{study.name}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
@@ -88,6 +96,35 @@ def run(
     store.close()
     if outcome.failed:
         raise typer.Exit(1)
+
+
+#: Seconds between a browser's reloads of the ``--html`` page while a study trains.
+HTML_REFRESH_S = 30
+
+
+def _write_page(store: Any, study: str, path: Path, refresh_s: int | None) -> None:
+    """Rewrite the ``--html`` page; a failure is a warning: the study trains on."""
+    from ablate.report.html import write_pages
+
+    try:
+        write_pages(store, path, [study], refresh_s=refresh_s)
+    except (*USER_ERRORS, OSError) as exc:
+        console.print(f"[yellow]warning: --html {path}: {exc}[/]", markup=True)
+
+
+def _with_page(view: Callable[[RunEvent, Any], None], store: Any, study: str,
+               path: Path) -> Callable[[RunEvent, Any], None]:
+    """The live view's event handler, then the page rewritten on the first event and
+    after each finished run (a page costs a second or two of plotting: not per epoch)."""
+    first = [True]
+
+    def on_event(event: RunEvent, source: Any = None) -> None:
+        view(event, source)
+        if first[0] or event.kind in ("done", "failed"):
+            first[0] = False
+            _write_page(store, study, path, refresh_s=HTML_REFRESH_S)
+
+    return on_event
 
 
 def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | None,
