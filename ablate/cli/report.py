@@ -83,7 +83,9 @@ def report(
                        f"{'refreshed' if new != text else 'already up to date'}"
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
-        report = build_frame(store, studies)
+        from ablate.report.kernels import kernel_notes, with_kernel_notes
+
+        report = with_kernel_notes(build_frame(store, studies), kernel_notes(store, studies))
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()
