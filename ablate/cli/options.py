@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from ablate.cli.console import fail
+
 #: The project file whose ``db`` key is the default database of a checkout.
 PROJECT_FILE = "ablate.toml"
 FALLBACK_DB = "sqlite:///results.db"
@@ -35,13 +37,13 @@ def _from_project_file(path: Path) -> str | None:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise typer.BadParameter(f"{path}: {exc}; fix the file or delete it") from None
+        fail(f"{path}: {exc}; fix the file or delete it")
     value = data.get("db")
     if value is None:
         return None
     if not isinstance(value, str) or not value:
-        raise typer.BadParameter(f"{path}: key 'db' must be a database URL or a path, e.g. "
-                                 f"db = \"sqlite:///runs/demo.db\"")
+        fail(f"{path}: key 'db' must be a database URL or a path, e.g. "
+             f"db = \"sqlite:///runs/demo.db\"")
     if "://" not in value:  # a plain path
         value = f"sqlite:///{value}"
     if value.startswith("sqlite:///") and value != "sqlite:///:memory:":

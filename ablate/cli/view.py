@@ -246,6 +246,7 @@ class LiveView:
         self.parallel, self.most_active = parallel, 0
         #: Seconds per epoch of each run that has timed at least one epoch here.
         self.pace: dict[str, float] = {}
+        self.last_epoch: dict[str, float] = {}
         self.finished: set[str] = set()
         self.progress = Progress(TextColumn("study"), BarColumn(), MofNCompleteColumn(),
                                  _StudyETA(self), console=console)
@@ -266,8 +267,9 @@ class LiveView:
         mean = sum(self.pace.values()) / len(self.pace)
         left = []
         for run, started, epochs, _ in active:
-            if run.hash in self.pace and epochs:
-                left.append(self.pace[run.hash] * (run.epochs - epochs))
+            if run.hash in self.pace and epochs:  # its pace, less the time since its epoch
+                left.append(self.pace[run.hash] * (run.epochs - epochs)
+                            - (now - self.last_epoch[run.hash]))
             else:
                 left.append(mean * run.epochs - (now - started))
         seen = {h for h in self.active} | self.finished
@@ -315,7 +317,8 @@ class LiveView:
             epochs = int(event.detail)
             self.active[run.hash] = (spec, started, epochs, event.metrics)
             if epochs:
-                self.pace[run.hash] = (self.clock() - started) / epochs
+                self.last_epoch[run.hash] = self.clock()
+                self.pace[run.hash] = (self.last_epoch[run.hash] - started) / epochs
         elif event.kind in ("done", "failed", "interrupted"):
             self.active.pop(run.hash, None)
             if event.kind != "interrupted":
