@@ -299,3 +299,59 @@ def test_live_view_eta_with_a_fake_clock() -> None:
     view(Event("done", plan[0]))
     view(Event("start", plan[2]))
     assert view.eta() is not None and view.eta() > 0
+
+
+# --------------------------------------------------------------------------- 80 columns
+
+
+def test_models_prints_the_catalog_at_once_in_80_columns() -> None:
+    """Without --check no model is built and torch is not imported: the table is the
+    catalog's (the first row by design, not by a timing), every line within 80 columns."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom ablate.cli import app\n"
+            "r = CliRunner().invoke(app, ['models'], env={'COLUMNS': '80'})\n"
+            "assert r.exit_code == 0, r.output\n"
+            "assert 'torch' not in sys.modules, 'ablate models imported torch'\n"
+            "print(r.output, end='')\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    from zoo.models import get_model_info, list_models
+
+    lines = out.stdout.splitlines()
+    assert max(len(ln) for ln in lines) <= 80
+    for name in list_models():
+        info = get_model_info(name)
+        row = next(ln for ln in lines if ln.split()[0] == name)
+        if info.ref_params_m is not None:
+            assert row.split()[1:3] == [f"{info.ref_params_m:.2f}", f"{info.ref_macs_g:.3f}"]
+
+
+def test_models_check_measures_each_row() -> None:
+    result = runner.invoke(app, ["models", "--check", "resnet18"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    import torchvision
+
+    model = torchvision.models.resnet18()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    row = next(ln for ln in result.output.splitlines() if ln.startswith("resnet18 "))
+    assert row.split()[1] == f"{params:.2f}"
+    assert max(len(ln) for ln in result.output.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("command", ["status", "report", "run", "db"])
+def test_help_is_whole_at_80_columns(command: str) -> None:
+    args = [command, "rebuild", "--help"] if command == "db" else [command, "--help"]
+    result = runner.invoke(app, args, env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert max(len(ln) for ln in result.output.splitlines()) <= 80
+    assert "…" not in result.output  # nothing cut
+    flat = " ".join(ln.strip("│ ") for ln in result.output.splitlines())
+    assert "SQLite file results.db in the working directory" in " ".join(flat.split())
+
+
+def test_missing_imagenet_names_its_variable(tmp_path: Path) -> None:
+    study = ROOT / "studies" / "resnet50_tricks.yaml"
+    proc = ablate("run", str(study), "--dry-run", "--db", f"sqlite:///{tmp_path / 'x.db'}",
+                  cwd=tmp_path, env={"IMAGENET": str(tmp_path / "imagenet")}, check=False)
+    assert proc.returncode == 2
+    assert "export IMAGENET=DIR" in proc.stderr and len(proc.stderr.splitlines()) == 1

@@ -69,5 +69,7 @@ def _resolve_db(value: str | None) -> str:
 
 DbOption = Annotated[str | None, typer.Option(
     "--db", callback=_resolve_db, show_default=False, metavar="URL",
+    # Words, not one long URL: rich cuts a word wider than the help column with "…".
     help="SQLAlchemy URL of the results database. Default: $ABLATE_DB, else the 'db' key "
-         "of the nearest ablate.toml (make demo writes one), else sqlite:///results.db.")]
+         "of the nearest ablate.toml (make demo writes one), else the SQLite file "
+         "results.db in the working directory.")]
