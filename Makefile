@@ -10,8 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ABLATE := $(VENV)/bin/ablate
 STAMP := $(VENV)/.installed
-# The demo writes its own database under runs/; `make results` refreshes the committed
-# results.db and the README tables and plots made from it.
+# The demo writes its own database under runs/ and names it in ablate.toml (git-ignored), so
+# `ablate status` and `ablate report` without --db show the demo afterwards; `make results`
+# refreshes the committed results.db and the README tables and plots made from it.
 DB ?= sqlite:///runs/demo.db
 FASHION := data/fashion-mnist-6k
 
@@ -30,6 +31,7 @@ data: $(STAMP)
 
 demo: data
 	mkdir -p runs
+	if [ "$(DB)" != sqlite:///results.db ]; then printf 'db = "%s"\n' "$(DB)" > ablate.toml; fi
 	$(ABLATE) run studies/fashion_mnist_tricks.yaml --db $(DB) --max-parallel 2 --html runs/demo.html
 	$(ABLATE) report fashion_mnist_tricks --db $(DB)
 
@@ -50,4 +52,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf runs data/digits
+	rm -rf runs data/digits ablate.toml

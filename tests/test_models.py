@@ -448,7 +448,7 @@ def cli() -> typer.Typer:
 
 
 def test_models_cli_json(cli: typer.Typer) -> None:
-    result = CliRunner().invoke(cli, ["models", "--json", "mobilenetv3*"])
+    result = CliRunner().invoke(cli, ["models", "--json", "--check", "mobilenetv3*"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)
     assert [r["name"] for r in rows] == ["mobilenetv3_large", "mobilenetv3_small"]

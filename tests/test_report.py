@@ -516,12 +516,20 @@ trailing text without newline"""
 
 def test_readme_blocks_are_replaced_and_nothing_else(db: str, tmp_path: Path) -> None:
     store = Store(db, create=False)
+    from ablate.report.kernels import kernel_notes, with_kernel_notes
+    from ablate.report.readme import findings
+
     new = render_readme(README, store)
-    frame = build_frame(store, ["tricks", "one_seed"])
+    names = ["tricks", "one_seed"]
+    frame = with_kernel_notes(build_frame(store, names), kernel_notes(store, names))
+
+    def block(study: str) -> str:  # the generated findings, then the table and notes
+        summary = findings(frame[frame["study"] == study].to_dict("records"))
+        return (f"{summary}\n\n" if summary else "") + study_markdown(frame, study)
+
     assert new == (README
-                   .replace("\nan old table\n", "\n" + study_markdown(frame, "tricks"))
-                   .replace("one_seed --><!--",
-                            "one_seed -->\n" + study_markdown(frame, "one_seed") + "<!--"))
+                   .replace("\nan old table\n", "\n" + block("tricks"))
+                   .replace("one_seed --><!--", "one_seed -->\n" + block("one_seed") + "<!--"))
     assert render_readme(new, store) == new  # idempotent
     # With plots the image links are refreshed; without, they are kept as they are.
     with_plots = render_readme(new, store, plots_dir="docs/plots")

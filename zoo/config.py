@@ -407,6 +407,13 @@ def check_data_paths(cfg: RunConfig) -> None:
         if not Path(value).exists():
             how = ("'ablate data to-lmdb TREE DST'" if cfg.data.format == "lmdb"
                    else "'ablate data prepare fashion-mnist|digits --out DIR'")
+            if "imagenet" in str(value).lower():
+                # ImageNet cannot be prepared here: the studies read its place from $IMAGENET
+                # (``${IMAGENET:-/data/imagenet}/train``), which the error must name.
+                how = ("ImageNet: export IMAGENET=DIR, the directory holding its train/ and "
+                       "val/ ImageFolder trees (the study files read "
+                       "${IMAGENET:-/data/imagenet})")
+                raise ConfigError(f"data.{key}: '{value}' does not exist; {how}")
             raise ConfigError(
                 f"data.{key}: '{value}' does not exist; fix the path or create it with {how}"
             )

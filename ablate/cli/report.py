@@ -90,7 +90,9 @@ def report(
         if fmt == "html":
             _html(store, studies, output, plots)
             return
-        report = build_frame(store, studies)
+        from ablate.report.kernels import kernel_notes, with_kernel_notes
+
+        report = with_kernel_notes(build_frame(store, studies), kernel_notes(store, studies))
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from ablate.cli.console import console, fail
 from ablate.cli.options import DbOption
@@ -80,15 +81,17 @@ def run(
         fail(str(exc))
     from ablate.cli.view import LiveView
 
-    done = sum(1 for s in store.run_status(r.hash for r in rows).values()
-               if str(s) == "succeeded")
-    with LiveView(len({r.hash for r in rows}), done) as view:
+    status = {h: str(s) for h, s in store.run_status(r.hash for r in rows).items()}
+    done = sum(1 for s in status.values() if s == "succeeded")
+    left = list({r.hash: r for r in rows if status.get(r.hash) != "succeeded"}.values())
+    with LiveView(len({r.hash for r in rows}), done, plan=left,
+                  parallel=max_parallel) as view:
         orch.on_event = view if html is None else _with_page(view, store, study.name, html)
         outcome = _until_done(orch.run, "stopped; run the same command to resume")
     if html is not None:
         _write_page(store, study.name, html, refresh_s=None)  # final: no more reloads
     console.print(
-        f"{study.name}: {outcome.succeeded} trained, {outcome.reused} reused, "
+        f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
         + f"; results in {store.url}"
@@ -109,7 +112,8 @@ def _write_page(store: Any, study: str, path: Path, refresh_s: int | None) -> No
     try:
         write_pages(store, path, [study], refresh_s=refresh_s)
     except (*USER_ERRORS, OSError) as exc:
-        console.print(f"[yellow]warning: --html {path}: {exc}[/]", markup=True)
+        console.print(f"[yellow]warning: --html {escape(str(path))}: {escape(str(exc))}[/]",
+                      markup=True)
 
 
 def _with_page(view: Callable[[RunEvent, Any], None], store: Any, study: str,
@@ -130,7 +134,6 @@ def _with_page(view: Callable[[RunEvent, Any], None], store: Any, study: str,
 def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | None,
             cpu_threads: int | None, retry_failed: bool) -> None:
     """``ablate run --node-rank K``: this node's agents of the runs node 0 trains."""
-    from rich.markup import escape
 
     from ablate.launch.orchestrator import Event, Follower
 
@@ -147,7 +150,8 @@ def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | 
     except USER_ERRORS as exc:
         fail(str(exc))
     outcome = _until_done(follower.run, "stopped this node's agent")
-    console.print(f"{study.name}: node {node_rank} joined {outcome.succeeded + outcome.failed} "
+    joined = outcome.succeeded + outcome.failed
+    console.print(f"{escape(study.name)}: node {node_rank} joined {joined} "
                   f"runs ({outcome.failed} failed here), {outcome.reused} were done already")
     if outcome.failed:
         raise typer.Exit(1)
@@ -160,7 +164,7 @@ def _until_done(run: Callable[[], Outcome], stopped: str) -> Outcome:
     try:
         return run()
     except Interrupted as exc:
-        console.print(f"[yellow]{exc}: {stopped}[/]")
+        console.print(f"[yellow]{escape(str(exc))}: {stopped}[/]")
         raise typer.Exit(130) from None
     except USER_ERRORS as exc:
         fail(str(exc))

@@ -3,22 +3,26 @@ the orchestrator's events only), the plan of a dry run, status tables as plain t
 
 from __future__ import annotations
 
+import heapq
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
 from rich.console import Group
 from rich.markup import escape
+from rich.progress import ProgressColumn
 from rich.table import Table
+from rich.text import Text
 
 from ablate.cli.console import console
 from ablate.store.schema import utcnow
 
 if TYPE_CHECKING:
     from rich.live import Live
+    from rich.progress import Task
 
     from ablate.launch.orchestrator import Event
     from ablate.store.db import RunState
@@ -53,6 +57,63 @@ def eta_seconds(run: RunState, now: datetime | None = None) -> float | None:
     if elapsed is None:
         return None
     return elapsed / run.epochs_done * (run.epochs - run.epochs_done)
+
+
+def schedule_eta(active_left: Iterable[float], queued: Iterable[float], parallel: int
+                 ) -> float:
+    """Seconds until the last run ends when ``parallel`` slots run the active runs (their
+    remaining seconds) and each queued run (its expected seconds, in plan order) takes the
+    first slot that frees, as the orchestrator does (list scheduling)."""
+    slots = sorted(max(0.0, t) for t in active_left)
+    slots += [0.0] * max(0, parallel - len(slots))
+    heapq.heapify(slots)
+    for seconds in queued:
+        heapq.heappush(slots, heapq.heappop(slots) + seconds)
+    return max(slots, default=0.0)
+
+
+#: Statuses whose runs the next ``ablate run`` trains (failed ones only with --retry-failed).
+_TO_TRAIN = ("queued", "interrupted", "lost")
+
+
+def study_eta(runs: Sequence[RunState], now: datetime | None = None) -> float | None:
+    """Seconds until a study's last run ends: each run left costs its epochs left times the
+    measured seconds per epoch (its own pace while it runs; else its variant's, else the
+    study's mean pace), scheduled over as many slots as runs are running now. None when
+    nothing runs (no orchestrator is at work) or no epoch has been timed yet."""
+    now = now or utcnow()
+    running = [r for r in runs if r.status == "running"]
+    if not running:
+        return None
+    pace: dict[str, float] = {}
+    for r in runs:
+        elapsed = _elapsed(r, now)
+        done = r.epochs if r.status == "succeeded" else r.epochs_done
+        if elapsed is not None and done and r.status in ("succeeded", "running"):
+            pace[r.hash] = elapsed / done
+    if not pace:
+        return None
+    by_variant: dict[int, list[float]] = {}
+    for r in runs:
+        if r.hash in pace:
+            by_variant.setdefault(r.variant_index, []).append(pace[r.hash])
+    study_pace = sum(pace.values()) / len(pace)
+
+    def per_epoch(r: RunState) -> float:
+        if r.hash in pace:
+            return pace[r.hash]
+        seen = by_variant.get(r.variant_index)
+        return sum(seen) / len(seen) if seen else study_pace
+
+    left = []
+    for r in running:
+        if r.epochs_done:
+            left.append(per_epoch(r) * (r.epochs - r.epochs_done))
+        else:  # no epoch yet: a whole run's time less what it has already spent
+            left.append(per_epoch(r) * r.epochs - (_elapsed(r, now) or 0.0))
+    queued = [per_epoch(r) * (r.epochs - r.epochs_done) for r in runs
+              if r.status in _TO_TRAIN]
+    return schedule_eta(left, queued, len(running))
 
 
 def text_table(header: Sequence[str], rows: Iterable[Sequence[str]],
@@ -106,7 +167,12 @@ def status_summary(study: str, runs: Sequence[RunState], now: datetime | None = 
                      _fmt_seconds(max(etas) if etas else None)])
     header = ("variant", "runs", "done", "running", "failed", "other", "top-1", "ETA")
     n_done = sum(1 for r in runs if r.status == "succeeded")
-    return "\n".join([f"{study}: {n_done}/{len(runs)} runs succeeded",
+    eta = study_eta(runs, now)
+    running = sum(1 for r in runs if r.status == "running")
+    left = sum(1 for r in runs if r.status in (*_TO_TRAIN, "running"))
+    when = (f", study ETA {_fmt_seconds(eta)} ({left} runs left, {running} in parallel)"
+            if eta is not None else "")
+    return "\n".join([f"{study}: {n_done}/{len(runs)} runs succeeded{when}",
                       text_table(header, rows, right=header[1:]), *_errors(runs)])
 
 
@@ -144,30 +210,76 @@ def plan_table(study: str, rows: Sequence[RunSpec], statuses: dict[str, str]) ->
     return f"{study}: plan of {len(rows)} runs\n" + text_table(header, cells, right=("seed",))
 
 
+class _StudyETA(ProgressColumn):
+    """The study's time left as :meth:`LiveView.eta` computes it (rich's own column
+    extrapolates runs completed per second, which jumps as runs finish in bursts)."""
+
+    def __init__(self, view: LiveView) -> None:
+        super().__init__()
+        self.view = view
+
+    def render(self, task: Task) -> Text:
+        eta = self.view.eta()
+        return Text(f"ETA {_fmt_seconds(eta) if eta is not None else '-:--:--'}",
+                    style="progress.remaining")
+
+
 class LiveView:
     """One line per active run and the study's progress with ETA; in a pipe, plain lines.
 
     It knows only what the orchestrator's events told it (start, epoch with its metrics,
     done, failed, interrupted): rich's refresh thread renders that state and never reads
-    the orchestrator or the database."""
+    the orchestrator or the database. ``plan``: the runs still to train, in order (their
+    epochs; without it, queued runs are taken to have the mean epochs of those seen);
+    ``parallel``: the orchestrator's ``--max-parallel`` (without it, the most runs seen
+    at once); ``clock``: seconds, monotonic (a test's fake clock)."""
 
-    def __init__(self, total_runs: int, already_done: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    def __init__(self, total_runs: int, already_done: int,
+                 plan: Sequence[RunSpec] | None = None, parallel: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.tty = sys.stdout.isatty()
         self.total, self.done = total_runs, already_done
+        self.clock = clock
+        self.plan = {r.hash: r.epochs for r in plan or ()}
+        self.parallel, self.most_active = parallel, 0
+        #: Seconds per epoch of each run that has timed at least one epoch here.
+        self.pace: dict[str, float] = {}
+        self.last_epoch: dict[str, float] = {}
+        self.finished: set[str] = set()
         self.progress = Progress(TextColumn("study"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=console)
+                                 _StudyETA(self), console=console)
         self.task = self.progress.add_task("study", total=total_runs, completed=already_done)
         self.live: Live | None = None
         #: The active runs by hash: their spec, start time, epochs done and last metrics.
         self.active: dict[str, tuple[RunSpec, float, int, MetricsRow | None]] = {}
+
+    def eta(self) -> float | None:
+        """Seconds until the study's last run ends: every run left costs its epochs left
+        times the measured seconds per epoch (its own pace once it has one, else the mean
+        pace of the runs timed so far), scheduled over the parallel slots. None until an
+        epoch has been timed."""
+        if not self.pace:
+            return None
+        now = self.clock()
+        active = list(self.active.values())
+        mean = sum(self.pace.values()) / len(self.pace)
+        left = []
+        for run, started, epochs, _ in active:
+            if run.hash in self.pace and epochs:  # its pace, less the time since its epoch
+                left.append(self.pace[run.hash] * (run.epochs - epochs)
+                            - (now - self.last_epoch[run.hash]))
+            else:
+                left.append(mean * run.epochs - (now - started))
+        seen = {h for h in self.active} | self.finished
+        planned = [e for h, e in self.plan.items() if h not in seen]
+        n_queued = max(0, self.total - self.done - len(active))
+        if len(planned) < n_queued:  # no plan given: the runs seen tell the typical length
+            typical = [run.epochs for run, *_ in active] or list(self.plan.values()) or [1]
+            planned += [sum(typical) / len(typical)] * (n_queued - len(planned))
+        slots = self.parallel or max(self.most_active, 1)
+        return schedule_eta(left, [mean * e for e in planned[:n_queued]], slots)
 
     def __enter__(self) -> LiveView:
         if self.tty:
@@ -191,19 +303,26 @@ class LiveView:
                 escape(run.variant), str(run.seed), f"{epochs}/{run.epochs}",
                 "—" if last is None else f"{last.top1:.2f}",
                 "—" if last is None else f"{last.images_per_s:.0f}",
-                _fmt_seconds(time.monotonic() - started),
+                _fmt_seconds(self.clock() - started),
             )
         return Group(table, self.progress)
 
     def __call__(self, event: Event, _source: Any = None) -> None:
         run = event.run
         if event.kind == "start":
-            self.active[run.hash] = (run, time.monotonic(), 0, None)
+            self.active[run.hash] = (run, self.clock(), 0, None)
+            self.most_active = max(self.most_active, len(self.active))
         elif event.kind == "epoch" and run.hash in self.active:
             spec, started, _, _ = self.active[run.hash]
-            self.active[run.hash] = (spec, started, int(event.detail), event.metrics)
+            epochs = int(event.detail)
+            self.active[run.hash] = (spec, started, epochs, event.metrics)
+            if epochs:
+                self.last_epoch[run.hash] = self.clock()
+                self.pace[run.hash] = (self.last_epoch[run.hash] - started) / epochs
         elif event.kind in ("done", "failed", "interrupted"):
             self.active.pop(run.hash, None)
+            if event.kind != "interrupted":
+                self.finished.add(run.hash)
         name = f"{escape(run.variant)} seed {run.seed} ({run.hash[:8]})"
         if event.kind in ("done", "failed"):
             self.done += 1

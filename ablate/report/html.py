@@ -223,10 +223,13 @@ def build_page(store: Store, studies: Sequence[str] | None = None,
                refresh_s: int | None = None) -> str:
     """The page of the named studies (default: all) from the results database."""
     from ablate.report.aggregate import build_frame
+    from ablate.report.kernels import kernel_note, with_kernel_notes
 
     records = load_studies(store, studies)
     names = [r.name for r in records]
-    return render_page(build_frame(store, names), curves_frame(store, names), records,
+    notes = {r.name: note for r in records if (note := kernel_note(r)) is not None}
+    frame = with_kernel_notes(build_frame(store, names), notes)
+    return render_page(frame, curves_frame(store, names), records,
                        source=store.display_url, refresh_s=refresh_s)
 
 

@@ -1,0 +1,86 @@
+"""Which kernels a study's runs were computed with, and a note when they differ.
+
+Two runs of one config are bitwise equal on a CPU only when the same kernels computed them:
+the instruction set torch dispatched to (``ATEN_CPU_CAPABILITY``: DEFAULT, AVX2,
+AVX512...), the BLAS and oneDNN builds and the number of threads; on a GPU, its model,
+cuDNN and the deterministic flags. Each run records these in ``config.json``'s
+``env.determinism`` (``zoo.rundir.determinism_info``), which the store keeps with the
+run's result. Different kernels change the last bits of every step, and after a few
+epochs whole points of top-1 (seen here: -2.3 to +1.3 points between two CPUs for one
+config): a report says when the runs it compares did not share them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from ablate.report.aggregate import NOTE_SEP
+from ablate.report.load import RunRecord, StudyRecord, load_studies
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from ablate.store.db import Store
+
+#: The key of a run's environment that holds the kernel facts.
+DETERMINISM = "determinism"
+
+
+def kernels(run: RunRecord) -> tuple[tuple[str, str], ...] | None:
+    """The kernel facts of a run as a hashable, sorted tuple; None when not recorded."""
+    facts = run.env.get(DETERMINISM)
+    if not isinstance(facts, Mapping) or not facts:
+        return None
+    return tuple(sorted((str(k), str(v)) for k, v in facts.items()))
+
+
+def _counts(values: Sequence[str]) -> str:
+    return ", ".join(f"{v} in {n} run{'s' if n > 1 else ''}"
+                     for v, n in sorted(Counter(values).items()))
+
+
+def kernel_note(study: StudyRecord) -> str | None:
+    """One line when a study's succeeded runs were not all computed with the same recorded
+    kernels (or some recorded none), else None."""
+    ok = [r for r in study.runs if r.succeeded]
+    known = {r.hash: k for r in ok if (k := kernels(r)) is not None}
+    notes = []
+    unknown = len(ok) - len(known)
+    if unknown:
+        notes.append(f"the kernels (CPU capability, BLAS/oneDNN, threads; GPU and cuDNN) of "
+                     f"{unknown} of {len(ok)} runs were not recorded: whether a rerun "
+                     f"reproduces them bitwise cannot be checked")
+    if len(set(known.values())) > 1:
+        facts = [dict(k) for k in known.values()]
+        keys = sorted({key for f in facts for key in f})
+        differing = [key for key in keys if len({f.get(key) for f in facts}) > 1]
+        detail = "; ".join(f"{key}: {_counts([str(f.get(key)) for f in facts])}"
+                           for key in differing)
+        by_seed = {r.seed: known.get(r.hash) for r in ok if r.variant_index == 0}
+        crossed = sorted({r.variant for r in ok if r.variant_index != 0
+                          and r.hash in known and by_seed.get(r.seed) not in (None, known[r.hash])})
+        pairs = (f"; the paired deltas of {', '.join(crossed)} compare runs of different "
+                 f"kernels" if crossed else "")
+        notes.append(f"runs were made on different kernels ({detail}){pairs}: their "
+                     f"top-1 differences include the kernels', not only the declared changes'")
+    return NOTE_SEP.join(notes) or None
+
+
+def kernel_notes(store: Store, studies: Sequence[str] | None = None) -> dict[str, str]:
+    """:func:`kernel_note` of each study that has one, by study name."""
+    return {rec.name: note for rec in load_studies(store, studies)
+            if (note := kernel_note(rec)) is not None}
+
+
+def with_kernel_notes(frame: pd.DataFrame, notes: Mapping[str, str]) -> pd.DataFrame:
+    """The report's frame with each study's kernel note added to its ``study_notes`` (the
+    column every renderer prints once under a study's table)."""
+    if not notes:
+        return frame
+    frame = frame.copy()
+    frame["study_notes"] = [
+        NOTE_SEP.join(x for x in (str(old or ""), notes.get(study, "")) if x)
+        for study, old in zip(frame["study"], frame["study_notes"], strict=True)]
+    return frame
