@@ -320,9 +320,9 @@ def test_a_trainer_killed_by_a_signal_is_recorded_with_its_name(
     assert error == [("a training process was killed by signal SIGKILL",)], orch.stderr
 
 
-def _readonly_copy() -> tuple[Path, str]:
-    """The committed results.db in a directory anybody may enter, both read-only, and
-    the hash of one of its runs."""
+def _readonly_copy(dir_mode: int) -> tuple[Path, str]:
+    """The committed results.db, read-only, in a directory of ``dir_mode``, and the hash
+    of one of its runs."""
     where = Path(tempfile.mkdtemp(prefix="ablate-ro-"))
     os.chmod(where, 0o755)
     ro = where / "ro"
@@ -332,17 +332,19 @@ def _readonly_copy() -> tuple[Path, str]:
     (h,) = con.execute("select hash from run limit 1").fetchone()
     con.close()  # the last connection removes the -wal and -shm files
     os.chmod(ro / "results.db", 0o444)
-    os.chmod(ro, 0o555)
+    os.chmod(ro, dir_mode)
     return ro / "results.db", h
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+@pytest.mark.parametrize("dir_mode", [0o555, 0o777], ids=["read-only dir", "writable dir"])
 def test_reading_commands_read_a_read_only_database_and_run_says_one_line(
-    digits_dir: Path, tmp_path: Path
+    dir_mode: int, digits_dir: Path, tmp_path: Path
 ) -> None:
-    """As an unprivileged user (root would write anyway): a read-only file in a read-only
-    directory reads with status, show, report and --dry-run; ablate run is one line."""
-    db, h = _readonly_copy()
+    """As an unprivileged user (root would write anyway): a read-only file, in a read-only
+    directory or not, reads with status, show, report and --dry-run; ablate run is one
+    line."""
+    db, h = _readonly_copy(dir_mode)
     try:
         url = f"sqlite:///{db}"
         study = db.parent.parent / "s.yaml"
@@ -364,7 +366,8 @@ def test_reading_commands_read_a_read_only_database_and_run_says_one_line(
         res = ablate("run", str(study), "--db", url, "--runs-dir", str(tmp_path / "r"))
         assert res.returncode == 2
         assert res.stderr.count("\n") == 1 and "read-only" in res.stderr, res.stderr
-        assert sorted(p.name for p in db.parent.iterdir()) == ["results.db"]
+        if dir_mode == 0o555:
+            assert sorted(p.name for p in db.parent.iterdir()) == ["results.db"]
     finally:
         os.chmod(db.parent, 0o755)
         shutil.rmtree(db.parent.parent)

@@ -210,6 +210,27 @@ def _sqlite_pragmas(readonly: bool, busy_timeout: float) -> Any:
     return setup
 
 
+def _connect_readonly(db_path: Path) -> sqlite3.Connection:
+    """A connection that never writes the database (URI ``mode=ro``).
+
+    A WAL database also needs its ``-shm`` index file, which a reader creates when it is
+    missing: in a read-only directory it cannot, and SQLite refuses to read. Then, and only
+    when no ``-wal`` file exists either, the file is opened ``immutable=1`` (no locking, no
+    index): no writer can be using it, since a writer must create that ``-wal`` file in this
+    directory first (only root could, and ``ablate run`` as root beside a reader in a
+    read-only directory is not a case worth locks)."""
+    uri = f"file:{pathname2url(str(db_path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if Path(f"{db_path}-wal").exists() or os.access(db_path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+
+
 def _check_writable(db_path: Path) -> None:
     """``ablate run`` writes the database, and SQLite in WAL mode writes files beside it:
     say so in one line before anything starts, rather than as SQLite's error mid-study."""
@@ -256,11 +277,7 @@ class Store:
             if not url.startswith("sqlite"):
                 kwargs["pool_pre_ping"] = True  # long studies outlive idle connections
             elif db_path is not None and not create:
-                # A URI with mode=ro: SQLite then never writes, not even the -shm file it
-                # cannot create in a read-only directory (it keeps that index in memory).
-                ro = f"file:{pathname2url(str(db_path.resolve()))}?mode=ro"
-                kwargs["creator"] = lambda: sqlite3.connect(ro, uri=True,
-                                                            check_same_thread=False)
+                kwargs["creator"] = lambda: _connect_readonly(db_path)
                 url = "sqlite://"
             self.engine: Engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL or missing driver
