@@ -33,6 +33,9 @@ CHECKPOINT = "checkpoint.pt"
 #: The checkpoint before the last, kept so a resume survives a damaged ``checkpoint.pt``.
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 RESULT = "result.json"
+#: The trainer's exclusive lock (fcntl.flock) while it trains the directory: whoever holds
+#: it owns the run; the orchestrator probes it before starting a trainer of its own.
+LOCK = ".lock"
 LOG = "train.log"
 #: The resolved config the launcher hands the trainer (``--config``), and torchrun's output.
 RUN_CONFIG = "run.yaml"

@@ -21,6 +21,7 @@ import torch
 from zoo.contract import (  # noqa: F401  (the trainer's names for the contract)
     CHECKPOINT,
     CONFIG,
+    LOCK,
     LOG,
     METRICS,
     PREVIOUS_CHECKPOINT,

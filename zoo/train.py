@@ -85,7 +85,7 @@ def run_lock(out: Path, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    with open(out / ".lock", "w") as f:
+    with open(out / rundir.LOCK, "w") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

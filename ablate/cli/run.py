@@ -31,7 +31,11 @@ def run(
                     "run at once with backend: slurm)")] = None,
     gpus: Annotated[str | None, typer.Option(
         help="GPUs to use, e.g. 0-7 or 0,2 (default: all visible; 'none' for CPU)")] = None,
-    retry_failed: Annotated[bool, typer.Option(help="train failed runs again")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        help="train runs that failed in an earlier 'ablate run' again")] = False,
+    max_attempts: Annotated[int, typer.Option(
+        min=1, help="attempts at a run before it stays failed (a failed attempt is tried "
+                    "again at once; --retry-failed gives failed runs as many again)")] = 3,
     dry_run: Annotated[bool, typer.Option(help="print the plan and exit")] = False,
     lost_after: Annotated[float, typer.Option(
         min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
@@ -56,6 +60,7 @@ def run(
     from ablate.study.spec import load_study
 
     try:
+        _check_study_file(study_file)
         study = load_study(study_file)
         rows = study.run_specs(runs_dir)  # the plan, made once
         url = db or default_url()
@@ -76,7 +81,7 @@ def run(
             return
         orch = Orchestrator(study, store, runs_dir, max_parallel=max_parallel,
                             gpus=_gpus(gpus), retry_failed=retry_failed, lost_after=lost_after,
-                            cpu_threads=cpu_threads, specs=rows)
+                            cpu_threads=cpu_threads, specs=rows, max_attempts=max_attempts)
     except USER_ERRORS as exc:
         fail(str(exc))
     from ablate.cli.view import LiveView
@@ -94,10 +99,18 @@ def run(
         f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
-        + f"; results in {store.url}"
+        + f"; results in {escape(store.url)}"
     )
     store.close()
-    if outcome.failed:
+    if outcome.failed_left:
+        # Said every time, not only when they failed this time: a rerun that trains
+        # nothing must not read as a study that is done.
+        n = outcome.failed_left
+        console.print(f"[red]{n} run{'s' if n > 1 else ''} failed[/] (see 'ablate status "
+                      f"{escape(study.name)} --runs'); fix the cause, then train "
+                      f"{'them' if n > 1 else 'it'} again with: ablate run "
+                      f"{escape(str(study_file))} --retry-failed", soft_wrap=True)
+    if outcome.failed or outcome.failed_left:
         raise typer.Exit(1)
 
 
@@ -129,6 +142,30 @@ def _with_page(view: Callable[[RunEvent, Any], None], store: Any, study: str,
             _write_page(store, study, path, refresh_s=HTML_REFRESH_S)
 
     return on_event
+
+
+def _check_study_file(path: Path) -> None:
+    """A study must be a readable text file: a directory or a binary file is one line
+    (the YAML parser would answer with a traceback or a confusing syntax error)."""
+    from ablate.errors import StudyError
+
+    if path.is_dir():
+        raise StudyError(f"{path}: is a directory; give a study file (YAML), e.g. "
+                         f"studies/example.yaml")
+    try:
+        head = path.read_bytes()[:65536]
+    except FileNotFoundError:
+        return  # load_study says it, with the study files that exist
+    except OSError as exc:
+        raise StudyError(f"{path}: cannot read it: {exc.strerror}") from None
+    try:
+        if b"\0" in head:
+            raise UnicodeDecodeError("utf-8", head, head.index(b"\0"), len(head), "NUL byte")
+        head.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        if exc.reason != "unexpected end of data":  # a cut in the middle of a character
+            raise StudyError(f"{path}: not a text file (byte {exc.start} is not UTF-8 "
+                             f"text); give a study file (YAML)") from None
 
 
 def _follow(study: Any, store: Any, runs_dir: Path, node_rank: int, gpus: str | None,

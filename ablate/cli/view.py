@@ -328,7 +328,7 @@ class LiveView:
             self.done += 1
             self.progress.update(self.task, completed=self.done)
         line = {
-            "start": f"start   {name}",
+            "start": f"start   {name}" + (f": {escape(event.detail)}" if event.detail else ""),
             "epoch": f"epoch   {name}: {event.detail}/{run.epochs}",
             "done": f"done    {name}",
             "failed": f"[red]failed[/]  {name}: {escape(event.detail)}",

@@ -10,6 +10,7 @@ different sizes onto the free GPUs of one node."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
 import signal
@@ -25,8 +26,11 @@ import yaml
 
 from ablate.errors import AblateError
 from ablate.study.spec import RunSpec
-from zoo.contract import LAUNCH_LOG, LOG, RUN_CONFIG, atomic_write, launch_log
+from zoo.contract import LAUNCH_LOG, LOCK, LOG, RUN_CONFIG, atomic_write, launch_log
 from zoo.tensorboard import RUN_NAME_ENV, run_name
+
+#: The wrapper that makes a trainer die with its orchestrator (run by path: see its docstring).
+GUARD = Path(__file__).with_name("guard.py")
 
 #: Where a GPU driver shows itself: NVIDIA's kernel module, AMD's ROCm compute device.
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/kfd")
@@ -257,6 +261,49 @@ class ProcessJob(Job):
             self._pidfd = None
 
 
+@dataclass(kw_only=True)
+class AdoptedJob(Job):
+    """A trainer this orchestrator did not start but found holding the run's lock (one
+    whose orchestrator died): it is waited for, never a second one started beside it.
+    ``poll`` answers 0 once the lock is free; the orchestrator then reads the run directory
+    to learn how it ended (and resumes the run itself if it did not succeed)."""
+
+    def poll(self) -> int | None:
+        return None if trainer_alive(Path(self.run.run_dir)) else 0
+
+    def stop(self, grace: float = 30.0) -> None:
+        """Not ours to stop: it is dying already (its orchestrator is gone, see
+        :mod:`ablate.launch.guard`) or belongs to a live process elsewhere."""
+
+
+def guarded(cmd: Sequence[str]) -> list[str]:
+    """``cmd`` run through :mod:`ablate.launch.guard`: SIGTERM when this process dies."""
+    return [sys.executable, str(GUARD), str(os.getpid()), *cmd]
+
+
+def trainer_alive(run_dir: Path) -> bool:
+    """Whether a trainer holds ``run_dir``'s lock now (``zoo.train`` holds an exclusive
+    ``flock`` on it while it trains, released by the kernel when it dies however it dies).
+
+    Probed by taking the lock and dropping it at once: read-only, so a missing lock file
+    is not created. The probe holds it for microseconds; a trainer starting on the same
+    directory in that instant would fail with "another process is training", which only a
+    trainer whose orchestrator is gone (and which is stopping anyway) can meet."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks: nobody can hold one there
+        return False
+    finally:
+        os.close(fd)  # closing drops a lock we took
+    return False
+
+
 def wait(jobs: Iterable[Job], timeout: float) -> None:
     """Sleep ``timeout`` seconds, or less: until one of ``jobs`` (a local process) ends, so
     the next run starts at once rather than at the next poll."""
@@ -308,8 +355,9 @@ class LocalLauncher(Launcher):
         return launch_log(self.node_rank)
 
     def spawn(self, cmd: list[str], env: dict[str, str], log: IO[bytes]) -> Any:
-        """Start the process (the seam a test replaces to record instead of train)."""
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+        """Start the process (the seam a test replaces to record instead of train), through
+        :mod:`ablate.launch.guard`, so that it dies with this orchestrator."""
+        return subprocess.Popen(guarded(cmd), stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
     def start(self, run: RunSpec, devices: list[int]) -> ProcessJob:

@@ -16,6 +16,7 @@ multi-node run without SLURM has one orchestrator (node 0) that claims and recor
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
@@ -25,17 +26,24 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 from ablate.errors import AblateError
 from ablate.launch import local as launch
-from ablate.store.db import CLAIMABLE, Store
+from ablate.store.db import CLAIMABLE, Store, is_transient
 from ablate.store.rebuild import record_membership
 from ablate.store.schema import Status
 from ablate.study.spec import RunSpec, Study
-from zoo.contract import LAUNCH_LOG, METRICS, RESULT, MetricsRow, read_metrics
+from zoo.contract import LAUNCH_LOG, METRICS, RESULT, MetricsRow, RunDir, read_metrics
+
+T = TypeVar("T")
 
 HEARTBEAT_S = 5.0
 POLL_S = 0.5
+#: Attempts at a run before it stays failed (``ablate run --max-attempts``).
+MAX_ATTEMPTS = 3
+#: Longest pause between tries of a busy database (doubling from POLL_S up to it).
+MAX_BACKOFF_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -56,11 +64,20 @@ class Outcome:
     interrupted: int = 0
     reused: int = 0
     elsewhere: int = 0
+    #: Runs of the study that are failed when it ends (this time's or an earlier one's).
+    failed_left: int = 0
+    #: Times a database operation met a busy database and was tried again.
+    busy_retries: int = 0
     trained: list[str] = field(default_factory=list)
 
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived; children were stopped and marked interrupted."""
+
+
+class OrchestratorFault(AblateError):
+    """The orchestrator's own loop failed (not a run): its trainers were stopped and their
+    runs marked interrupted; one line says what failed."""
 
 
 def default_max_parallel(study: Study, gpus: list[int] | None, n_runs: int) -> int:
@@ -80,8 +97,17 @@ class Orchestrator:
                  cpu_threads: int | None = None,
                  on_event: Callable[[Event, Orchestrator], None] | None = None,
                  launcher: launch.Launcher | None = None,
-                 specs: Sequence[RunSpec] | None = None) -> None:
+                 specs: Sequence[RunSpec] | None = None,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
+        if max_attempts < 1:
+            raise AblateError(f"--max-attempts {max_attempts}: expected 1 or more")
         self.study, self.store, self.runs_dir = study, store, runs_dir
+        self.max_attempts = max_attempts
+        #: Failed attempts at each run in this invocation: a failed run is tried again
+        #: until it has failed ``max_attempts`` times (``--retry-failed``: runs that had
+        #: failed before start over at zero).
+        self.failures: dict[str, int] = {}
+        self.outcome = Outcome()
         self.rows = tuple(specs) if specs is not None else study.run_specs(runs_dir)
         lc = study.launch
         if max_parallel is None:
@@ -90,6 +116,10 @@ class Orchestrator:
             raise AblateError("a multi-node run uses every node: one run at a time "
                               "(--max-parallel 1)")
         self.max_parallel, self.retry_failed = max_parallel, retry_failed
+        if lc.backend == "local" and lc.nnodes > 1:
+            # The other nodes' followers move on when a run ends, failed or not: a second
+            # attempt here would wait at the rendezvous for agents that never come.
+            self.max_attempts = 1
         self.lost_after = timedelta(seconds=lost_after)
         self.on_event = on_event or (lambda e, o: None)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -116,8 +146,9 @@ class Orchestrator:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> Outcome:
-        """Train everything left to train; raises Interrupted on SIGINT/SIGTERM."""
-        outcome = Outcome()
+        """Train everything left to train; raises Interrupted on SIGINT/SIGTERM and
+        :class:`OrchestratorFault` when its own loop fails (after stopping its trainers)."""
+        outcome = self.outcome = Outcome()
         self.store.register_study(self.study.name, str(self.study.path), self.study.mode,
                                   self.study.raw, self.rows)
         for spec in self.rows:  # what a rebuild of the database reads back
@@ -131,12 +162,36 @@ class Orchestrator:
         statuses = self.store.run_status(r.hash for r in self.rows)
         outcome.reused = sum(1 for r in self.rows if statuses[r.hash] == Status.succeeded)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        last_beat = 0.0
         try:
-            while True:
-                if self._stop_signal is not None:
-                    self._interrupt(outcome)
-                    raise Interrupted(signal.Signals(self._stop_signal).name)
+            self._loop(outcome)
+        except Interrupted:
+            raise
+        except Exception as exc:
+            # Whatever broke, no trainer outlives this loop unrecorded: stop them, mark
+            # their runs interrupted (they resume next time), and say what broke.
+            self._interrupt(outcome, best_effort=True)
+            what = str(exc) if isinstance(exc, AblateError) else f"{type(exc).__name__}: {exc}"
+            raise OrchestratorFault(
+                f"the orchestrator stopped: {(what.strip().splitlines() or [what])[0]}"
+                f"; its runs were stopped and marked interrupted; run the same command to "
+                f"resume") from exc
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+        statuses = self._retrying(outcome, lambda: self.store.run_status(
+            r.hash for r in self.rows))
+        outcome.elsewhere = sum(1 for s in statuses.values() if s == Status.running)
+        outcome.failed_left = sum(1 for s in statuses.values() if s == Status.failed)
+        return outcome
+
+    def _loop(self, outcome: Outcome) -> None:
+        last_beat = 0.0
+        busy = 0  # consecutive steps that met a busy database
+        while True:
+            if self._stop_signal is not None:
+                self._interrupt(outcome)
+                raise Interrupted(signal.Signals(self._stop_signal).name)
+            try:
                 self._reap(outcome)
                 self._fill()
                 now = time.monotonic()
@@ -147,21 +202,37 @@ class Orchestrator:
                     last_beat = now
                 self._mirror()
                 if not self.active and not self._claimable():
-                    break
-                launch.wait(self.active.values(), POLL_S)  # wakes when a run ends
-        finally:
-            for s, handler in old.items():
-                signal.signal(s, handler)
-        statuses = self.store.run_status(r.hash for r in self.rows)
-        outcome.elsewhere = sum(1 for s in statuses.values() if s == Status.running)
-        return outcome
+                    return
+                busy = 0
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # Another process holds the database (a long write, a backup): the
+                # trainers go on; this step is tried again, each pause twice the last.
+                busy += 1
+                outcome.busy_retries += 1
+                launch.wait(self.active.values(), min(MAX_BACKOFF_S, POLL_S * 2 ** busy))
+                continue
+            launch.wait(self.active.values(), POLL_S)  # wakes when a run ends
+
+    def _retrying(self, outcome: Outcome, op: Callable[[], T]) -> T:
+        """``op()``, tried again with backoff while the database is busy."""
+        busy = 0
+        while True:
+            try:
+                return op()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                busy += 1
+                outcome.busy_retries += 1
+                time.sleep(min(MAX_BACKOFF_S, POLL_S * 2 ** busy))
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._stop_signal = signum
 
     def _claimable(self) -> list[RunSpec]:
         statuses = self.store.run_status(r.hash for r in self.rows)
-        ok = {*CLAIMABLE, *([Status.failed] if self.retry_failed else [])}
         seen: set[str] = set()
         out = []
         for r in self.rows:
@@ -169,9 +240,17 @@ class Orchestrator:
             if h in seen or h in self.active:
                 continue
             seen.add(h)
-            if statuses.get(h) in ok:
+            status = statuses.get(h)
+            if status in CLAIMABLE or (status == Status.failed and self._may_retry(h)):
                 out.append(r)
         return out
+
+    def _may_retry(self, run_hash: str) -> bool:
+        """Whether a failed run gets another attempt now: one that failed here fewer than
+        ``max_attempts`` times, or one that failed before, with ``--retry-failed``."""
+        if run_hash not in self.failures and not self.retry_failed:
+            return False
+        return self.failures.get(run_hash, 0) < self.max_attempts
 
     def _fill(self) -> None:
         """Start runs while slots and devices last: in plan order, a run that does not fit
@@ -181,7 +260,8 @@ class Orchestrator:
             # Read before the claim, which clears them: a run claimed while lost may still
             # have its job running, from an orchestrator that died (not one that stopped).
             stale = self.store.stale_jobs(r.hash for r in fits)
-            h = self.store.claim_next([r.hash for r in fits], self.owner, self.retry_failed)
+            retry = [r.hash for r in fits if self._may_retry(r.hash)]
+            h = self.store.claim_next([r.hash for r in fits], self.owner, retry)
             if h is None:
                 return  # nothing fits, or other orchestrators took what did
             row = next(r for r in fits if r.hash == h)
@@ -189,19 +269,40 @@ class Orchestrator:
                 self.launcher.cancel_stale(row, stale[h])
             devices = self.pool.take(row.nproc_per_node)
             assert devices is not None  # fits, and nothing else took devices meanwhile
-            try:
-                job = self.launcher.start(row, devices)
-            except Exception as exc:  # e.g. sbatch refused the job: this run fails
-                self.pool.give(devices)
-                error = f"could not start: {exc}".splitlines()[0]
-                self.store.finish(h, self.owner, Status.failed, error=error)
-                self.on_event(Event("failed", row, error), self)
-                continue
-            self.active[h] = job
-            self.epochs_seen[h] = 0
-            if job.job_id is not None:
-                self.store.set_job(h, self.owner, job.job_id, job.state())
-            self.on_event(Event("start", row), self)
+            self._begin(row, devices)
+
+    def _begin(self, row: RunSpec, devices: list[int]) -> None:
+        """Train a run this orchestrator has claimed, on ``devices`` — unless its run
+        directory says that is not needed: a trainer still holds the run's lock (its
+        orchestrator died; it is waited for, see :class:`launch.AdoptedJob`), or the run
+        already succeeded (its result is ingested, never trained again)."""
+        h, run_dir = row.hash, Path(row.run_dir)
+        if launch.trainer_alive(run_dir):
+            self.active[h] = launch.AdoptedJob(run=row, devices=devices)
+            self.on_event(Event("start", row, "waiting for the trainer already on it"), self)
+            return
+        done = RunDir(run_dir).result()
+        if done is not None and done.succeeded:
+            self.pool.give(devices)
+            self.store.ingest(h, run_dir)
+            self.store.finish(h, self.owner, Status.succeeded)
+            self.outcome.reused += 1
+            return
+        try:
+            job = self.launcher.start(row, devices)
+        except Exception as exc:  # e.g. sbatch refused the job: this run fails
+            self.pool.give(devices)
+            error = f"could not start: {exc}".splitlines()[0]
+            self.store.finish(h, self.owner, Status.failed, error=error)
+            self.failures[h] = self.max_attempts  # a launcher's refusal is not retried
+            self.outcome.failed += 1
+            self.on_event(Event("failed", row, error), self)
+            return
+        self.active[h] = job
+        self.epochs_seen[h] = 0
+        if job.job_id is not None:
+            self.store.set_job(h, self.owner, job.job_id, job.state())
+        self.on_event(Event("start", row), self)
 
     def _record_jobs(self) -> None:
         """Mirror each scheduler job's state (e.g. PENDING, RUNNING) into the database."""
@@ -229,41 +330,65 @@ class Orchestrator:
                 self.on_event(Event("epoch", job.run, str(len(rows)), rows[-1]), self)
 
     def _reap(self, outcome: Outcome) -> None:
+        """Record each run that ended. The database is written before the job is let go,
+        so a busy database (the step is tried again) never loses an ending."""
         for h, job in list(self.active.items()):
             rc = job.poll()
             if rc is None:
                 continue
-            job.close()
             if job.job_id is not None:
                 self.store.set_job(h, self.owner, job.job_id, job.state())
-            del self.active[h]
-            self.pool.give(job.devices)
             run_dir = Path(job.run.run_dir)
             result = self.store.ingest(h, run_dir)
-            if rc == 0 and result is not None and result.succeeded:
+            succeeded = rc == 0 and result is not None and result.succeeded
+            if isinstance(job, launch.AdoptedJob) and not succeeded:
+                # The trainer we waited for stopped short (its orchestrator died): this
+                # orchestrator resumes the run from its checkpoint, on the same devices.
+                del self.active[h]
+                self._begin(job.run, job.devices)
+                continue
+            if succeeded:
                 self.store.finish(h, self.owner, Status.succeeded)
-                outcome.succeeded += 1
-                outcome.trained.append(h)
-                self.on_event(Event("done", job.run), self)
             else:
                 error = ((result.error if result is not None else None) or job.error()
                          or _exit_reason(rc, run_dir))
                 self.store.finish(h, self.owner, Status.failed, error=error,
                                   log_tail=launch.log_tail(run_dir))
-                outcome.failed += 1
-                self.on_event(Event("failed", job.run, error), self)
-
-    def _interrupt(self, outcome: Outcome) -> None:
-        for h, job in list(self.active.items()):
-            job.stop()
-            self.store.ingest(h, Path(job.run.run_dir))
-            self.store.finish(h, self.owner, Status.interrupted,
-                              error="interrupted by the orchestrator; resumes on the next run",
-                              log_tail=launch.log_tail(Path(job.run.run_dir)))
-            outcome.interrupted += 1
-            self.on_event(Event("interrupted", job.run), self)
+            job.close()
             del self.active[h]
             self.pool.give(job.devices)
+            if succeeded:
+                outcome.succeeded += 1
+                outcome.trained.append(h)
+                self.on_event(Event("done", job.run), self)
+                continue
+            self.failures[h] = self.failures.get(h, 0) + 1
+            if self.failures[h] >= self.max_attempts:
+                outcome.failed += 1
+                self.on_event(Event("failed", job.run,
+                                    f"{error} (attempt {self.failures[h]} of "
+                                    f"{self.max_attempts})"), self)
+            # else it is claimable again (see _may_retry) and starts at the next _fill
+
+    def _interrupt(self, outcome: Outcome, best_effort: bool = False) -> None:
+        """Stop every trainer and mark its run interrupted. ``best_effort``: the loop
+        failed, so the database may be what failed: every trainer is stopped anyway."""
+        for h, job in list(self.active.items()):
+            job.stop()
+            del self.active[h]
+            self.pool.give(job.devices)
+            try:
+                self.store.ingest(h, Path(job.run.run_dir))
+                self.store.finish(h, self.owner, Status.interrupted,
+                                  error="interrupted by the orchestrator; resumes on the next "
+                                        "run", log_tail=launch.log_tail(Path(job.run.run_dir)))
+            except Exception:
+                if not best_effort:
+                    raise
+                # Left running in the database: its owner (this process) is gone in a
+                # moment, so the next orchestrator on this host takes it as lost at once.
+            outcome.interrupted += 1
+            self.on_event(Event("interrupted", job.run), self)
 
 
 class Follower:
@@ -353,11 +478,18 @@ class Follower:
         raise Interrupted(signal.Signals(self._stop_signal).name)
 
 
+#: torchrun's report of a worker that a signal ended ("exitcode  : -9 (pid: 123)").
+_TORCHRUN_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)", re.MULTILINE)
+
+
 def _exit_reason(rc: int, run_dir: Path) -> str:
+    """Why a trainer ended without a successful result, in one line: the trainer's own
+    ``error:`` line, the signal that killed it (torchrun itself, or a worker as torchrun
+    reports it: torchrun then exits 1), or the exit code and the log to read."""
     if rc == 0:
         return f"the trainer exited without writing a successful {RESULT}"
     if rc < 0:
-        return f"killed by signal {signal.Signals(-rc).name}"
+        return f"killed by signal {_signal_name(-rc)}"
     try:
         tail = (run_dir / LAUNCH_LOG).read_text(errors="replace")
     except FileNotFoundError:
@@ -365,4 +497,16 @@ def _exit_reason(rc: int, run_dir: Path) -> str:
     for line in reversed(tail.splitlines()):
         if line.startswith("error: "):
             return line[len("error: "):]
+    codes = [int(c) for c in _TORCHRUN_EXIT.findall(tail)]
+    if codes and codes[-1] < 0:
+        return f"a training process was killed by signal {_signal_name(-codes[-1])}"
+    if 128 < rc < 128 + signal.NSIG:  # a shell's or the guard's way to report a signal
+        return f"killed by signal {_signal_name(rc - 128)} (exit code {rc})"
     return f"exit code {rc} (see {run_dir / LAUNCH_LOG})"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"{number}"

@@ -19,32 +19,40 @@ frozen dataclasses (:class:`RunState`, :class:`ReportRun`).
 from __future__ import annotations
 
 import json
+import os
 import socket
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.request import pathname2url
 
 from sqlalchemy import (
     Text,
+    and_,
     case,
     create_engine,
     delete,
     event,
     func,
     inspect,
+    or_,
     select,
     type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ablate.errors import AblateError
 from ablate.store.schema import (
+    BUSY_TIMEOUT_S,
     SCHEMA_VERSION,
+    AttemptRow,
     Base,
     MetricRow,
     ResultRow,
@@ -63,6 +71,41 @@ from zoo.errors import did_you_mean
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
 CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a database error will likely pass if the same operation is tried again:
+    SQLite's "database is locked" / "busy" (another process held the write lock past the
+    busy timeout), or a PostgreSQL connection that dropped. The orchestrator retries
+    these with backoff; any other error is a fault."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError | sqlite3.OperationalError):
+        text = str(exc).lower()
+        return "locked" in text or "busy" in text
+    return False
+
+
+def owner_dead(owner: str | None, host: str | None = None) -> bool:
+    """Whether ``owner`` (``host:pid:tag``, as an orchestrator names itself) is a process
+    of this host that exists no more: its runs are lost at once, not after ``--lost-after``
+    seconds without a heartbeat. Owners on other hosts (and unknown ones) are not judged
+    here. A pid reused by another process reads as alive: the heartbeat's age still
+    catches that orchestrator."""
+    if not owner:
+        return False
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    if parts[0] != (host or socket.gethostname()):
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 # --------------------------------------------------------------------------- connection
@@ -157,12 +200,48 @@ class ReportRun(StudyRun):
     study_id: int
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # Python's sqlite3 opens a transaction only before an INSERT/UPDATE/DELETE, so a
-    # session's SELECTs would read outside it and two orchestrators could both see "no
-    # such row" and both insert it. Take over: SQLAlchemy's "begin" event emits BEGIN.
-    dbapi_conn.isolation_level = None
-    sqlite_setup(dbapi_conn)
+def _sqlite_pragmas(readonly: bool, busy_timeout: float) -> Any:
+    def setup(dbapi_conn: Any, _record: Any) -> None:
+        # Python's sqlite3 opens a transaction only before an INSERT/UPDATE/DELETE, so a
+        # session's SELECTs would read outside it and two orchestrators could both see "no
+        # such row" and both insert it. Take over: SQLAlchemy's "begin" event emits BEGIN.
+        dbapi_conn.isolation_level = None
+        sqlite_setup(dbapi_conn, readonly=readonly, busy_timeout=busy_timeout)
+    return setup
+
+
+def _connect_readonly(db_path: Path) -> sqlite3.Connection:
+    """A connection that never writes the database (URI ``mode=ro``).
+
+    A WAL database also needs its ``-shm`` index file, which a reader creates when it is
+    missing: in a read-only directory it cannot, and SQLite refuses to read. Then, and only
+    when no ``-wal`` file exists either, the file is opened ``immutable=1`` (no locking, no
+    index): no writer can be using it, since a writer must create that ``-wal`` file in this
+    directory first (only root could, and ``ablate run`` as root beside a reader in a
+    read-only directory is not a case worth locks)."""
+    uri = f"file:{pathname2url(str(db_path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+        if Path(f"{db_path}-wal").exists() or os.access(db_path.parent, os.W_OK):
+            raise
+    return sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False)
+
+
+def _check_writable(db_path: Path) -> None:
+    """``ablate run`` writes the database, and SQLite in WAL mode writes files beside it:
+    say so in one line before anything starts, rather than as SQLite's error mid-study."""
+    where = db_path if db_path.exists() else db_path.parent
+    folder = db_path.parent if str(db_path.parent) else Path(".")
+    for path in dict.fromkeys((where, folder)):
+        if not os.access(path, os.W_OK):
+            kind = "directory" if path.is_dir() else "file"
+            raise AblateError(f"{path}: read-only {kind}; 'ablate run' records results in "
+                              f"{db_path}: make it writable or pass --db a writable URL "
+                              f"(status, show and report read it as it is)")
 
 
 class Store:
@@ -170,15 +249,25 @@ class Store:
     layer of ablate, for the orchestrator (writes) and for status, show and report (reads,
     ``create=False``, which never write)."""
 
-    def __init__(self, url: str | None = None, create: bool = True) -> None:
+    def __init__(self, url: str | None = None, create: bool = True,
+                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
+        """``create=False``: a reader, which never writes; on SQLite it opens the file
+        read-only (``mode=ro``), so a read-only file in a read-only directory reads.
+        ``busy_timeout``: seconds a SQLite statement waits for another writer."""
         self.url = url or default_url()
+        db_path: Path | None = None
         if self.url.startswith("sqlite:///"):
-            db_path = Path(self.url[len("sqlite:///"):])
+            db_path = Path(self.url[len("sqlite:///"):].split("?", 1)[0])
             if not create and not db_path.exists():
                 raise AblateError(f"{db_path}: no results database here; run 'ablate run' "
                                   f"first or pass --db URL")
             if db_path.parent and not db_path.parent.exists():
                 raise AblateError(f"--db {self.url}: directory {db_path.parent} does not exist")
+            if db_path.is_dir():
+                raise AblateError(f"--db {self.url}: {db_path} is a directory; give the "
+                                  f"database file (e.g. sqlite:///{db_path / 'results.db'})")
+            if create:
+                _check_writable(db_path)
         url = self.url
         if url.startswith(("postgresql://", "postgres://")):
             # SQLAlchemy's default PostgreSQL driver is psycopg2; ablate installs psycopg 3.
@@ -187,12 +276,16 @@ class Store:
             kwargs: dict[str, Any] = {}
             if not url.startswith("sqlite"):
                 kwargs["pool_pre_ping"] = True  # long studies outlive idle connections
+            elif db_path is not None and not create:
+                kwargs["creator"] = lambda: _connect_readonly(db_path)
+                url = "sqlite://"
             self.engine: Engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL or missing driver
             raise AblateError(f"--db {self.url}: {exc}") from None
         self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "connect",
+                         _sqlite_pragmas(readonly=not create, busy_timeout=busy_timeout))
             # A writer takes SQLite's one write lock when its transaction starts (waiting
             # up to busy_timeout), so read-then-write sessions are serialised whole; a
             # reader (status, report) starts a deferred one and never blocks anybody.
@@ -214,6 +307,10 @@ class Store:
                     conn.execute(SchemaRow.__table__.insert().values(version=SCHEMA_VERSION))
                     tables = set(inspect(conn).get_table_names())
                 version = _schema_version(conn, tables)
+                if create and version == SCHEMA_VERSION and AttemptRow.__tablename__ not in tables:
+                    AttemptRow.__table__.create(conn)  # see AttemptRow: an added table
+                    tables.add(AttemptRow.__tablename__)
+                self.has_attempts = AttemptRow.__tablename__ in tables
         except AblateError:
             raise
         except Exception as exc:  # unreachable server, wrong password, no such database
@@ -304,11 +401,9 @@ class Store:
         cutoff = None if now is None or lost_after is None else now - lost_after
         for study_id, *row in rows:
             state = RunState(*row[:5], str(row[5]), *row[6:])
-            if (cutoff is not None and state.status == Status.running
-                    and state.heartbeat_at is not None and state.heartbeat_at < cutoff):
-                assert lost_after is not None
-                state = replace(state, status=Status.lost.value,
-                                error=f"no heartbeat for {lost_after.total_seconds():.0f}s")
+            if state.status == Status.running and (reason := _lost_reason(
+                    state.owner, state.heartbeat_at, cutoff, lost_after)) is not None:
+                state = replace(state, status=Status.lost.value, error=reason)
             by_id[study_id].append(state)
         return {n: by_id[i] for n, i in ids.items()}
 
@@ -360,22 +455,36 @@ class Store:
 
     # ------------------------------------------------------------------ runs
 
-    def claim(self, run_hash: str, owner: str, retry_failed: bool = False) -> bool:
-        """Atomically take a claimable run; True if this caller got it."""
-        claimable = [*CLAIMABLE, *( [Status.failed] if retry_failed else [])]
+    @staticmethod
+    def _claimable(retry_failed: bool | Collection[str]) -> Any:
+        """The condition on a run row that a claim may take it: a status of
+        :data:`CLAIMABLE`, or ``failed`` with ``retry_failed`` (True: any failed run; a
+        collection: those of these hashes)."""
+        ok = RunRow.status.in_(CLAIMABLE)
+        if retry_failed is True:
+            return or_(ok, RunRow.status == Status.failed)
+        if retry_failed:
+            return or_(ok, and_(RunRow.status == Status.failed,
+                                RunRow.hash.in_(list(retry_failed))))
+        return ok
+
+    def _claim_values(self, owner: str) -> dict[str, Any]:
         now = self._now()
+        return dict(status=Status.running, owner=owner, host=socket.gethostname(),
+                    started_at=now, heartbeat_at=now, finished_at=None, error=None,
+                    log_tail=None, job_id=None, job_state=None, attempts=RunRow.attempts + 1)
+
+    def claim(self, run_hash: str, owner: str,
+              retry_failed: bool | Collection[str] = False) -> bool:
+        """Atomically take a claimable run; True if this caller got it."""
         with self.session() as s:
-            res = s.execute(
-                update(RunRow)
-                .where(RunRow.hash == run_hash, RunRow.status.in_(claimable))
-                .values(status=Status.running, owner=owner, host=socket.gethostname(),
-                        started_at=now, heartbeat_at=now, error=None, log_tail=None,
-                        job_id=None, job_state=None, attempts=RunRow.attempts + 1)
-            )
+            res = s.execute(update(RunRow)
+                            .where(RunRow.hash == run_hash, self._claimable(retry_failed))
+                            .values(**self._claim_values(owner)))
             return res.rowcount == 1
 
     def claim_next(self, hashes: Sequence[str], owner: str,
-                   retry_failed: bool = False) -> str | None:
+                   retry_failed: bool | Collection[str] = False) -> str | None:
         """Atomically take the first claimable run of ``hashes`` (in that order); its hash,
         or None when every one is taken or done.
 
@@ -388,20 +497,16 @@ class Store:
             return None
         if not self.postgres:
             return next((h for h in hashes if self.claim(h, owner, retry_failed)), None)
-        claimable = [*CLAIMABLE, *([Status.failed] if retry_failed else [])]
         order = case({h: i for i, h in enumerate(hashes)}, value=RunRow.hash)
-        now = self._now()
         with self.session() as s:
             h = s.scalar(select(RunRow.hash)
-                         .where(RunRow.hash.in_(hashes), RunRow.status.in_(claimable))
+                         .where(RunRow.hash.in_(hashes), self._claimable(retry_failed))
                          .order_by(order).limit(1)
                          .with_for_update(skip_locked=True))
             if h is None:
                 return None
             s.execute(update(RunRow).where(RunRow.hash == h)
-                      .values(status=Status.running, owner=owner, host=socket.gethostname(),
-                              started_at=now, heartbeat_at=now, error=None, log_tail=None,
-                              job_id=None, job_state=None, attempts=RunRow.attempts + 1))
+                      .values(**self._claim_values(owner)))
             return h
 
     def stale_jobs(self, hashes: Iterable[str]) -> dict[str, str]:
@@ -435,11 +540,43 @@ class Store:
 
     def finish(self, run_hash: str, owner: str, status: Status, error: str | None = None,
                log_tail: str | None = None) -> None:
+        """Record how this owner's attempt at a run ended, on the run and in its attempts."""
         with self.session() as s:
+            now = self._read_now(s)
+            row = s.execute(select(RunRow.attempts, RunRow.host, RunRow.started_at)
+                            .where(RunRow.hash == run_hash, RunRow.owner == owner)).first()
+            if row is None:
+                return  # another orchestrator took the run over meanwhile
             s.execute(update(RunRow)
                       .where(RunRow.hash == run_hash, RunRow.owner == owner)
                       .values(status=status, error=error, log_tail=log_tail,
-                              finished_at=self._now(), heartbeat_at=self._now()))
+                              finished_at=now, heartbeat_at=now))
+            if self.has_attempts and row.attempts:
+                s.merge(self._attempt(s, run_hash, row.attempts, status=status, error=error,
+                                      host=row.host, owner=owner, started_at=row.started_at,
+                                      finished_at=now))
+
+    @staticmethod
+    def _attempt(s: Session, run_hash: str, number: int, **values: Any) -> AttemptRow:
+        """The attempt row (run, number), existing or new, with ``values`` set."""
+        row = s.scalar(select(AttemptRow).where(AttemptRow.run_hash == run_hash,
+                                                AttemptRow.number == number))
+        if row is None:
+            row = AttemptRow(run_hash=run_hash, number=number)
+        for key, value in values.items():
+            setattr(row, key, value)
+        return row
+
+    def attempts(self, run_hash: str) -> list[dict[str, Any]]:
+        """The ended attempts at a run, first first: number, status, error, host, times."""
+        if not self.has_attempts:
+            return []
+        a = AttemptRow.__table__.c
+        with self.session() as s:
+            rows = s.execute(select(a.number, a.status, a.error, a.host, a.started_at,
+                                    a.finished_at)
+                             .where(a.run_hash == run_hash).order_by(a.number)).all()
+        return [{**r._asdict(), "status": str(r.status)} for r in rows]
 
     def set_status(self, run_hash: str, status: Status, error: str | None = None) -> None:
         """Set a run's status outright (a rebuild, which has no owner to match)."""
@@ -449,17 +586,31 @@ class Store:
 
     def mark_lost(self, older_than: timedelta) -> list[str]:
         """Running runs whose owner stopped beating become ``lost`` (resumable), by the
-        clock the heartbeats were written with (:meth:`_now`). The orchestrator's step; a
-        reading command computes the same from the heartbeat's age (:meth:`studies_runs`)."""
+        clock the heartbeats were written with (:meth:`_now`); so do, at once, those whose
+        owner was a process of this host that exists no more (:func:`owner_dead`). The
+        orchestrator's step; a reading command computes the same (:meth:`studies_runs`)."""
         with self.session() as s:
             cutoff = self._read_now(s) - older_than
-            which = (RunRow.status == Status.running, RunRow.heartbeat_at < cutoff)
-            hashes = list(s.scalars(select(RunRow.hash).where(*which)))
-            if hashes:
-                s.execute(update(RunRow).where(RunRow.hash.in_(hashes), *which)
-                          .values(status=Status.lost,
-                                  error=f"no heartbeat for {older_than.total_seconds():.0f}s"))
-            return hashes
+            running = list(s.execute(select(RunRow.hash, RunRow.owner, RunRow.heartbeat_at,
+                                            RunRow.attempts, RunRow.host, RunRow.started_at)
+                                     .where(RunRow.status == Status.running)))
+            lost: list[str] = []
+            for h, owner, beat, attempts, host, started in running:
+                reason = _lost_reason(owner, beat, cutoff, older_than)
+                if reason is None:
+                    continue
+                done = s.execute(update(RunRow).where(RunRow.hash == h,
+                                                      RunRow.status == Status.running,
+                                                      RunRow.owner.is_(owner) if owner is None
+                                                      else RunRow.owner == owner)
+                                 .values(status=Status.lost, error=reason))
+                if done.rowcount:
+                    lost.append(h)
+                    if self.has_attempts and attempts:
+                        s.merge(self._attempt(s, h, attempts, status=Status.lost,
+                                              error=reason, host=host, owner=owner,
+                                              started_at=started))
+            return lost
 
     def _read_now(self, s: Session) -> datetime:
         """:meth:`now` inside session ``s``."""
@@ -487,8 +638,10 @@ class Store:
 
     def find_run(self, prefix: str) -> dict[str, Any]:
         with self.session() as s:
+            # autoescape: '_' and '%' in the id are characters, not LIKE's wildcards.
             runs = list(s.scalars(
-                select(RunRow).where(RunRow.hash.startswith(prefix)).limit(3)))
+                select(RunRow).where(RunRow.hash.startswith(prefix, autoescape=True))
+                .limit(3)))
             if not runs:
                 raise AblateError(f"no run with id '{prefix}' (see 'ablate status')")
             if len(runs) > 1:
@@ -498,13 +651,18 @@ class Store:
                               .join(StudyRow, StudyRow.id == StudyRunRow.study_id)
                               .where(StudyRunRow.run_hash == run.hash)).all()
             result = s.get(ResultRow, run.hash)
-            return {
+            found = {
                 **_run_fields(run),
                 "config": run.config,
                 "studies": [{"study": n, "variant": v, "seed": sd} for v, sd, n in links],
                 "result": None if result is None else {
                     c.key: getattr(result, c.key) for c in ResultRow.__table__.columns},
             }
+        # Seen from this host: a run whose orchestrator died here reads as lost at once.
+        if found["status"] == Status.running and owner_dead(found["owner"]):
+            found.update(status=Status.lost.value, error=_lost_reason(found["owner"], None,
+                                                                      None, None))
+        return {**found, "attempt_history": self.attempts(found["hash"])}
 
     def metric_values(self, hashes: Iterable[str], key: str
                       ) -> list[tuple[str, int, float | None]]:
@@ -577,6 +735,18 @@ class Store:
                     env=config.env if config else None,
                 ))
         return result
+
+
+def _lost_reason(owner: str | None, heartbeat: datetime | None, cutoff: datetime | None,
+                 lost_after: timedelta | None) -> str | None:
+    """Why a ``running`` run is lost (None: it is not): its owner is a dead process of
+    this host, or its heartbeat is older than ``cutoff``."""
+    if owner_dead(owner):
+        return f"its orchestrator ({owner}) is gone"
+    if cutoff is not None and heartbeat is not None and heartbeat < cutoff:
+        assert lost_after is not None
+        return f"no heartbeat for {lost_after.total_seconds():.0f}s"
+    return None
 
 
 def _run_fields(run: RunRow) -> dict[str, Any]:

@@ -57,17 +57,22 @@ def default_url() -> str:
 BUSY_TIMEOUT_S = 30
 
 
-def sqlite_setup(conn: sqlite3.Connection) -> None:
+def sqlite_setup(conn: sqlite3.Connection, readonly: bool = False,
+                 busy_timeout: float = BUSY_TIMEOUT_S) -> None:
     """The settings of every connection to a results database in SQLite (Store's and the
     reader's): wait, don't fail, while another writes; WAL, so that readers never block
-    the writer; foreign keys on.
+    the writer; foreign keys on. A ``readonly`` connection (status, show, report, a dry
+    run) only waits: switching the journal mode is a write, which a read-only file or
+    directory refuses, and a database made by ``ablate run`` is in WAL mode already.
 
     Switching a new file to WAL is the one step SQLite does not wait for: when two
     connections switch it at the same moment (two orchestrators starting together on a
     new database), one gets "database is locked" at once, busy timeout or not. It is
     retried until the other's switch is done."""
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_S * 1000}")
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    conn.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
+    if readonly:
+        return
+    deadline = time.monotonic() + busy_timeout
     while True:
         try:
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
@@ -182,8 +187,27 @@ class ResultRow(Base):
     env: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class AttemptRow(Base):
+    """One ended attempt at a run: how it ended and why (the run row keeps the last one).
 
+    Added to schema version 1 without a new version: a writer creates the table in a
+    database that lacks it, and readers of such a database see no attempts. Nothing else
+    of version 1 changed, so older databases stay readable as they are."""
 
+    __tablename__ = "attempt"
+    __table_args__ = (UniqueConstraint("run_hash", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"),
+                                          index=True)
+    #: 1 for the first claim of the run, as ``run.attempts`` counts them.
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[Status] = mapped_column(Enum(Status, native_enum=False, length=20))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    host: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class SchemaRow(Base):
