@@ -16,6 +16,7 @@ import typer
 from ablate.cli.console import err_console, fail
 from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
+from ablate.inference import InferenceError
 from zoo.contract import atomic_write
 
 if TYPE_CHECKING:
@@ -39,14 +40,22 @@ def report(
         "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout",
         show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option(
-        metavar="DIR", help="write <study>_delta.png and <study>_curves.png into DIR",
-        show_default=False)] = None,
+        metavar="DIR", help="write <study>_delta.png, <study>_curves.png and "
+        "<study>_cost.png into DIR", show_default=False)] = None,
     readme: Annotated[Path | None, typer.Option(
         metavar="FILE", help="refresh the tables between <!-- ablate:report STUDY --> and "
              "<!-- /ablate:report --> in this file, in place", show_default=False)] = None,
+    margin: Annotated[float | None, typer.Option(
+        metavar="M", help="equivalence margin in top-1 points for every study (default: each "
+             "study's 'margin:'); a variant whose 90% CI lies inside ±M is equivalent (TOST)",
+        show_default=False)] = None,
+    no_adjust: Annotated[bool, typer.Option(
+        "--no-adjust", help="decide each variant on its own test, without Holm's adjustment "
+             "across the study's variants")] = False,
 ) -> None:
     """Each study's variants against its baseline on the same seeds: mean paired deltas with
-    95% intervals, deltas within noise marked, and what the compared runs differ in."""
+    95% intervals, a decision per variant (better / worse / equivalent / undecided, Holm-
+    adjusted across the study), costs, and what the compared runs differ in."""
     from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
     from ablate.store.db import Store
 
@@ -54,6 +63,9 @@ def report(
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
+        if readme is not None and (margin is not None or no_adjust):
+            fail("--readme renders each study as its study file declares it (its 'margin:', "
+                 "Holm's adjustment); drop --margin and --no-adjust")
         store = Store(db, create=False)
         if readme is not None:
             try:
@@ -83,7 +95,7 @@ def report(
                        f"{'refreshed' if new != text else 'already up to date'}"
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
-        report = build_frame(store, studies)
+        report = build_frame(store, studies, margin=margin, holm=not no_adjust)
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()
@@ -93,7 +105,7 @@ def report(
             err_console.print(f"wrote {output}", markup=False)
         else:
             typer.echo(text, nl=False)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, InferenceError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))

@@ -19,7 +19,7 @@ from ablate.report.load import (
     _env_value,
     load_studies,
 )
-from ablate.report.stats import paired_delta, seeds_for_power
+from ablate.report.stats import check_margin, decide, paired_delta, rule, seeds_for_power
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,9 +32,14 @@ COLUMNS = (
     "model", "epochs", "dtype", "batch_size", "gpus", "lr", "tricks", "degree",
     "seeds", "seeds_planned", "top1", "top5", "top1_sd", "params_m", "macs_g",
     "n_paired", "delta_top1", "ci_top1", "ci_top1_low", "ci_top1_high", "sd_diff_top1",
-    "delta_top5", "ci_top5", "verdict", "seeds_for_power", "device_hours", "notes",
-    "study_notes",
+    "delta_top5", "ci_top5", "verdict", "label", "label_holm", "p_top1", "p_top1_holm",
+    "p_tost", "p_tost_holm", "margin", "adjusted", "rule", "seeds_for_power",
+    "device_hours", "device_hours_per_run", "delta_params_m", "delta_macs_g",
+    "delta_device_hours", "notes", "study_notes",
 )
+
+#: The verdicts of rows without a test: the baseline, no paired seeds, one pair.
+NO_TEST = ("baseline", "no pairs", "n=1")
 
 NOTE_SEP = "\n"
 
@@ -260,14 +265,26 @@ def _layout(by_variant: Mapping[int, Sequence[RunRecord]]) -> str:
     return "models" if all(n != names[0] for i, n in names.items() if i != 0) else "ablation"
 
 
-def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
-    """One row per variant of a study, baseline first, with the aggregated numbers."""
+def study_margin(rec: StudyRecord, margin: float | None = None) -> float | None:
+    """The equivalence margin of a study: ``margin`` (the command line's) or its study
+    file's ``margin:`` key, in top-1 points; None when neither declares one."""
+    if margin is not None:
+        return check_margin(margin, "--margin")
+    return check_margin(rec.spec.get("margin"), f"study '{rec.name}': margin")
+
+
+def study_rows(rec: StudyRecord, margin: float | None = None,
+               holm: bool = True) -> list[dict[str, Any]]:
+    """One row per variant of a study, baseline first, with the aggregated numbers and
+    each variant's decision: against ``margin`` (default: the study's ``margin:``), Holm-
+    adjusted across the study's variants unless ``holm`` is False."""
     by_variant: dict[int, list[RunRecord]] = {}
     for r in rec.runs:
         by_variant.setdefault(r.variant_index, []).append(r)
     if 0 not in by_variant:
         raise AblateError(f"study '{rec.name}': no baseline (variant 0) in the database; "
                           f"run 'ablate run' on its study file again")
+    margin = study_margin(rec, margin)
     layout = _layout(by_variant)
     base_runs = by_variant[0]
     base_ok = [r for r in base_runs if r.succeeded]
@@ -276,6 +293,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
     base_top1 = {r.seed: r.top1 for r in base_ok if r.top1 is not None}
     base_top5 = {r.seed: r.top5 for r in base_ok if r.top5 is not None}
     rows = []
+    deltas = []
     study_notes = _study_notes(rec)
     for index in sorted(by_variant):
         runs = by_variant[index]
@@ -296,7 +314,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
         else:
             d1 = paired_delta(base_top1, top1)
             d5 = paired_delta(base_top5, top5)
-            verdict = "no pairs" if d1 is None else d1.verdict
+            verdict = "no pairs" if d1 is None else "n=1" if d1.n < 2 else ""
             notes += _pair_notes(base_ok, ok)
             declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
             diff = _flat_diff(flat_base, flat_cfg)
@@ -306,6 +324,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
                 notes.append("config differs from the baseline beyond the declared change: "
                              + ", ".join(f"{k} {_fmt_value(a)} -> {_fmt_value(b)}"
                                          for k, (a, b) in extra.items()))
+        deltas.append(d1)
         world = [r.world_size for r in ok if r.world_size is not None]
         params = _mean(r.params for r in ok)
         macs = _mean(r.macs for r in ok)
@@ -347,10 +366,44 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
             "verdict": verdict,
             "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
             "device_hours": sum(hours) if hours else None,
+            "device_hours_per_run": _mean(hours),
             "notes": NOTE_SEP.join(notes),
             "study_notes": study_notes,
         })
+    _decide(rows, deltas, margin, holm)
+    _costs(rows)
     return rows
+
+
+def _decide(rows: list[dict[str, Any]], deltas: Sequence[Any], margin: float | None,
+            holm: bool) -> None:
+    """Each tested variant's label (unadjusted and Holm's) and p-values, the decision the
+    report acts on as its ``verdict``, and the rule in words, into ``rows``."""
+    decisions = decide(deltas, margin, holm=holm)
+    family = sum(d is not None for d in decisions)
+    text = rule(margin, family, holm)
+    for row, d in zip(rows, decisions, strict=True):
+        row.update(margin=margin, adjusted=holm and family > 1, rule=text, label=None,
+                   label_holm=None, p_top1=None, p_top1_holm=None, p_tost=None,
+                   p_tost_holm=None)
+        if d is None:
+            continue
+        row.update(label=d.test.label, p_top1=d.test.p_diff, p_tost=d.test.p_tost,
+                   verdict=d.label)
+        if d.adjusted is not None:
+            row.update(label_holm=d.adjusted.label, p_top1_holm=d.adjusted.p_diff,
+                       p_tost_holm=d.adjusted.p_tost)
+
+
+def _costs(rows: list[dict[str, Any]]) -> None:
+    """What each variant costs against the baseline: params and MACs of the model, and
+    device-hours per run (mean over its succeeded runs), into ``rows``."""
+    base = rows[0]
+    for row in rows:
+        for key, src in (("delta_params_m", "params_m"), ("delta_macs_g", "macs_g"),
+                         ("delta_device_hours", "device_hours_per_run")):
+            a, b = base[src], row[src]
+            row[key] = None if a is None or b is None or row is base else b - a
 
 
 def _study_notes(rec: StudyRecord) -> str:
@@ -368,12 +421,16 @@ def _study_notes(rec: StudyRecord) -> str:
     return NOTE_SEP.join(notes)
 
 
-def build_frame(store: Store, studies: Sequence[str] | None = None) -> pd.DataFrame:
+def build_frame(store: Store, studies: Sequence[str] | None = None, *,
+                margin: float | None = None, holm: bool = True) -> pd.DataFrame:
     """One row per (study, variant), baseline first, with the aggregated numbers of its
-    succeeded runs and the paired comparison with its study's baseline (see COLUMNS)."""
+    succeeded runs, the paired comparison with its study's baseline and the decision (see
+    COLUMNS): against ``margin`` (default: each study's ``margin:``), Holm-adjusted across
+    each study's variants unless ``holm`` is False."""
     import pandas as pd
 
-    rows = [row for rec in load_studies(store, studies) for row in study_rows(rec)]
+    rows = [row for rec in load_studies(store, studies)
+            for row in study_rows(rec, margin, holm)]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in ("seeds_for_power", "gpus", "epochs", "batch_size"):
         frame[col] = frame[col].astype("Int64")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ablate.errors import AblateError
-from ablate.report.aggregate import NOTE_SEP
+from ablate.report.aggregate import NO_TEST, NOTE_SEP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,11 +52,41 @@ def _improve(row: Mapping[str, Any], bold: Callable[[str], str]) -> str:
         return "-"
     if verdict == "better":
         return bold(_signed(delta))
-    if verdict == "within noise":
-        return f"{_signed(delta)} (within noise)"
     if verdict == "n=1":
         return f"{_signed(delta)} (n=1)"
     return _signed(delta)
+
+
+def _decision(row: Mapping[str, Any]) -> str:
+    """The decision the report acts on; with Holm's, the unadjusted label beside it where
+    the two differ."""
+    verdict = str(row["verdict"])
+    if verdict in NO_TEST:
+        return "-"
+    plain = row.get("label")
+    if row.get("label_holm") is not None and plain != verdict:
+        return f"{verdict} (unadjusted: {plain})"
+    return verdict
+
+
+def _delta_cost(row: Mapping[str, Any]) -> str:
+    if row["verdict"] == "baseline":
+        return "-"
+    params, macs = _num(row["delta_params_m"]), _num(row["delta_macs_g"])
+    return f"{_signed_sig(params)}/{_signed_sig(macs)}"
+
+
+def _delta_hours(row: Mapping[str, Any]) -> str:
+    if row["verdict"] == "baseline":
+        return "-"
+    return _signed_sig(_num(row["delta_device_hours"]))
+
+
+def _signed_sig(value: float | None) -> str:
+    """A signed change to three significant digits; ``0`` for none at all."""
+    if value is None:
+        return "-"
+    return "0" if value == 0 else f"{value:+.3g}"
 
 
 def _ci(row: Mapping[str, Any]) -> str:
@@ -90,11 +120,12 @@ def _int(value: Any) -> str:
 
 
 ABLATION_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks", "degree",
-                   "top1/top5", "improve", "95% CI", "seeds", "params (M) / MACs (G)")
+                   "top1/top5", "improve", "95% CI", "decision", "seeds",
+                   "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run")
 MODELS_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks",
                  "params (M) / MACs (G)", "top1/top5", "seeds")
 _RIGHT = {"epochs", "batch size", "gpus", "lr", "top1/top5", "improve", "95% CI", "seeds",
-          "params (M) / MACs (G)"}
+          "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run"}
 
 
 def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"**{s}**",
@@ -131,6 +162,9 @@ def _display_cells(records: Sequence[Mapping[str, Any]],
             "top1/top5": _top(row),
             "improve": _improve(row, bold),
             "95% CI": _ci(row),
+            "decision": _decision(row),
+            "Δ params / MACs": _delta_cost(row),
+            "Δ device-h/run": _delta_hours(row),
             "seeds": _seeds(row),
             "params (M) / MACs (G)": _cost(row),
         }
@@ -166,8 +200,13 @@ def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             notes.append(f"Noise floor: unknown with {n} baseline seed(s); run at least two "
                          f"seeds to tell signal from noise.")
         notes.append("improve: top-1 change against the baseline, the mean of the paired "
-                     "per-seed differences, with its 95% CI (paired t); bold: the whole "
-                     "interval is above zero; (within noise): the interval covers zero.")
+                     "per-seed differences, with its 95% CI (paired t, unadjusted); bold: "
+                     "the decision is better.")
+        if base.get("rule"):
+            notes.append(f"{str(base['rule'])[0].upper()}{str(base['rule'])[1:]}.")
+        notes.append("Δ params / MACs: change of the model's parameters (M) and MACs (G); "
+                     "Δ device-h/run: change of the mean device-hours of one run, against "
+                     "the baseline.")
         needed = []
         for r in rows[1:]:
             k = _num(r["seeds_for_power"])
