@@ -35,8 +35,11 @@ COLUMNS = (
     "delta_top5", "ci_top5", "verdict", "label", "label_holm", "p_top1", "p_top1_holm",
     "p_tost", "p_tost_holm", "margin", "adjusted", "rule", "seeds_for_power",
     "device_hours", "device_hours_per_run", "delta_params_m", "delta_macs_g",
-    "delta_device_hours", "notes", "study_notes",
+    "delta_device_hours", "kind", "aliases", "notes", "study_notes",
 )
+
+#: ``kind`` of a row: a variant's runs, or a factorial study's main effect / interaction.
+KINDS = ("variant", "effect")
 
 #: The verdicts of rows without a test: the baseline, no paired seeds, one pair.
 NO_TEST = ("baseline", "no pairs", "n=1")
@@ -81,10 +84,19 @@ def declared_keys(spec: Mapping[str, Any], mode: str, variant: str) -> set[str] 
     when the stored study file does not name the variant."""
     variants = [v for v in spec.get("variants") or [] if isinstance(v, Mapping)]
     names = [v.get("name") for v in variants]
-    if variant not in names:
+    for model in spec.get("models") or []:  # "mixup @ resnet50": mixup, on resnet50
+        if variant.endswith(f" @ {model}"):
+            variant = variant[: -len(f" @ {model}")]
+    if mode == "factorial":  # "mixup + cutout": both factors on
+        on = variant.split(" + ")
+        if not set(on) <= set(names):
+            return None
+        chosen = [v for v in variants if v.get("name") in on]
+    elif variant not in names:
         return None
-    i = names.index(variant)
-    chosen = variants[: i + 1] if mode == "cumulative" else [variants[i]]
+    else:
+        i = names.index(variant)
+        chosen = variants[: i + 1] if mode == "cumulative" else [variants[i]]
     keys: set[str] = set()
     for v in chosen:
         keys |= {f"tricks.{t}" for t in (v.get("tricks") or {})}
@@ -367,11 +379,81 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
             "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
             "device_hours": sum(hours) if hours else None,
             "device_hours_per_run": _mean(hours),
+            "kind": "variant",
+            "aliases": None,
             "notes": NOTE_SEP.join(notes),
             "study_notes": study_notes,
         })
     _decide(rows, deltas, margin, holm)
     _costs(rows)
+    if rec.mode == "factorial":
+        from ablate.inference import InferenceError
+
+        try:
+            rows += effect_rows(rec, rows[0], margin, holm)
+        except InferenceError as exc:  # runs still missing: the per-run table stands alone
+            rows[0]["study_notes"] = NOTE_SEP.join(
+                filter(None, [rows[0]["study_notes"], f"no factorial effects yet: {exc}"]))
+    return rows
+
+
+def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
+                holm: bool) -> list[dict[str, Any]]:
+    """A factorial study's main effects and two-way interactions: least squares over its
+    design with seeds as blocks (:func:`ablate.inference.estimate_effects`), each labelled
+    by the same rule as a variant (TOST against ``margin``; Holm across the effects)."""
+    import numpy as np
+
+    from ablate.inference import estimate_effects, holm as holm_adjust, label, t_sf
+    from ablate.study.spec import study_design, factorial_name
+
+    factors = [v["name"] for v in rec.spec.get("variants") or []]
+    design = study_design(factors, rec.spec.get("resolution"))
+    top1: dict[tuple[str, int], float] = {
+        (r.variant, r.seed): r.top1 for r in rec.runs if r.succeeded and r.top1 is not None}
+    seeds = sorted({seed for _, seed in top1})
+    y = np.array([[top1.get((factorial_name(on), seed), np.nan) for on in design.on]
+                  for seed in seeds])
+    fit = estimate_effects(design, y)
+    effects = fit.effects
+    p_diff = [e.p_value for e in effects]
+    p_tost: list[float | None] = [None] * len(effects)
+    if margin is not None and fit.df > 0:
+        p_tost = [max(t_sf(e.estimate + margin, e.se, fit.df),
+                      t_sf(margin - e.estimate, e.se, fit.df)) for e in effects]
+    tested = fit.df > 0
+    adj_diff, adj_tost = p_diff, p_tost
+    if holm and tested:
+        adj_diff = list(holm_adjust(p_diff).adjusted)
+        if margin is not None:
+            adj_tost = list(holm_adjust(p_tost).adjusted)
+    note = (f"{design.runs}-run {'full' if not design.p else 'fractional'} two-level design "
+            f"over {design.k} factors" + (f", resolution {design.resolution}, defining "
+                                          f"relation I = {' = '.join(design.words)}"
+                                          if design.p else "")
+            + f"; {len(seeds)} seed(s) as blocks, residual sd {fit.sigma:.3g} on {fit.df} df")
+    rows = []
+    for i, (e, pd_, pt, ad, at) in enumerate(zip(effects, p_diff, p_tost, adj_diff, adj_tost,
+                                                strict=True)):
+        plain = label(e.estimate, pd_, pt, fit.alpha) if tested else None
+        adjusted = label(e.estimate, ad, at, fit.alpha) if tested and holm else None
+        iv = e.interval
+        rows.append({**{c: None for c in COLUMNS},
+                     "study": rec.name, "layout": base["layout"], "variant": e.name,
+                     "variant_index": -1 - i, "change": " x ".join(e.factors),
+                     "model": base["model"], "seeds": len(seeds),
+                     "seeds_planned": len(seeds), "n_paired": int(np.isfinite(y).sum()),
+                     "delta_top1": e.estimate, "ci_top1": None if iv is None else iv.half_width,
+                     "ci_top1_low": None if iv is None else iv.low,
+                     "ci_top1_high": None if iv is None else iv.high,
+                     "sd_diff_top1": e.se,
+                     "verdict": (adjusted or plain) if tested else "n=1",
+                     "label": plain, "label_holm": adjusted, "p_top1": pd_,
+                     "p_top1_holm": ad if holm and tested else None, "p_tost": pt,
+                     "p_tost_holm": at if holm and tested and margin is not None else None,
+                     "margin": margin, "adjusted": holm and tested, "rule": base["rule"],
+                     "kind": "effect", "aliases": ", ".join(e.aliases),
+                     "notes": "", "study_notes": note})
     return rows
 
 

@@ -263,11 +263,51 @@ def study_markdown(frame: pd.DataFrame, study: str,
 
 def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = ()) -> str:
     """:func:`study_markdown` from the study's rows of the frame as records."""
-    parts = [_markdown_table(*_display_cells(records)),
-             "\n".join(f"- {n}" for n in _notes(records))]
+    variants, effects = _split(records)
+    parts = [_markdown_table(*_display_cells(variants)),
+             "\n".join(f"- {n}" for n in _notes(variants))]
+    if effects:
+        parts += [_markdown_table(*_effect_cells(effects)),
+                  "\n".join(f"- {n}" for n in _effect_notes(effects))]
     if images:
         parts.append("\n".join(images))
     return "\n\n".join(parts) + "\n"
+
+
+def _split(records: Sequence[Mapping[str, Any]]
+           ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """A study's variant rows and (factorial studies) its effect rows."""
+    variants = [r for r in records if r.get("kind", "variant") != "effect"]
+    return variants, [r for r in records if r.get("kind") == "effect"]
+
+
+EFFECTS_HEADER = ("effect", "estimate", "95% CI", "decision", "aliased with")
+
+
+def _effect_cells(records: Sequence[Mapping[str, Any]],
+                  bold: Callable[[str], str] = lambda s: f"**{s}**",
+                  escape: Callable[[str], str] = lambda s: s,
+                  ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """A factorial study's effects table: one row per main effect or two-way interaction."""
+    rows = []
+    for r in records:
+        est = _num(r["delta_top1"])
+        cells = {"effect": escape(str(r["variant"])),
+                 "estimate": "-" if est is None else (
+                     bold(_signed(est)) if r["verdict"] == "better" else _signed(est)),
+                 "95% CI": _ci(r), "decision": _decision(r),
+                 "aliased with": escape(str(r["aliases"] or "-"))}
+        rows.append([cells[h] for h in EFFECTS_HEADER])
+    return EFFECTS_HEADER, rows
+
+
+def _effect_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [f"Effects: {records[0]['study_notes']}. An effect is the mean top-1 with the "
+            f"factor on minus with it off (an interaction A:B: half the change of A's "
+            f"effect when B is turned on), by least squares (Box, Hunter & Hunter 2005); "
+            f"an aliased effect's estimate is the sum of everything it is aliased with.",
+            f"{str(records[0]['rule'])[0].upper()}{str(records[0]['rule'])[1:]} "
+            f"(the effects are one family)."]
 
 
 def _studies(frame: pd.DataFrame) -> list[str]:
@@ -306,7 +346,7 @@ def to_latex(frame: pd.DataFrame) -> str:
     """One ``table`` per study (booktabs rules; bold as \\textbf), then its notes."""
     parts = []
     for s in _studies(frame):
-        rows = frame[frame["study"] == s]
+        rows = frame[(frame["study"] == s) & (frame["kind"] != "effect")]
         table = display_table(rows, bold=lambda x: f"\\textbf{{{x}}}", escape=latex_escape)
         table.columns = [latex_escape(c) for c in table.columns]
         latex = table.to_latex(index=False, escape=False, caption=latex_escape(s),
@@ -318,20 +358,32 @@ def to_latex(frame: pd.DataFrame) -> str:
 
 
 def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
-    """An HTML fragment: per study a heading, the table and the notes as a list."""
+    """An HTML fragment: per study a heading, the table and the notes as a list (and a
+    factorial study's effects table)."""
+    import pandas as pd
+
     parts = []
     for s in _studies(frame):
-        rows = frame[frame["study"] == s]
+        rows = frame[(frame["study"] == s) & (frame["kind"] != "effect")]
         table = display_table(rows, bold=lambda x: f"<strong>{x}</strong>", escape=html.escape)
+        effects = frame[(frame["study"] == s) & (frame["kind"] == "effect")]
         notes = "\n".join(f"  <li>{html.escape(n)}</li>" for n in study_notes(rows))
         images = ""
         if plots_dir:
             base = plots_dir.rstrip("/") or "."
             images = "".join(f'\n<p><img src="{html.escape(base)}/{html.escape(s)}_{kind}.png" '
                              f'alt="{html.escape(s)} {kind}"></p>' for kind in ("delta", "curves"))
+        extra = ""
+        if not effects.empty:
+            records = effects.to_dict("records")
+            header, cells = _effect_cells(records, bold=lambda x: f"<strong>{x}</strong>",
+                                          escape=html.escape)
+            items = "\n".join(f"  <li>{html.escape(n)}</li>" for n in _effect_notes(records))
+            extra = ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
+                index=False, escape=False, border=0) + f"\n<ul>\n{items}\n</ul>")
         parts.append(f"<h2>{html.escape(s)}</h2>\n"
                      + table.to_html(index=False, escape=False, border=0)
-                     + f"\n<ul>\n{notes}\n</ul>{images}\n")
+                     + f"\n<ul>\n{notes}\n</ul>{extra}{images}\n")
     return "\n".join(parts)
 
 
