@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from ablate.study.spec import load_study
 from tests.conftest import ROOT
@@ -81,3 +80,58 @@ def test_factorial_study_plans_its_fraction_and_reports_effects_like_statsmodels
     html = ablate("report", "digits_factorial", "--db", f"sqlite:///{db}", "-f", "html",
                   cwd=tmp_path).stdout
     assert html.count("<table") == 2
+
+
+def test_equivalence_study_labels_by_its_margin_like_statsmodels_tost(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.weightstats import ttost_paired
+
+    db = _run(STUDIES / "digits_equivalence.yaml", digits_dir, tmp_path)
+    report = {r["variant"]: r for r in _report(db, "digits_equivalence", tmp_path)}
+    top1 = _top1(db, "digits_equivalence")
+    seeds = [0, 1, 2]
+    base = [top1[("baseline", s)] for s in seeds]
+    names = ["no bias decay", "lr 0.3"]
+    p_diff = [stats.ttest_rel([top1[(n, s)] for s in seeds], base).pvalue for n in names]
+    p_tost = [ttost_paired(np.array([top1[(n, s)] for s in seeds]), np.array(base),
+                           -1.0, 1.0)[0] for n in names]
+    holm_diff = multipletests(p_diff, method="holm")[1]
+    holm_tost = multipletests(p_tost, method="holm")[1]
+    for name, pd_, pt, hd, ht in zip(names, p_diff, p_tost, holm_diff, holm_tost, strict=True):
+        r = report[name]
+        assert (r["p_top1"], r["p_tost"]) == pytest.approx((pd_, pt), rel=1e-9)
+        assert (r["p_top1_holm"], r["p_tost_holm"]) == pytest.approx((hd, ht), rel=1e-9)
+        want = ("equivalent" if ht <= 0.05 else
+                ("better" if r["delta_top1"] > 0 else "worse") if hd <= 0.05 else "undecided")
+        assert r["verdict"] == want and r["margin"] == 1.0
+    md = ablate("report", "digits_equivalence", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout
+    assert "inside ±1 top-1 points (TOST" in md and "| decision" in md
+
+
+def test_models_axis_runs_every_variant_on_each_model_with_a_transfer_verdict(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    from ablate.inference import Paired, transfer
+
+    db = _run(STUDIES / "digits_models.yaml", digits_dir, tmp_path)
+    report = _report(db, "digits_models", tmp_path)
+    rows = {r["variant"]: r for r in report if r["kind"] == "variant"}
+    assert set(rows) == {"baseline @ resnet20", "label smoothing @ resnet20",
+                         "baseline @ mobilenetv3_small", "label smoothing @ mobilenetv3_small"}
+    assert rows["label smoothing @ mobilenetv3_small"]["model"] == "mobilenetv3_small"
+    top1 = _top1(db, "digits_models")
+    deltas = {}
+    for m in ("resnet20", "mobilenetv3_small"):
+        d = np.array([top1[(f"label smoothing @ {m}", s)] - top1[(f"baseline @ {m}", s)]
+                      for s in (0, 1)])
+        r = rows[f"label smoothing @ {m}"]
+        assert r["delta_top1"] == pytest.approx(d.mean(), abs=1e-9)  # its own baseline
+        deltas[m] = Paired(2, float(d.mean()), float(d.std(ddof=1)))
+    (t,) = [r for r in report if r["kind"] == "transfer"]
+    assert t["variant"] == "label smoothing"
+    assert t["verdict"] == transfer(deltas).verdict
+    md = ablate("report", "digits_models", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout
+    assert "| trick " in md and "across models" in md

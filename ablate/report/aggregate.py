@@ -38,8 +38,9 @@ COLUMNS = (
     "delta_device_hours", "kind", "aliases", "notes", "study_notes",
 )
 
-#: ``kind`` of a row: a variant's runs, or a factorial study's main effect / interaction.
-KINDS = ("variant", "effect")
+#: ``kind`` of a row: a variant's runs, a factorial study's main effect / interaction, or
+#: a trick across a study's models (its verdict: transfers / model-specific / undecided).
+KINDS = ("variant", "effect", "transfer")
 
 #: The verdicts of rows without a test: the baseline, no paired seeds, one pair.
 NO_TEST = ("baseline", "no pairs", "n=1")
@@ -290,6 +291,8 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
     """One row per variant of a study, baseline first, with the aggregated numbers and
     each variant's decision: against ``margin`` (default: the study's ``margin:``), Holm-
     adjusted across the study's variants unless ``holm`` is False."""
+    if rec.spec.get("models"):
+        return model_rows(rec, margin, holm)
     by_variant: dict[int, list[RunRecord]] = {}
     for r in rec.runs:
         by_variant.setdefault(r.variant_index, []).append(r)
@@ -397,6 +400,56 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
     return rows
 
 
+def model_rows(rec: StudyRecord, margin: float | None, holm: bool) -> list[dict[str, Any]]:
+    """A study with a models axis: each model's variants against that model's baseline
+    (Holm across the variants of one model), then one ``transfer`` row per trick: its
+    verdict across the models (:func:`ablate.inference.transfer`)."""
+    from dataclasses import replace
+
+    from ablate.inference import InferenceError, Paired, transfer
+
+    models = [str(m) for m in rec.spec["models"]]
+    spec = {k: v for k, v in rec.spec.items() if k != "models"}
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        suffix = f" @ {model}"
+        runs = [r for r in rec.runs if r.variant.endswith(suffix)]
+        if not runs:
+            continue
+        first = min(r.variant_index for r in runs)
+        sub = StudyRecord(rec.name, rec.mode, spec, tuple(
+            replace(r, variant=r.variant[: -len(suffix)], variant_index=r.variant_index - first)
+            for r in runs))
+        for row in study_rows(sub, margin, holm):
+            row.update(variant=f"{row['variant']}{suffix}",
+                       variant_index=row["variant_index"] + first)
+            rows.append(row)
+    tricks = [str(v["name"]) for v in rec.spec.get("variants") or []]
+    for i, trick in enumerate(tricks):
+        per_model = {m: r for m in models for r in rows
+                     if r["variant"] == f"{trick} @ {m}" and r["kind"] == "variant"}
+        deltas = {m: Paired(int(r["n_paired"]), r["delta_top1"], r["sd_diff_top1"])
+                  for m, r in per_model.items() if r["sd_diff_top1"] is not None}
+        verdict, note = "undecided", ""
+        if len(deltas) == len(models):
+            try:
+                t = transfer(deltas, margin)
+                verdict = t.verdict
+                note = (f"Welch's test of equal deltas across models: F = {t.welch.f:.3g} on "
+                        f"({t.welch.df_num:g}, {t.welch.df_den:.3g}) df, p = "
+                        f"{t.welch.p_value:.3g}")
+            except InferenceError as exc:
+                note = f"no verdict: {exc}"
+        else:
+            note = "no verdict: not every model has two or more paired seeds of it yet"
+        rows.append({**{c: None for c in COLUMNS}, "study": rec.name,
+                     "layout": rows[0]["layout"] if rows else "ablation", "variant": trick,
+                     "variant_index": -1 - i, "model": ", ".join(models), "kind": "transfer",
+                     "verdict": verdict, "margin": margin, "notes": note,
+                     "rule": rows[0]["rule"] if rows else "", "study_notes": ""})
+    return rows
+
+
 def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
                 holm: bool) -> list[dict[str, Any]]:
     """A factorial study's main effects and two-way interactions: least squares over its
@@ -404,8 +457,9 @@ def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
     by the same rule as a variant (TOST against ``margin``; Holm across the effects)."""
     import numpy as np
 
-    from ablate.inference import estimate_effects, holm as holm_adjust, label, t_sf
-    from ablate.study.spec import study_design, factorial_name
+    from ablate.inference import estimate_effects, label, t_sf
+    from ablate.inference import holm as holm_adjust
+    from ablate.study.spec import factorial_name, study_design
 
     factors = [v["name"] for v in rec.spec.get("variants") or []]
     design = study_design(factors, rec.spec.get("resolution"))

@@ -47,7 +47,8 @@ def plot_deltas(frame: pd.DataFrame, study: str, path: Path) -> Path:
     zero line marked; coloured by the report's decision (Holm-adjusted unless turned
     off): green better, red worse, blue equivalent, grey undecided; dashed lines at
     ±margin when the study declares one; a hollow marker: one seed, no interval."""
-    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)]
+    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)
+                 & (frame["verdict"] != "baseline")]
     rows = rows.to_dict("records")
     base = frame[(frame["study"] == study) & (frame["variant_index"] == 0)]
     base_name = str(base["model"].iloc[0]) if not base.empty else "baseline"
@@ -102,7 +103,8 @@ def plot_cost(frame: pd.DataFrame, study: str, path: Path) -> Path:
     """Gain against cost: each variant's top-1 change with its 95% CI (vertical bars)
     against its change of device-hours per run, MACs and params (one panel each), coloured
     by the decision as in :func:`plot_deltas`. Upper left is the cheap gain."""
-    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)].to_dict("records")
+    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)
+                 & (frame["verdict"] != "baseline")].to_dict("records")
     fig = Figure(figsize=(13, 4.2), layout="constrained")
     for ax, (col, label) in zip(fig.subplots(1, len(COSTS)), COSTS, strict=True):
         ax.axhline(0.0, color="black", linewidth=1.0, zorder=1)

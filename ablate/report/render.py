@@ -266,9 +266,13 @@ def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = (
     variants, effects = _split(records)
     parts = [_markdown_table(*_display_cells(variants)),
              "\n".join(f"- {n}" for n in _notes(variants))]
+    transfers = [r for r in records if r.get("kind") == "transfer"]
     if effects:
         parts += [_markdown_table(*_effect_cells(effects)),
                   "\n".join(f"- {n}" for n in _effect_notes(effects))]
+    if transfers:
+        parts += [_markdown_table(*_transfer_cells(variants, transfers)),
+                  "\n".join(f"- {n}" for n in _transfer_notes(transfers))]
     if images:
         parts.append("\n".join(images))
     return "\n\n".join(parts) + "\n"
@@ -277,8 +281,38 @@ def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = (
 def _split(records: Sequence[Mapping[str, Any]]
            ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
     """A study's variant rows and (factorial studies) its effect rows."""
-    variants = [r for r in records if r.get("kind", "variant") != "effect"]
+    variants = [r for r in records if r.get("kind", "variant") == "variant"]
     return variants, [r for r in records if r.get("kind") == "effect"]
+
+
+def _transfer_cells(variants: Sequence[Mapping[str, Any]],
+                    transfers: Sequence[Mapping[str, Any]],
+                    escape: Callable[[str], str] = lambda s: s,
+                    ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """A models study's trick x model table: each model's delta, CI and decision against
+    its own baseline, and the trick's verdict across the models."""
+    models = str(transfers[0]["model"]).split(", ")
+    header = ("trick", *models, "across models")
+    by_name = {str(r["variant"]): r for r in variants}
+    rows = []
+    for t in transfers:
+        cells = [escape(str(t["variant"]))]
+        for m in models:
+            r = by_name.get(f"{t['variant']} @ {m}")
+            delta = None if r is None else _num(r["delta_top1"])
+            cells.append("-" if r is None or delta is None else
+                         f"{_signed(delta)} {_ci(r)} {_decision(r)}")
+        rows.append([*cells, str(t["verdict"])])
+    return header, rows
+
+
+def _transfer_notes(transfers: Sequence[Mapping[str, Any]]) -> list[str]:
+    return ["Across models: each cell is the trick's top-1 change against the same model's "
+            "baseline, 95% CI and decision; transfers: every model gets the same decided "
+            "label (an intersection-union test at alpha = 0.05, Berger 1982); "
+            "model-specific: the labels differ and Welch's test rejects equal deltas "
+            "(Welch 1951); undecided: neither."] + [
+        f"{t['variant']}: {t['notes']}." for t in transfers if t["notes"]]
 
 
 EFFECTS_HEADER = ("effect", "estimate", "95% CI", "decision", "aliased with")
@@ -346,7 +380,7 @@ def to_latex(frame: pd.DataFrame) -> str:
     """One ``table`` per study (booktabs rules; bold as \\textbf), then its notes."""
     parts = []
     for s in _studies(frame):
-        rows = frame[(frame["study"] == s) & (frame["kind"] != "effect")]
+        rows = frame[(frame["study"] == s) & (frame["kind"] == "variant")]
         table = display_table(rows, bold=lambda x: f"\\textbf{{{x}}}", escape=latex_escape)
         table.columns = [latex_escape(c) for c in table.columns]
         latex = table.to_latex(index=False, escape=False, caption=latex_escape(s),
@@ -364,7 +398,7 @@ def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
 
     parts = []
     for s in _studies(frame):
-        rows = frame[(frame["study"] == s) & (frame["kind"] != "effect")]
+        rows = frame[(frame["study"] == s) & (frame["kind"] == "variant")]
         table = display_table(rows, bold=lambda x: f"<strong>{x}</strong>", escape=html.escape)
         effects = frame[(frame["study"] == s) & (frame["kind"] == "effect")]
         notes = "\n".join(f"  <li>{html.escape(n)}</li>" for n in study_notes(rows))
@@ -374,12 +408,19 @@ def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
             images = "".join(f'\n<p><img src="{html.escape(base)}/{html.escape(s)}_{kind}.png" '
                              f'alt="{html.escape(s)} {kind}"></p>' for kind in ("delta", "curves"))
         extra = ""
+        transfers = frame[(frame["study"] == s) & (frame["kind"] == "transfer")]
+        if not transfers.empty:
+            records = transfers.to_dict("records")
+            header, cells = _transfer_cells(rows.to_dict("records"), records, html.escape)
+            items = "\n".join(f"  <li>{html.escape(n)}</li>" for n in _transfer_notes(records))
+            extra += ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
+                index=False, escape=False, border=0) + f"\n<ul>\n{items}\n</ul>")
         if not effects.empty:
             records = effects.to_dict("records")
             header, cells = _effect_cells(records, bold=lambda x: f"<strong>{x}</strong>",
                                           escape=html.escape)
             items = "\n".join(f"  <li>{html.escape(n)}</li>" for n in _effect_notes(records))
-            extra = ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
+            extra += ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
                 index=False, escape=False, border=0) + f"\n<ul>\n{items}\n</ul>")
         parts.append(f"<h2>{html.escape(s)}</h2>\n"
                      + table.to_html(index=False, escape=False, border=0)
