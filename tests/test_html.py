@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
 from ablate.cli import app
@@ -78,9 +79,20 @@ def reference() -> pd.DataFrame:
         if index:
             diff = np.array([seeds[s][0] - base[s][0] for s in seeds if s in base])
             half = stats.t.ppf(0.975, len(diff) - 1) * stats.sem(diff)
-            row.update(delta=diff.mean(), low=diff.mean() - half, high=diff.mean() + half)
+            row.update(delta=diff.mean(), low=diff.mean() - half, high=diff.mean() + half,
+                       p=stats.ttest_1samp(diff, 0.0).pvalue)
         out.append(row)
-    return pd.DataFrame(out)
+    frame = pd.DataFrame(out)
+    # The report's decision: Holm across the variants (statsmodels), no margin declared.
+    tested = frame.index[1:]
+    reject = multipletests(frame.loc[tested, "p"], alpha=0.05, method="holm")[0]
+    frame["decision"] = "baseline"
+    for i, r in zip(tested, reject, strict=True):
+        plain = frame.at[i, "p"] <= 0.05
+        side = "better" if frame.at[i, "delta"] > 0 else "worse"
+        frame.at[i, "decision"] = ((side if r else "undecided")
+                                   + ("" if r == plain else f" (unadjusted: {side})"))
+    return frame
 
 
 def improvement_table(dom: str) -> pd.DataFrame:
@@ -134,7 +146,7 @@ def test_rendered_table_matches_the_database(page: Path, tmp_path: Path) -> None
         low, high = (float(x) for x in re.findall(r"[-+]\d+\.\d+", shown["95% CI"]))
         assert (low, high) == (pytest.approx(want["low"], abs=0.005),
                                pytest.approx(want["high"], abs=0.005))
-        assert ("within noise" in shown["improve"]) == (want["low"] <= 0 <= want["high"])
+        assert shown["decision"] == want["decision"]
     # Per-seed values, in each row's <details>.
     for index, want in ref.iterrows():
         (seeds,) = pd.read_html(io.StringIO(dom), attrs={"id": f"seeds-{STUDY}-{index}"})

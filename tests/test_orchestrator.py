@@ -201,7 +201,7 @@ def test_a_failing_run_is_recorded_while_the_others_complete(
 BAD_STUDIES = [
     ({"seeds": []}, "seeds: empty"),
     ({"mode": "one_by_one"}, "mode: 'one_by_one' is not one of"),
-    ({"variantz": []}, "unknown key 'variantz'; did you mean 'variants'?"),
+    ({"variantz": []}, "unknown key 'variantz'; did you mean 'variants'"),
     ({"variants": [{"name": "a", "tricks": {"mixupp": {}}}]}, "unknown trick 'mixupp'"),
     ({"variants": [{"name": "a", "set": {"model": "resnet5"}}]}, "unknown model 'resnet5'"),
     ({"variants": [{"name": "a", "set": {"optim.lr": "high"}}]},

@@ -28,7 +28,6 @@ from ablate.report import (
     render_readme,
     seeds_for_power,
     study_markdown,
-    t_ppf,
 )
 from ablate.store.db import MetricRow, ResultRow, RunRow, Status, Store, StudyRow, StudyRunRow
 from tests.conftest import ROOT
@@ -218,24 +217,26 @@ def test_noise_floor_and_counts(frame: pd.DataFrame) -> None:
     mixup = row(frame, "tricks", "mixup")
     assert (mixup["seeds"], mixup["seeds_planned"], mixup["n_paired"]) == (2, 3, 2)
     assert "2 of 3 seeds are in (seed 2 queued)" in mixup["notes"]
+    assert paired_delta({0: 1.0}, {1: 2.0}) is None  # no seed in common: nothing to pair
 
 
 def test_within_noise_is_marked_and_only_real_improvements_are_bold(db: str) -> None:
     frame = build_frame(Store(db, create=False), ["tricks"])
     verdicts = dict(zip(frame.variant, frame.verdict, strict=True))
     assert verdicts == {"baseline": "baseline", "label smoothing": "better",
-                        "no bias decay": "within noise", "random rotation": "worse",
-                        "mixup": "within noise", "lr 0.2": "within noise"}
+                        "no bias decay": "undecided", "random rotation": "worse",
+                        "mixup": "undecided", "lr 0.2": "undecided"}
     text = study_markdown(frame, "tricks")
     lines = {ln.split("|")[7].strip(): ln for ln in text.splitlines() if ln.startswith("| resn")}
     _, mean, _, half = hand_paired(BASELINE, SMOOTHING)  # type: ignore[arg-type]
     assert f"**{mean:+.2f}**" in lines["label smoothing"]
     assert f"[{mean - half:+.2f}, {mean + half:+.2f}]" in lines["label smoothing"]
-    assert "(within noise)" in lines["no bias decay"] and "**" not in lines["no bias decay"]
+    assert cells(lines["no bias decay"])[11] == "undecided"
+    assert "**" not in lines["no bias decay"]
     assert "-1.00" in lines["random rotation"] and "**" not in lines["random rotation"]
-    assert "(within noise)" not in lines["random rotation"]
+    assert cells(lines["random rotation"])[11] == "worse"
     assert text.count("**") == 2  # one bold cell in the whole table
-    assert cells(lines["mixup"])[11] == "2/3"
+    assert cells(lines["mixup"])[12] == "2/3"
 
 
 def test_single_seed_shows_n1_and_no_interval(frame: pd.DataFrame, db: str) -> None:
@@ -248,37 +249,86 @@ def test_single_seed_shows_n1_and_no_interval(frame: pd.DataFrame, db: str) -> N
     assert "Noise floor: unknown" in text
 
 
-def test_seeds_for_power_is_the_noncentral_t_answer() -> None:
-    # Textbook values for a paired/one-sample t-test, two-sided alpha 0.05, 80% power.
-    assert seeds_for_power(1.0, 1.0) == 10
-    assert seeds_for_power(-0.5, 1.0) == 34
-    for delta, sd in ((0.05, 0.2), (0.3, 0.25), (1.2, 0.4)):
-        n = seeds_for_power(delta, sd)
-        assert n is not None
-        assert paired_power(n, delta, sd) >= 0.8 > paired_power(n - 1, delta, sd)
-        nc = delta / sd * math.sqrt(n)
-        crit = stats.t.ppf(0.975, n - 1)
-        assert paired_power(n, delta, sd) == pytest.approx(
-            1 - stats.nct.cdf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc))
-    assert seeds_for_power(0.0, 0.2) is None and seeds_for_power(0.1, None) is None
-    assert paired_delta({0: 1.0}, {1: 2.0}) is None  # no seed in common: nothing to pair
+def test_decisions_match_statsmodels_tost_and_holm(db: str) -> None:
+    """Each variant's p-values are statsmodels' paired t-test and paired TOST on the same
+    per-seed top-1, Holm's adjustment is statsmodels' multipletests(method="holm") across
+    the study's tested variants, and the labels follow the rule the report states."""
+    from statsmodels.stats.multitest import multipletests
+    from statsmodels.stats.weightstats import ttost_paired
+
+    margin = 1.2
+    frame = build_frame(Store(db, create=False), ["tricks"], margin=margin)
+    tested = [(v.name, v.top1) for v in tricks_study()[1:]]
+    p_diff, p_tost = [], []
+    for _, values in tested:
+        seeds = [s for s, v in values.items() if v is not None]
+        a = np.array([values[s] for s in seeds])
+        b = np.array([BASELINE[s] for s in seeds])
+        # References: scipy's paired t-test, statsmodels' paired TOST.
+        p_diff.append(float(stats.ttest_rel(a, b).pvalue))
+        p_tost.append(float(ttost_paired(a, b, -margin, margin)[0]))
+    holm_diff = multipletests(p_diff, alpha=0.05, method="holm")[1]
+    holm_tost = multipletests(p_tost, alpha=0.05, method="holm")[1]
+    for (name, _), pd_, pt, hd, ht in zip(tested, p_diff, p_tost, holm_diff, holm_tost,
+                                          strict=True):
+        r = row(frame, "tricks", name)
+        assert r["p_top1"] == pytest.approx(pd_, rel=1e-9)
+        assert r["p_tost"] == pytest.approx(pt, rel=1e-9)
+        assert r["p_top1_holm"] == pytest.approx(hd, rel=1e-9)
+        assert r["p_tost_holm"] == pytest.approx(ht, rel=1e-9)
+        for label, p_d, p_t in ((r["label"], pd_, pt), (r["label_holm"], hd, ht)):
+            want = ("equivalent" if p_t <= 0.05 else
+                    ("better" if r["delta_top1"] > 0 else "worse") if p_d <= 0.05 else
+                    "undecided")
+            assert label == want, name
+        assert r["verdict"] == r["label_holm"] and r["margin"] == margin
+    # No bias decay (+0.03, sd 0.21 over 3 seeds) is within ±1.2 at 90%: equivalent.
+    assert row(frame, "tricks", "no bias decay")["label"] == "equivalent"
+    text = study_markdown(frame, "tricks")
+    assert "equivalent when the 90% CI lies inside ±1.2 top-1 points (TOST" in text
+    assert "Holm-adjusted across the study's 5 variants" in text
 
 
-def test_interval_and_power_agree_with_scipy_stats() -> None:
-    """The quantile is scipy.stats' to the bit; the power is scipy.stats.nct's wherever
-    that is a number, and a number (checked by simulation below) where it is NaN."""
-    for n in (2, 3, 5, 10, 34, 100, 1000):
-        df = n - 1
-        crit = float(stats.t.ppf(0.975, df))
-        assert t_ppf(0.975, df) == crit
-        for delta, sd in ((1e-6, 1.0), (0.05, 0.2), (0.3, 0.25), (1.0, 1.0), (2.0, 0.1),
-                          (10.0, 0.01)):
-            nc = abs(delta) / sd * math.sqrt(n)
-            expected = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
-            got = paired_power(n, delta, sd)
-            assert 0 <= got <= 1, (n, delta)
-            if math.isfinite(expected):
-                assert got == pytest.approx(expected, abs=1e-9), (n, delta)
+def test_margin_from_the_study_file_and_no_adjust(db: str, tmp_path: Path) -> None:
+    """A study's 'margin:' is its default; --margin overrides it; --no-adjust gives the
+    unadjusted labels and says so; a bad margin is one line."""
+    store = Store(db)  # writable: the study row is edited below
+    with store.session() as s:
+        study = s.query(StudyRow).filter_by(name="tricks").one()
+        study.spec = {**study.spec, "margin": 1.2}
+    try:
+        own = build_frame(Store(db, create=False), ["tricks"])
+        assert set(own["margin"].dropna()) == {1.2}
+        assert row(own, "tricks", "no bias decay")["verdict"] == "equivalent"
+        res = runner.invoke(app, ["report", "tricks", "--db", db, "--margin", "0.01",
+                                  "--no-adjust", "-f", "json"])
+        assert res.exit_code == 0, res.output
+        rows = {r["variant"]: r for r in json.loads(res.output)}
+        assert rows["no bias decay"]["verdict"] == "undecided"
+        assert rows["label smoothing"]["label_holm"] is None
+        assert rows["label smoothing"]["verdict"] == rows["label smoothing"]["label"]
+        assert "--no-adjust" in rows["label smoothing"]["rule"]
+        bad = runner.invoke(app, ["report", "tricks", "--db", db, "--margin", "-1"])
+        assert bad.exit_code != 0 and "--margin: -1.0 is not an equivalence margin" in \
+            bad.output
+    finally:
+        with store.session() as s:
+            study = s.query(StudyRow).filter_by(name="tricks").one()
+            study.spec = {k: v for k, v in study.spec.items() if k != "margin"}
+
+
+def test_costs_are_deltas_against_the_baseline_in_every_format(db: str) -> None:
+    frame = build_frame(Store(db, create=False), ["models"])
+    mobile = row(frame, "models", "mobilenetv3_large")
+    assert mobile["delta_params_m"] == 0 and mobile["delta_device_hours"] == 0
+    assert pd.isna(row(frame, "models", "baseline")["delta_params_m"])
+    for fmt in ("csv", "json", "html", "markdown"):
+        res = runner.invoke(app, ["report", "tricks", "--db", db, "-f", fmt])
+        assert res.exit_code == 0, res.output
+        assert ("delta_device_hours" in res.output if fmt in ("csv", "json")
+                else "Δ device-h/run" in res.output), fmt
+        assert ("label_holm" in res.output if fmt in ("csv", "json")
+                else "decision" in res.output), fmt
 
 
 def _simulated_power(n: int, delta: float, sd: float, trials: int = 400_000) -> float:
@@ -325,7 +375,7 @@ def test_report_needs_no_trick_registry_when_runs_record_their_model(
     code = ("import sys; from ablate.report import build_frame, render; "
             "from ablate.store.db import Store; "
             f"render(build_frame(Store({url!r}, create=False)), 'markdown'); "
-            "print(sorted(m for m in ('torch', 'zoo.tricks', 'scipy.stats') "
+            "print(sorted(m for m in ('torch', 'zoo.tricks') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
@@ -561,8 +611,8 @@ def test_plots_are_written_as_png(db: str, tmp_path: Path) -> None:
                               "-o", str(tmp_path / "r.md")])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["one_seed_curves.png", "one_seed_delta.png", "tricks_curves.png",
-                     "tricks_delta.png"]
+    assert names == ["one_seed_cost.png", "one_seed_curves.png", "one_seed_delta.png",
+                     "tricks_cost.png", "tricks_curves.png", "tricks_delta.png"]
     for p in out.iterdir():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         with Image.open(p) as im:

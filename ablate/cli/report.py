@@ -16,6 +16,7 @@ import typer
 from ablate.cli.console import err_console, fail
 from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
+from ablate.inference import InferenceError
 from zoo.contract import atomic_write
 
 if TYPE_CHECKING:
@@ -43,14 +44,22 @@ def report(
              "name a directory with a self-contained <study>.html per study",
         show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option(
-        metavar="DIR", help="write <study>_delta.png and <study>_curves.png into DIR",
-        show_default=False)] = None,
+        metavar="DIR", help="write <study>_delta.png, <study>_curves.png and "
+        "<study>_cost.png into DIR", show_default=False)] = None,
     readme: Annotated[Path | None, typer.Option(
         metavar="FILE", help="refresh the tables between <!-- ablate:report STUDY --> and "
              "<!-- /ablate:report --> in this file, in place", show_default=False)] = None,
+    margin: Annotated[float | None, typer.Option(
+        metavar="M", help="equivalence margin in top-1 points for every study (default: each "
+             "study's 'margin:'); a variant whose 90% CI lies inside ±M is equivalent (TOST)",
+        show_default=False)] = None,
+    no_adjust: Annotated[bool, typer.Option(
+        "--no-adjust", help="decide each variant on its own test, without Holm's adjustment "
+             "across the study's variants")] = False,
 ) -> None:
     """Each study's variants against its baseline on the same seeds: mean paired deltas with
-    95% intervals, deltas within noise marked, and what the compared runs differ in."""
+    95% intervals, a decision per variant (better / worse / equivalent / undecided, Holm-
+    adjusted across the study), costs, and what the compared runs differ in."""
     from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
     from ablate.store.db import Store
 
@@ -58,6 +67,9 @@ def report(
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
+        if readme is not None and (margin is not None or no_adjust):
+            fail("--readme renders each study as its study file declares it (its 'margin:', "
+                 "Holm's adjustment); drop --margin and --no-adjust")
         store = Store(db, create=False)
         if readme is not None:
             try:
@@ -88,11 +100,12 @@ def report(
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
         if fmt == "html":
-            _html(store, studies, output, plots)
+            _html(store, studies, output, plots, margin=margin, holm=not no_adjust)
             return
         from ablate.report.kernels import kernel_notes, with_kernel_notes
 
-        report = with_kernel_notes(build_frame(store, studies), kernel_notes(store, studies))
+        frame = build_frame(store, studies, margin=margin, holm=not no_adjust)
+        report = with_kernel_notes(frame, kernel_notes(store, studies))
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()
@@ -102,27 +115,29 @@ def report(
             err_console.print(f"wrote {output}", markup=False)
         else:
             typer.echo(text, nl=False)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, InferenceError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
 def _html(store: Store, studies: list[str] | None, output: Path | None,
-          plots: Path | None) -> None:
+          plots: Path | None, *, margin: float | None, holm: bool) -> None:
     """``--format html``: the self-contained page (plots embedded), to stdout, one file for
     every study, or one file per study in a directory."""
     from ablate.report import build_frame, curves_frame
     from ablate.report.html import build_page, write_pages
 
     if plots is not None:
-        _plots(build_frame(store, studies), curves_frame(store, studies), plots)
+        _plots(build_frame(store, studies, margin=margin, holm=holm),
+               curves_frame(store, studies), plots)
     if output is None:
-        typer.echo(build_page(store, studies), nl=False)
+        typer.echo(build_page(store, studies, margin=margin, holm=holm), nl=False)
         return
     # Path() drops a trailing slash, so the name tells: a page is a .html/.htm file.
     per_study = output.suffix.lower() not in (".html", ".htm")
-    for path in write_pages(store, output, studies, per_study=per_study):
+    for path in write_pages(store, output, studies, per_study=per_study, margin=margin,
+                            holm=holm):
         err_console.print(f"wrote {path}", markup=False)
 
 

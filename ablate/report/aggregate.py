@@ -19,7 +19,7 @@ from ablate.report.load import (
     _env_value,
     load_studies,
 )
-from ablate.report.stats import paired_delta, seeds_for_power
+from ablate.report.stats import check_margin, decide, paired_delta, rule, seeds_for_power
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,9 +32,18 @@ COLUMNS = (
     "model", "epochs", "dtype", "batch_size", "gpus", "lr", "tricks", "degree",
     "seeds", "seeds_planned", "top1", "top5", "top1_sd", "params_m", "macs_g",
     "n_paired", "delta_top1", "ci_top1", "ci_top1_low", "ci_top1_high", "sd_diff_top1",
-    "delta_top5", "ci_top5", "verdict", "seeds_for_power", "device_hours", "notes",
-    "study_notes",
+    "delta_top5", "ci_top5", "verdict", "label", "label_holm", "p_top1", "p_top1_holm",
+    "p_tost", "p_tost_holm", "margin", "adjusted", "rule", "seeds_for_power",
+    "device_hours", "device_hours_per_run", "delta_params_m", "delta_macs_g",
+    "delta_device_hours", "kind", "aliases", "notes", "study_notes",
 )
+
+#: ``kind`` of a row: a variant's runs, a factorial study's main effect / interaction, or
+#: a trick across a study's models (its verdict: transfers / model-specific / undecided).
+KINDS = ("variant", "effect", "transfer")
+
+#: The verdicts of rows without a test: the baseline, no paired seeds, one pair.
+NO_TEST = ("baseline", "no pairs", "n=1")
 
 NOTE_SEP = "\n"
 
@@ -76,10 +85,19 @@ def declared_keys(spec: Mapping[str, Any], mode: str, variant: str) -> set[str] 
     when the stored study file does not name the variant."""
     variants = [v for v in spec.get("variants") or [] if isinstance(v, Mapping)]
     names = [v.get("name") for v in variants]
-    if variant not in names:
+    for model in spec.get("models") or []:  # "mixup @ resnet50": mixup, on resnet50
+        if variant.endswith(f" @ {model}"):
+            variant = variant[: -len(f" @ {model}")]
+    if mode == "factorial":  # "mixup + cutout": both factors on
+        on = variant.split(" + ")
+        if not set(on) <= set(names):
+            return None
+        chosen = [v for v in variants if v.get("name") in on]
+    elif variant not in names:
         return None
-    i = names.index(variant)
-    chosen = variants[: i + 1] if mode == "cumulative" else [variants[i]]
+    else:
+        i = names.index(variant)
+        chosen = variants[: i + 1] if mode == "cumulative" else [variants[i]]
     keys: set[str] = set()
     for v in chosen:
         keys |= {f"tricks.{t}" for t in (v.get("tricks") or {})}
@@ -260,14 +278,28 @@ def _layout(by_variant: Mapping[int, Sequence[RunRecord]]) -> str:
     return "models" if all(n != names[0] for i, n in names.items() if i != 0) else "ablation"
 
 
-def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
-    """One row per variant of a study, baseline first, with the aggregated numbers."""
+def study_margin(rec: StudyRecord, margin: float | None = None) -> float | None:
+    """The equivalence margin of a study: ``margin`` (the command line's) or its study
+    file's ``margin:`` key, in top-1 points; None when neither declares one."""
+    if margin is not None:
+        return check_margin(margin, "--margin")
+    return check_margin(rec.spec.get("margin"), f"study '{rec.name}': margin")
+
+
+def study_rows(rec: StudyRecord, margin: float | None = None,
+               holm: bool = True) -> list[dict[str, Any]]:
+    """One row per variant of a study, baseline first, with the aggregated numbers and
+    each variant's decision: against ``margin`` (default: the study's ``margin:``), Holm-
+    adjusted across the study's variants unless ``holm`` is False."""
+    if rec.spec.get("models"):
+        return model_rows(rec, margin, holm)
     by_variant: dict[int, list[RunRecord]] = {}
     for r in rec.runs:
         by_variant.setdefault(r.variant_index, []).append(r)
     if 0 not in by_variant:
         raise AblateError(f"study '{rec.name}': no baseline (variant 0) in the database; "
                           f"run 'ablate run' on its study file again")
+    margin = study_margin(rec, margin)
     layout = _layout(by_variant)
     base_runs = by_variant[0]
     base_ok = [r for r in base_runs if r.succeeded]
@@ -276,6 +308,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
     base_top1 = {r.seed: r.top1 for r in base_ok if r.top1 is not None}
     base_top5 = {r.seed: r.top5 for r in base_ok if r.top5 is not None}
     rows = []
+    deltas = []
     study_notes = _study_notes(rec)
     for index in sorted(by_variant):
         runs = by_variant[index]
@@ -296,7 +329,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
         else:
             d1 = paired_delta(base_top1, top1)
             d5 = paired_delta(base_top5, top5)
-            verdict = "no pairs" if d1 is None else d1.verdict
+            verdict = "no pairs" if d1 is None else "n=1" if d1.n < 2 else ""
             notes += _pair_notes(base_ok, ok)
             declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
             diff = _flat_diff(flat_base, flat_cfg)
@@ -306,6 +339,7 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
                 notes.append("config differs from the baseline beyond the declared change: "
                              + ", ".join(f"{k} {_fmt_value(a)} -> {_fmt_value(b)}"
                                          for k, (a, b) in extra.items()))
+        deltas.append(d1)
         world = [r.world_size for r in ok if r.world_size is not None]
         params = _mean(r.params for r in ok)
         macs = _mean(r.macs for r in ok)
@@ -347,10 +381,165 @@ def study_rows(rec: StudyRecord) -> list[dict[str, Any]]:
             "verdict": verdict,
             "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
             "device_hours": sum(hours) if hours else None,
+            "device_hours_per_run": _mean(hours),
+            "kind": "variant",
+            "aliases": None,
             "notes": NOTE_SEP.join(notes),
             "study_notes": study_notes,
         })
+    _decide(rows, deltas, margin, holm)
+    _costs(rows)
+    if rec.mode == "factorial":
+        from ablate.inference import InferenceError
+
+        try:
+            rows += effect_rows(rec, rows[0], margin, holm)
+        except InferenceError as exc:  # runs still missing: the per-run table stands alone
+            rows[0]["study_notes"] = NOTE_SEP.join(
+                filter(None, [rows[0]["study_notes"], f"no factorial effects yet: {exc}"]))
     return rows
+
+
+def model_rows(rec: StudyRecord, margin: float | None, holm: bool) -> list[dict[str, Any]]:
+    """A study with a models axis: each model's variants against that model's baseline
+    (Holm across the variants of one model), then one ``transfer`` row per trick: its
+    verdict across the models (:func:`ablate.inference.transfer`)."""
+    from dataclasses import replace
+
+    from ablate.inference import InferenceError, Paired, transfer
+
+    models = [str(m) for m in rec.spec["models"]]
+    spec = {k: v for k, v in rec.spec.items() if k != "models"}
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        suffix = f" @ {model}"
+        runs = [r for r in rec.runs if r.variant.endswith(suffix)]
+        if not runs:
+            continue
+        first = min(r.variant_index for r in runs)
+        sub = StudyRecord(rec.name, rec.mode, spec, tuple(
+            replace(r, variant=r.variant[: -len(suffix)], variant_index=r.variant_index - first)
+            for r in runs))
+        for row in study_rows(sub, margin, holm):
+            row.update(variant=f"{row['variant']}{suffix}",
+                       variant_index=row["variant_index"] + first)
+            rows.append(row)
+    tricks = [str(v["name"]) for v in rec.spec.get("variants") or []]
+    for i, trick in enumerate(tricks):
+        per_model = {m: r for m in models for r in rows
+                     if r["variant"] == f"{trick} @ {m}" and r["kind"] == "variant"}
+        deltas = {m: Paired(int(r["n_paired"]), r["delta_top1"], r["sd_diff_top1"])
+                  for m, r in per_model.items() if r["sd_diff_top1"] is not None}
+        verdict, note = "undecided", ""
+        if len(deltas) == len(models):
+            try:
+                t = transfer(deltas, margin)
+                verdict = t.verdict
+                note = (f"Welch's test of equal deltas across models: F = {t.welch.f:.3g} on "
+                        f"({t.welch.df_num:g}, {t.welch.df_den:.3g}) df, p = "
+                        f"{t.welch.p_value:.3g}")
+            except InferenceError as exc:
+                note = f"no verdict: {exc}"
+        else:
+            note = "no verdict: not every model has two or more paired seeds of it yet"
+        rows.append({**{c: None for c in COLUMNS}, "study": rec.name,
+                     "layout": rows[0]["layout"] if rows else "ablation", "variant": trick,
+                     "variant_index": -1 - i, "model": ", ".join(models), "kind": "transfer",
+                     "verdict": verdict, "margin": margin, "notes": note,
+                     "rule": rows[0]["rule"] if rows else "", "study_notes": ""})
+    return rows
+
+
+def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
+                holm: bool) -> list[dict[str, Any]]:
+    """A factorial study's main effects and two-way interactions: least squares over its
+    design with seeds as blocks (:func:`ablate.inference.estimate_effects`), each labelled
+    by the same rule as a variant (TOST against ``margin``; Holm across the effects)."""
+    import numpy as np
+
+    from ablate.inference import estimate_effects, label, t_sf
+    from ablate.inference import holm as holm_adjust
+    from ablate.study.spec import factorial_name, study_design
+
+    factors = [v["name"] for v in rec.spec.get("variants") or []]
+    design = study_design(factors, rec.spec.get("resolution"))
+    top1: dict[tuple[str, int], float] = {
+        (r.variant, r.seed): r.top1 for r in rec.runs if r.succeeded and r.top1 is not None}
+    seeds = sorted({seed for _, seed in top1})
+    y = np.array([[top1.get((factorial_name(on), seed), np.nan) for on in design.on]
+                  for seed in seeds])
+    fit = estimate_effects(design, y)
+    effects = fit.effects
+    p_diff = [e.p_value for e in effects]
+    p_tost: list[float | None] = [None] * len(effects)
+    if margin is not None and fit.df > 0:
+        p_tost = [max(t_sf(e.estimate + margin, e.se, fit.df),
+                      t_sf(margin - e.estimate, e.se, fit.df)) for e in effects]
+    tested = fit.df > 0
+    adj_diff, adj_tost = p_diff, p_tost
+    if holm and tested:
+        adj_diff = list(holm_adjust(p_diff).adjusted)
+        if margin is not None:
+            adj_tost = list(holm_adjust(p_tost).adjusted)
+    note = (f"{design.runs}-run {'full' if not design.p else 'fractional'} two-level design "
+            f"over {design.k} factors" + (f", resolution {design.resolution}, defining "
+                                          f"relation I = {' = '.join(design.words)}"
+                                          if design.p else "")
+            + f"; {len(seeds)} seed(s) as blocks, residual sd {fit.sigma:.3g} on {fit.df} df")
+    rows = []
+    for i, (e, pd_, pt, ad, at) in enumerate(zip(effects, p_diff, p_tost, adj_diff, adj_tost,
+                                                strict=True)):
+        plain = label(e.estimate, pd_, pt, fit.alpha) if tested else None
+        adjusted = label(e.estimate, ad, at, fit.alpha) if tested and holm else None
+        iv = e.interval
+        rows.append({**{c: None for c in COLUMNS},
+                     "study": rec.name, "layout": base["layout"], "variant": e.name,
+                     "variant_index": -1 - i, "change": " x ".join(e.factors),
+                     "model": base["model"], "seeds": len(seeds),
+                     "seeds_planned": len(seeds), "n_paired": int(np.isfinite(y).sum()),
+                     "delta_top1": e.estimate, "ci_top1": None if iv is None else iv.half_width,
+                     "ci_top1_low": None if iv is None else iv.low,
+                     "ci_top1_high": None if iv is None else iv.high,
+                     "sd_diff_top1": e.se,
+                     "verdict": (adjusted or plain) if tested else "n=1",
+                     "label": plain, "label_holm": adjusted, "p_top1": pd_,
+                     "p_top1_holm": ad if holm and tested else None, "p_tost": pt,
+                     "p_tost_holm": at if holm and tested and margin is not None else None,
+                     "margin": margin, "adjusted": holm and tested, "rule": base["rule"],
+                     "kind": "effect", "aliases": ", ".join(e.aliases),
+                     "notes": "", "study_notes": note})
+    return rows
+
+
+def _decide(rows: list[dict[str, Any]], deltas: Sequence[Any], margin: float | None,
+            holm: bool) -> None:
+    """Each tested variant's label (unadjusted and Holm's) and p-values, the decision the
+    report acts on as its ``verdict``, and the rule in words, into ``rows``."""
+    decisions = decide(deltas, margin, holm=holm)
+    family = sum(d is not None for d in decisions)
+    text = rule(margin, family, holm)
+    for row, d in zip(rows, decisions, strict=True):
+        row.update(margin=margin, adjusted=holm and family > 1, rule=text, label=None,
+                   label_holm=None, p_top1=None, p_top1_holm=None, p_tost=None,
+                   p_tost_holm=None)
+        if d is None:
+            continue
+        row.update(label=d.test.label, p_top1=d.test.p_diff, p_tost=d.test.p_tost,
+                   verdict=d.label)
+        if d.adjusted is not None:
+            row.update(label_holm=d.adjusted.label, p_top1_holm=d.adjusted.p_diff,
+                       p_tost_holm=d.adjusted.p_tost)
+
+
+def _costs(rows: list[dict[str, Any]]) -> None:
+    """What each variant costs against the baseline: params and MACs of the model, and
+    device-hours per run (mean over its succeeded runs), into ``rows``."""
+    base = rows[0]
+    for row in rows:
+        for key, src in (("delta_params_m", "params_m"), ("delta_macs_g", "macs_g"),
+                         ("delta_device_hours", "device_hours_per_run")):
+            a, b = base[src], row[src]
+            row[key] = None if a is None or b is None or row is base else b - a
 
 
 def _study_notes(rec: StudyRecord) -> str:
@@ -368,12 +557,16 @@ def _study_notes(rec: StudyRecord) -> str:
     return NOTE_SEP.join(notes)
 
 
-def build_frame(store: Store, studies: Sequence[str] | None = None) -> pd.DataFrame:
+def build_frame(store: Store, studies: Sequence[str] | None = None, *,
+                margin: float | None = None, holm: bool = True) -> pd.DataFrame:
     """One row per (study, variant), baseline first, with the aggregated numbers of its
-    succeeded runs and the paired comparison with its study's baseline (see COLUMNS)."""
+    succeeded runs, the paired comparison with its study's baseline and the decision (see
+    COLUMNS): against ``margin`` (default: each study's ``margin:``), Holm-adjusted across
+    each study's variants unless ``holm`` is False."""
     import pandas as pd
 
-    rows = [row for rec in load_studies(store, studies) for row in study_rows(rec)]
+    rows = [row for rec in load_studies(store, studies)
+            for row in study_rows(rec, margin, holm)]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in ("seeds_for_power", "gpus", "epochs", "batch_size"):
         frame[col] = frame[col].astype("Int64")

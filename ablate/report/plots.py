@@ -18,7 +18,9 @@ from matplotlib.ticker import MaxNLocator
 
 from zoo.contract import atomic_open
 
-BETTER, WORSE, NOISE = "#1a7f37", "#c0392b", "#7f8c8d"
+BETTER, WORSE, NOISE, EQUIVALENT = "#1a7f37", "#c0392b", "#7f8c8d", "#2f6db5"
+#: A variant's colour by its decision (undecided and untested: grey).
+COLORS = {"better": BETTER, "worse": WORSE, "equivalent": EQUIVALENT}
 DPI = 120
 #: Runs at least this long get a second panel on their last quarter.
 ZOOM_FROM_EPOCHS = 12
@@ -42,9 +44,11 @@ def _num(value: object) -> float | None:
 
 def plot_deltas(frame: pd.DataFrame, study: str, path: Path) -> Path:
     """Top-1 change against the baseline per variant with its 95% CI as error bars and the
-    zero line marked; green: interval above zero, red: below, grey: covers zero (noise);
-    a hollow marker: one seed, no interval."""
-    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)]
+    zero line marked; coloured by the report's decision (Holm-adjusted unless turned
+    off): green better, red worse, blue equivalent, grey undecided; dashed lines at
+    ±margin when the study declares one; a hollow marker: one seed, no interval."""
+    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)
+                 & (frame["verdict"] != "baseline")]
     rows = rows.to_dict("records")
     base = frame[(frame["study"] == study) & (frame["variant_index"] == 0)]
     base_name = str(base["model"].iloc[0]) if not base.empty else "baseline"
@@ -59,14 +63,17 @@ def plot_deltas(frame: pd.DataFrame, study: str, path: Path) -> Path:
         if delta is None:
             ax.text(0.0, y, "  no paired seeds yet", va="center", fontsize=8, color=NOISE)
             continue
-        verdict = r["verdict"]
-        color = {"better": BETTER, "worse": WORSE}.get(verdict, NOISE)
+        color = COLORS.get(str(r["verdict"]), NOISE)
         if ci is None:
             ax.plot([delta], [y], marker="o", markersize=7, markerfacecolor="white",
                     markeredgecolor=color, linestyle="none", zorder=3)
         else:
             ax.errorbar([delta], [y], xerr=[[ci], [ci]], fmt="o", color=color, ecolor=color,
                         elinewidth=2, capsize=4, markersize=6, zorder=3)
+    margin = _num(rows[0]["margin"]) if rows else None
+    if margin is not None:
+        for x in (-margin, margin):
+            ax.axvline(x, color=EQUIVALENT, linewidth=1.0, linestyle="--", zorder=1)
     ax.set_yticks(range(len(rows)), labels)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first variant at the top, as in the table
     ax.grid(axis="x", alpha=0.3)
@@ -74,15 +81,48 @@ def plot_deltas(frame: pd.DataFrame, study: str, path: Path) -> Path:
                   "per-seed differences, 95% CI")
     ax.set_title(f"{study}: top-1 change against the baseline ({base_name})", loc="left")
     legend = [
-        Line2D([], [], color=BETTER, marker="o", label="interval above zero"),
-        Line2D([], [], color=WORSE, marker="o", label="interval below zero"),
-        Line2D([], [], color=NOISE, marker="o", label="interval covers zero: noise"),
+        Line2D([], [], color=BETTER, marker="o", label="better"),
+        Line2D([], [], color=WORSE, marker="o", label="worse"),
+        Line2D([], [], color=EQUIVALENT, marker="o", label="equivalent (within ±margin)"),
+        Line2D([], [], color=NOISE, marker="o", label="undecided"),
         Line2D([], [], color=NOISE, marker="o", markerfacecolor="white", linestyle="none",
                label="one seed: no interval"),
     ]
-    fig.legend(handles=legend, loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    fig.legend(handles=legend, loc="outside lower center", ncols=5, fontsize=8, frameon=False)
     if not rows:
         ax.text(0.5, 0.5, "no variants", transform=ax.transAxes, ha="center")
+    return _save(fig, path)
+
+
+#: The costs a gain can be weighed against: frame column and axis label.
+COSTS = (("delta_device_hours", "Δ device-hours per run"), ("delta_macs_g", "Δ MACs (G)"),
+         ("delta_params_m", "Δ params (M)"))
+
+
+def plot_cost(frame: pd.DataFrame, study: str, path: Path) -> Path:
+    """Gain against cost: each variant's top-1 change with its 95% CI (vertical bars)
+    against its change of device-hours per run, MACs and params (one panel each), coloured
+    by the decision as in :func:`plot_deltas`. Upper left is the cheap gain."""
+    rows = frame[(frame["study"] == study) & (frame["variant_index"] > 0)
+                 & (frame["verdict"] != "baseline")].to_dict("records")
+    fig = Figure(figsize=(13, 4.2), layout="constrained")
+    for ax, (col, label) in zip(fig.subplots(1, len(COSTS)), COSTS, strict=True):
+        ax.axhline(0.0, color="black", linewidth=1.0, zorder=1)
+        ax.axvline(0.0, color="black", linewidth=0.6, zorder=1)
+        for r in rows:
+            cost, delta, ci = _num(r[col]), _num(r["delta_top1"]), _num(r["ci_top1"])
+            if cost is None or delta is None:
+                continue
+            color = COLORS.get(str(r["verdict"]), NOISE)
+            ax.errorbar([cost], [delta], yerr=None if ci is None else [[ci], [ci]], fmt="o",
+                        color=color, ecolor=color, elinewidth=1.5, capsize=3, zorder=3)
+            ax.annotate(str(r["variant"]), (cost, delta), textcoords="offset points",
+                        xytext=(4, 4), fontsize=7)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    fig.axes[0].set_ylabel("Δ top-1 (points), 95% CI")
+    fig.suptitle(f"{study}: top-1 gain against cost, each against the baseline",
+                 x=0.01, ha="left")
     return _save(fig, path)
 
 
@@ -154,10 +194,12 @@ def _cycle(n: int) -> list[dict[str, str]]:
 
 
 def write_plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``<study>_delta.png`` and ``<study>_curves.png`` for every study of the frame."""
+    """``<study>_delta.png``, ``<study>_curves.png`` and ``<study>_cost.png`` for every
+    study of the frame."""
     out_dir = Path(out_dir)
     written = []
     for study in dict.fromkeys(frame["study"]):
         written.append(plot_deltas(frame, study, out_dir / f"{study}_delta.png"))
         written.append(plot_curves(curves, frame, study, out_dir / f"{study}_curves.png"))
+        written.append(plot_cost(frame, study, out_dir / f"{study}_cost.png"))
     return written

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ablate.errors import AblateError
-from ablate.report.aggregate import NOTE_SEP
+from ablate.report.aggregate import NO_TEST, NOTE_SEP
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,11 +52,41 @@ def _improve(row: Mapping[str, Any], bold: Callable[[str], str]) -> str:
         return "-"
     if verdict == "better":
         return bold(_signed(delta))
-    if verdict == "within noise":
-        return f"{_signed(delta)} (within noise)"
     if verdict == "n=1":
         return f"{_signed(delta)} (n=1)"
     return _signed(delta)
+
+
+def _decision(row: Mapping[str, Any]) -> str:
+    """The decision the report acts on; with Holm's, the unadjusted label beside it where
+    the two differ."""
+    verdict = str(row["verdict"])
+    if verdict in NO_TEST:
+        return "-"
+    plain = row.get("label")
+    if row.get("label_holm") is not None and plain != verdict:
+        return f"{verdict} (unadjusted: {plain})"
+    return verdict
+
+
+def _delta_cost(row: Mapping[str, Any]) -> str:
+    if row["verdict"] == "baseline":
+        return "-"
+    params, macs = _num(row["delta_params_m"]), _num(row["delta_macs_g"])
+    return f"{_signed_sig(params)}/{_signed_sig(macs)}"
+
+
+def _delta_hours(row: Mapping[str, Any]) -> str:
+    if row["verdict"] == "baseline":
+        return "-"
+    return _signed_sig(_num(row["delta_device_hours"]))
+
+
+def _signed_sig(value: float | None) -> str:
+    """A signed change to three significant digits; ``0`` for none at all."""
+    if value is None:
+        return "-"
+    return "0" if value == 0 else f"{value:+.3g}"
 
 
 def _ci(row: Mapping[str, Any]) -> str:
@@ -90,11 +120,12 @@ def _int(value: Any) -> str:
 
 
 ABLATION_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks", "degree",
-                   "top1/top5", "improve", "95% CI", "seeds", "params (M) / MACs (G)")
+                   "top1/top5", "improve", "95% CI", "decision", "seeds",
+                   "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run")
 MODELS_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks",
                  "params (M) / MACs (G)", "top1/top5", "seeds")
 _RIGHT = {"epochs", "batch size", "gpus", "lr", "top1/top5", "improve", "95% CI", "seeds",
-          "params (M) / MACs (G)"}
+          "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run"}
 
 
 def display_table(study: pd.DataFrame, bold: Callable[[str], str] = lambda s: f"**{s}**",
@@ -131,6 +162,9 @@ def _display_cells(records: Sequence[Mapping[str, Any]],
             "top1/top5": _top(row),
             "improve": _improve(row, bold),
             "95% CI": _ci(row),
+            "decision": _decision(row),
+            "Δ params / MACs": _delta_cost(row),
+            "Δ device-h/run": _delta_hours(row),
             "seeds": _seeds(row),
             "params (M) / MACs (G)": _cost(row),
         }
@@ -166,8 +200,13 @@ def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             notes.append(f"Noise floor: unknown with {n} baseline seed(s); run at least two "
                          f"seeds to tell signal from noise.")
         notes.append("improve: top-1 change against the baseline, the mean of the paired "
-                     "per-seed differences, with its 95% CI (paired t); bold: the whole "
-                     "interval is above zero; (within noise): the interval covers zero.")
+                     "per-seed differences, with its 95% CI (paired t, unadjusted); bold: "
+                     "the decision is better.")
+        if base.get("rule"):
+            notes.append(f"{str(base['rule'])[0].upper()}{str(base['rule'])[1:]}.")
+        notes.append("Δ params / MACs: change of the model's parameters (M) and MACs (G); "
+                     "Δ device-h/run: change of the mean device-hours of one run, against "
+                     "the baseline.")
         needed = []
         for r in rows[1:]:
             k = _num(r["seeds_for_power"])
@@ -224,11 +263,85 @@ def study_markdown(frame: pd.DataFrame, study: str,
 
 def _study_block(records: Sequence[Mapping[str, Any]], images: Sequence[str] = ()) -> str:
     """:func:`study_markdown` from the study's rows of the frame as records."""
-    parts = [_markdown_table(*_display_cells(records)),
-             "\n".join(f"- {n}" for n in _notes(records))]
+    variants, effects = _split(records)
+    parts = [_markdown_table(*_display_cells(variants)),
+             "\n".join(f"- {n}" for n in _notes(variants))]
+    transfers = [r for r in records if r.get("kind") == "transfer"]
+    if effects:
+        parts += [_markdown_table(*_effect_cells(effects)),
+                  "\n".join(f"- {n}" for n in _effect_notes(effects))]
+    if transfers:
+        parts += [_markdown_table(*_transfer_cells(variants, transfers)),
+                  "\n".join(f"- {n}" for n in _transfer_notes(transfers))]
     if images:
         parts.append("\n".join(images))
     return "\n\n".join(parts) + "\n"
+
+
+def _split(records: Sequence[Mapping[str, Any]]
+           ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """A study's variant rows and (factorial studies) its effect rows."""
+    variants = [r for r in records if r.get("kind", "variant") == "variant"]
+    return variants, [r for r in records if r.get("kind") == "effect"]
+
+
+def _transfer_cells(variants: Sequence[Mapping[str, Any]],
+                    transfers: Sequence[Mapping[str, Any]],
+                    escape: Callable[[str], str] = lambda s: s,
+                    ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """A models study's trick x model table: each model's delta, CI and decision against
+    its own baseline, and the trick's verdict across the models."""
+    models = str(transfers[0]["model"]).split(", ")
+    header = ("trick", *models, "across models")
+    by_name = {str(r["variant"]): r for r in variants}
+    rows = []
+    for t in transfers:
+        cells = [escape(str(t["variant"]))]
+        for m in models:
+            r = by_name.get(f"{t['variant']} @ {m}")
+            delta = None if r is None else _num(r["delta_top1"])
+            cells.append("-" if r is None or delta is None else
+                         f"{_signed(delta)} {_ci(r)} {_decision(r)}")
+        rows.append([*cells, str(t["verdict"])])
+    return header, rows
+
+
+def _transfer_notes(transfers: Sequence[Mapping[str, Any]]) -> list[str]:
+    return ["Across models: each cell is the trick's top-1 change against the same model's "
+            "baseline, 95% CI and decision; transfers: every model gets the same decided "
+            "label (an intersection-union test at alpha = 0.05, Berger 1982); "
+            "model-specific: the labels differ and Welch's test rejects equal deltas "
+            "(Welch 1951); undecided: neither."] + [
+        f"{t['variant']}: {t['notes']}." for t in transfers if t["notes"]]
+
+
+EFFECTS_HEADER = ("effect", "estimate", "95% CI", "decision", "aliased with")
+
+
+def _effect_cells(records: Sequence[Mapping[str, Any]],
+                  bold: Callable[[str], str] = lambda s: f"**{s}**",
+                  escape: Callable[[str], str] = lambda s: s,
+                  ) -> tuple[tuple[str, ...], list[list[str]]]:
+    """A factorial study's effects table: one row per main effect or two-way interaction."""
+    rows = []
+    for r in records:
+        est = _num(r["delta_top1"])
+        cells = {"effect": escape(str(r["variant"])),
+                 "estimate": "-" if est is None else (
+                     bold(_signed(est)) if r["verdict"] == "better" else _signed(est)),
+                 "95% CI": _ci(r), "decision": _decision(r),
+                 "aliased with": escape(str(r["aliases"] or "-"))}
+        rows.append([cells[h] for h in EFFECTS_HEADER])
+    return EFFECTS_HEADER, rows
+
+
+def _effect_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [f"Effects: {records[0]['study_notes']}. An effect is the mean top-1 with the "
+            f"factor on minus with it off (an interaction A:B: half the change of A's "
+            f"effect when B is turned on), by least squares (Box, Hunter & Hunter 2005); "
+            f"an aliased effect's estimate is the sum of everything it is aliased with.",
+            f"{str(records[0]['rule'])[0].upper()}{str(records[0]['rule'])[1:]} "
+            f"(the effects are one family)."]
 
 
 def _studies(frame: pd.DataFrame) -> list[str]:
@@ -267,7 +380,7 @@ def to_latex(frame: pd.DataFrame) -> str:
     """One ``table`` per study (booktabs rules; bold as \\textbf), then its notes."""
     parts = []
     for s in _studies(frame):
-        rows = frame[frame["study"] == s]
+        rows = frame[(frame["study"] == s) & (frame["kind"] == "variant")]
         table = display_table(rows, bold=lambda x: f"\\textbf{{{x}}}", escape=latex_escape)
         table.columns = [latex_escape(c) for c in table.columns]
         latex = table.to_latex(index=False, escape=False, caption=latex_escape(s),
@@ -279,20 +392,39 @@ def to_latex(frame: pd.DataFrame) -> str:
 
 
 def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
-    """An HTML fragment: per study a heading, the table and the notes as a list."""
+    """An HTML fragment: per study a heading, the table and the notes as a list (and a
+    factorial study's effects table)."""
+    import pandas as pd
+
     parts = []
     for s in _studies(frame):
-        rows = frame[frame["study"] == s]
+        rows = frame[(frame["study"] == s) & (frame["kind"] == "variant")]
         table = display_table(rows, bold=lambda x: f"<strong>{x}</strong>", escape=html.escape)
+        effects = frame[(frame["study"] == s) & (frame["kind"] == "effect")]
         notes = "\n".join(f"  <li>{html.escape(n)}</li>" for n in study_notes(rows))
         images = ""
         if plots_dir:
             base = plots_dir.rstrip("/") or "."
             images = "".join(f'\n<p><img src="{html.escape(base)}/{html.escape(s)}_{kind}.png" '
                              f'alt="{html.escape(s)} {kind}"></p>' for kind in ("delta", "curves"))
+        extra = ""
+        transfers = frame[(frame["study"] == s) & (frame["kind"] == "transfer")]
+        if not transfers.empty:
+            records = transfers.to_dict("records")
+            header, cells = _transfer_cells(rows.to_dict("records"), records, html.escape)
+            items = "\n".join(f"  <li>{html.escape(n)}</li>" for n in _transfer_notes(records))
+            extra += ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
+                index=False, escape=False, border=0) + f"\n<ul>\n{items}\n</ul>")
+        if not effects.empty:
+            records = effects.to_dict("records")
+            header, cells = _effect_cells(records, bold=lambda x: f"<strong>{x}</strong>",
+                                          escape=html.escape)
+            items = "\n".join(f"  <li>{html.escape(n)}</li>" for n in _effect_notes(records))
+            extra += ("\n" + pd.DataFrame(cells, columns=list(header)).to_html(
+                index=False, escape=False, border=0) + f"\n<ul>\n{items}\n</ul>")
         parts.append(f"<h2>{html.escape(s)}</h2>\n"
                      + table.to_html(index=False, escape=False, border=0)
-                     + f"\n<ul>\n{notes}\n</ul>{images}\n")
+                     + f"\n<ul>\n{notes}\n</ul>{extra}{images}\n")
     return "\n".join(parts)
 
 

@@ -1,30 +1,44 @@
-"""The statistics of a report: paired deltas with t intervals, and seeds for 80% power.
-
-Every delta is the mean of paired per-seed differences (variant - baseline) on the seeds
-both have, with a 95% interval from the t distribution (Student 1908). "Seeds needed" is
-the smallest n at which the two-sided paired t-test reaches 80% power against the observed
-delta, given the observed sd of the differences: power from the noncentral t distribution
+"""The statistics of a report, read from :mod:`ablate.inference` (the one copy of each
+formula): paired deltas with t intervals (Student 1908), each variant's decision by the
+difference test and, with a margin, equivalence by TOST (Schuirmann 1987), Holm's
+step-down adjustment across a study's variants (Holm 1979), and seeds for 80% power
 (Cohen 1988, ch. 2).
 
-Only public scipy functions: ``scipy.special.stdtrit`` (t quantiles), ``nctdtr`` (the
-noncentral t's cdf, what ``scipy.stats.nct.cdf`` evaluates, without scipy.stats' second of
-import). Where the noncentral t's numerics give NaN (its tails at small df: scipy 1.17
-answers NaN for ``nctdtr(2, 15.4, -4.3)``), that tail is integrated numerically instead
-(:func:`_tail`), so NaN is never read as "enough seeds".
+This module only shapes those results for a report: per-seed mappings in, one decision
+per variant out, with the rule stated in words for the notes under a table.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+
+from ablate.errors import AblateError
+from ablate.inference import (
+    Adjusted,
+    Equivalence,
+    Paired,
+    adjust,
+    equivalence_test,
+    paired_power,
+    seeds_for_power,
+)
+from ablate.inference.paired import t_quantile
 
 #: Confidence of the delta's interval, and the test behind "seeds for 80% power".
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 POWER = 0.80
+
+__all__ = ["ALPHA", "CONFIDENCE", "POWER", "Decision", "PairedDelta", "decide",
+           "paired_delta", "paired_power", "rule", "seeds_for_power", "t_ppf"]
+
+
+def t_ppf(q: float, df: int) -> float:
+    """The ``q`` quantile of Student's t with ``df`` degrees of freedom (scipy's, cached
+    in :func:`ablate.inference.paired.t_quantile`)."""
+    return t_quantile(q, df)
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,8 @@ class PairedDelta:
     sd: float | None
     #: Half-width of the 95% interval, t(0.975, n-1) * sd / sqrt(n) (None with one pair).
     half_width: float | None
+    #: The per-seed differences, in seed order (what a two-stage interval reads).
+    differences: tuple[float, ...] = ()
 
     @property
     def low(self) -> float | None:
@@ -47,17 +63,9 @@ class PairedDelta:
         return None if self.half_width is None else self.mean + self.half_width
 
     @property
-    def verdict(self) -> str:
-        """``better`` (interval above zero), ``worse`` (below), ``within noise`` (covers
-        zero) or ``n=1`` (one pair: no interval)."""
-        if self.half_width is None:
-            return "n=1"
-        assert self.low is not None and self.high is not None
-        if self.low > 0:
-            return "better"
-        if self.high < 0:
-            return "worse"
-        return "within noise"
+    def paired(self) -> Paired | None:
+        """The summary :mod:`ablate.inference` tests (None with a single pair)."""
+        return None if self.sd is None else Paired(self.n, self.mean, self.sd)
 
 
 def paired_delta(base: Mapping[int, float], other: Mapping[int, float],
@@ -66,80 +74,69 @@ def paired_delta(base: Mapping[int, float], other: Mapping[int, float],
     seeds = sorted(set(base) & set(other))
     if not seeds:
         return None
-    diffs = [other[s] - base[s] for s in seeds]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    if n < 2:
-        return PairedDelta(n, mean, None, None)
-    sd = statistics.stdev(diffs)
-    t = t_ppf(1 - (1 - confidence) / 2, n - 1)
-    return PairedDelta(n, mean, sd, t * sd / math.sqrt(n))
+    diffs = tuple(other[s] - base[s] for s in seeds)
+    if len(diffs) < 2:
+        return PairedDelta(1, diffs[0], None, None, diffs)
+    from ablate.inference import paired
+
+    p = paired(diffs)
+    return PairedDelta(p.n, p.mean, p.sd, p.interval(confidence).half_width, diffs)
 
 
-@lru_cache(maxsize=1024)
-def t_ppf(q: float, df: int) -> float:
-    """The ``q`` quantile of Student's t with ``df`` degrees of freedom."""
-    from scipy.special import stdtrit
+@dataclass(frozen=True)
+class Decision:
+    """One variant's label, unadjusted and (when the study is adjusted) by Holm."""
 
-    return float(stdtrit(df, q))
+    test: Equivalence
+    #: Holm-adjusted p-values and label (None with ``adjust=False``).
+    adjusted: Adjusted | None
 
-
-def _tail(df: int, nc: float, x: float, upper: bool) -> float:
-    """P(T > x) (``upper``) or P(T < x) of the noncentral t by numerical integration,
-    where scipy's closed form is NaN: T = (Z + nc) / sqrt(V / df), Z standard normal, V
-    chi-square with df degrees of freedom, so P(T > x) = E_V[P(Z > x sqrt(V/df) - nc)]
-    (a smooth one-dimensional integral over V's density)."""
-    from scipy import integrate, stats
-
-    def integrand(v: float) -> float:
-        z = x * math.sqrt(v / df) - nc
-        return float(stats.chi2.pdf(v, df) * (stats.norm.sf(z) if upper else stats.norm.cdf(z)))
-
-    value, _ = integrate.quad(integrand, 0, math.inf, limit=200)
-    return min(max(value, 0.0), 1.0)
+    @property
+    def label(self) -> str:
+        """The decision the report acts on: Holm's when adjusted, else the plain one."""
+        return self.test.label if self.adjusted is None else self.adjusted.label
 
 
-def paired_power(n: int, delta: float, sd: float, alpha: float = ALPHA) -> float:
-    """Power of the two-sided paired t-test with ``n`` pairs when the true mean difference
-    is ``delta`` and the differences have standard deviation ``sd`` (noncentral t)."""
-    from scipy.special import nctdtr, ndtr
-
-    df = n - 1
-    nc = abs(delta) / sd * math.sqrt(n)
-    crit = t_ppf(1 - alpha / 2, df)
-    upper = 1.0 - float(nctdtr(df, nc, crit))
-    if not math.isfinite(upper):
-        upper = _tail(df, nc, crit, upper=True)
-    lower = float(nctdtr(df, nc, -crit))
-    if not math.isfinite(lower):
-        # T < -crit < 0 needs Z + nc < 0: the tail is at most P(Z < -nc). Below 1e-12 it
-        # cannot move a power compared at two decimals; only above is it integrated.
-        bound = float(ndtr(-nc))
-        lower = 0.0 if bound < 1e-12 else _tail(df, nc, -crit, upper=False)
-    return min(max(upper + lower, 0.0), 1.0)
+def decide(deltas: Sequence[PairedDelta | None], margin: float | None = None,
+           alpha: float = ALPHA, holm: bool = True) -> list[Decision | None]:
+    """A decision for each variant's delta (None where there is no interval: no pairs or
+    one seed). With ``holm``, the variants that have an interval form one family, adjusted
+    by Holm's step-down procedure (two families: differences and, with a margin, TOSTs;
+    :func:`ablate.inference.adjust`)."""
+    tests = [None if d is None or d.paired is None else
+             equivalence_test(d.paired, margin, alpha) for d in deltas]
+    family = [t for t in tests if t is not None]
+    adjusted = iter(adjust(family) if holm else [None] * len(family))
+    return [None if t is None else Decision(t, next(adjusted)) for t in tests]
 
 
-def seeds_for_power(delta: float | None, sd: float | None, power: float = POWER,
-                    alpha: float = ALPHA, limit: int = 1 << 20) -> int | None:
-    """About how many seeds a paired t-test needs to detect ``delta`` at ``power``, given
-    the observed sd of the paired differences. None when it cannot be said (no sd yet, a
-    zero delta, or more than ``limit`` seeds)."""
-    if delta is None or sd is None or not math.isfinite(delta) or not math.isfinite(sd):
+def rule(margin: float | None, family: int, holm: bool, alpha: float = ALPHA) -> str:
+    """The decision rule in one sentence, for the notes under a table."""
+    pct = f"{100 * (1 - alpha):g}%"
+    tost = f"{100 * (1 - 2 * alpha):g}%"
+    if margin is not None:
+        text = (f"decision: equivalent when the {tost} CI lies inside ±{margin:g} top-1 "
+                f"points (TOST, alpha = {alpha:g}), else better/worse when the {pct} CI "
+                f"excludes zero (paired t-test), else undecided")
+    else:
+        text = (f"decision: better/worse when the {pct} CI excludes zero (paired t-test, "
+                f"alpha = {alpha:g}), else undecided; no equivalence margin declared "
+                f"('margin:' in the study or --margin), so nothing is called equivalent")
+    if holm and family > 1:
+        text += (f"; Holm-adjusted across the study's {family} variants (family-wise "
+                 f"alpha = {alpha:g}), the unadjusted label in parentheses where it differs")
+    elif not holm and family > 1:
+        text += (f"; not adjusted for the {family} variants tested (--no-adjust): about "
+                 f"{family * alpha:.2g} false discoveries expected if no trick did anything")
+    return text
+
+
+def check_margin(margin: float | None, where: str) -> float | None:
+    """A margin from a study file or the command line: a positive number of top-1 points."""
+    if margin is None:
         return None
-    if delta == 0:
-        return None
-    if sd == 0:
-        return 2  # every pair moved by the same amount: the smallest paired test sees it
-    # Power grows with n: double until enough, then bisect.
-    lo, hi = 1, 2
-    while paired_power(hi, delta, sd, alpha) < power:
-        lo, hi = hi, hi * 2
-        if hi > limit:
-            return None
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if paired_power(mid, delta, sd, alpha) >= power:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not (
+            math.isfinite(margin) and margin > 0):
+        raise AblateError(f"{where}: {margin!r} is not an equivalence margin; give a "
+                             f"positive number of top-1 points, e.g. margin: 0.5")
+    return float(margin)

@@ -334,8 +334,11 @@ class Store:
 
     @property
     def display_url(self) -> str:
-        """The URL as messages show it (a password hidden)."""
-        return str(self.engine.url)
+        """The URL as messages show it (a password hidden): the one given, not the engine's,
+        which for a read-only SQLite reader is a bare ``sqlite://`` with a creator."""
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
 
     # ------------------------------------------------------------------ studies
 

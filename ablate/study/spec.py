@@ -30,11 +30,14 @@ from zoo.config import (
 )
 from zoo.errors import ZooError, did_you_mean
 
-Mode = Literal["add_one", "cumulative", "leave_one_out"]
-MODES: tuple[str, ...] = ("add_one", "cumulative", "leave_one_out")
+Mode = Literal["add_one", "cumulative", "leave_one_out", "factorial"]
+MODES: tuple[str, ...] = ("add_one", "cumulative", "leave_one_out", "factorial")
 BASELINE = "baseline"
+#: Joins a variant's name and its model in a study with a ``models:`` axis.
+AT = " @ "
 
-STUDY_KEYS = ("name", "description", "base", "launch", "seeds", "mode", "variants")
+STUDY_KEYS = ("name", "description", "base", "launch", "seeds", "mode", "variants",
+              "margin", "resolution", "models")
 VARIANT_KEYS = ("name", "tricks", "set")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -236,6 +239,12 @@ class Study:
     variants: tuple[Variant, ...]
     description: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
+    #: Equivalence margin in top-1 points (the report's default; None: none declared).
+    margin: float | None = None
+    #: ``mode: factorial``: 4 or 5 for the standard fraction, None for the full design.
+    resolution: int | None = None
+    #: The models axis: every variant on each of these models (empty: the base's only).
+    models: tuple[str, ...] = ()
 
     def plan(self) -> list[PlannedRun]:
         """The baseline and every variant, each on every seed, in a stable order."""
@@ -376,10 +385,30 @@ def _load(path: Path, check_paths: bool) -> Study:
             raise StudyError(f"{where} ('{vname}'): changes nothing; give tricks or set")
         tricks = {k: (dict(p) if p else {}) for k, p in tricks.items()}
         variants.append(Variant(vname, tricks, dict(sets)))
+    margin = data.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
+                               or not margin > 0):
+        raise StudyError(f"margin: {margin!r} is not an equivalence margin; give a positive "
+                         f"number of top-1 points, e.g. margin: 0.5")
+    resolution = data.get("resolution")
+    if resolution is not None and mode != "factorial":
+        raise StudyError("resolution: only with mode: factorial (a fractional design)")
+    if resolution is not None and resolution not in (4, 5):
+        raise StudyError(f"resolution: {resolution!r}; give 4 or 5 (the standard fractions), "
+                         f"or leave it out for the full design")
+    if mode == "factorial":
+        study_design([v.name for v in variants], resolution)
+    models = data.get("models") or []
+    if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
+        raise StudyError(f"models: expected a list of model names, got {models!r}")
+    if len(set(models)) != len(models) or len(models) == 1:
+        raise StudyError(f"models: {models}; give two or more distinct models (one model is "
+                         f"base.model)")
     study = Study(
         name=name, path=path, base=dict(base), launch=launch, seeds=tuple(seeds),
         mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
-        raw=dict(raw),
+        raw=dict(raw), margin=None if margin is None else float(margin),
+        resolution=resolution, models=tuple(models),
     )
     runs = plan_study(study)  # validates every resolved config
     if check_paths:
@@ -394,10 +423,50 @@ def _load(path: Path, check_paths: bool) -> Study:
 # --------------------------------------------------------------------------- planning
 
 
+def study_design(factors: Sequence[str], resolution: int | None) -> Any:
+    """The two-level design of a factorial study over its variants (each one factor)."""
+    from ablate.inference import InferenceError, factorial_design
+
+    try:
+        return factorial_design(factors, resolution=resolution)
+    except InferenceError as exc:
+        raise StudyError(f"mode: factorial: {exc}") from None
+
+
+def factorial_name(on: Sequence[str]) -> str:
+    """A factorial run's variant name: the factors it turns on, or the baseline."""
+    return " + ".join(on) if on else BASELINE
+
+
 def _variant_dicts(study: Study) -> list[tuple[str, dict[str, Any], str]]:
-    """(name, config dict without seed, change description) for baseline and variants."""
-    base = dict(study.base)
+    """(name, config dict without seed, change description) for baseline and variants;
+    with a models axis, each of them on every model, model by model."""
+    if not study.models:
+        return _model_variant_dicts(study, dict(study.base))
+    out = []
+    for model in study.models:
+        key = "model.name" if isinstance(study.base.get("model"), Mapping) else "model"
+        base = _set_dotted(study.base, {key: model})
+        out += [(f"{name}{AT}{model}", cfg, change)
+                for name, cfg, change in _model_variant_dicts(study, base)]
+    return out
+
+
+def _model_variant_dicts(study: Study, base: dict[str, Any]
+                         ) -> list[tuple[str, dict[str, Any], str]]:
     out: list[tuple[str, dict[str, Any], str]] = []
+    if study.mode == "factorial":
+        # Each design row turns its + factors on, in the order the study lists them; row 0
+        # (every base factor at -) is variant 0, the reference of the per-run table.
+        by_name = {v.name: v for v in study.variants}
+        for on in study_design(list(by_name), study.resolution).on:
+            cfg = copy.deepcopy(base)
+            for f in on:
+                cfg = _set_dotted(cfg, by_name[f].set)
+                cfg["tricks"] = {**(cfg.get("tricks") or {}), **by_name[f].tricks}
+            out.append((factorial_name(on), cfg,
+                        " ".join(f"+ {_describe(by_name[f])}" for f in on)))
+        return out
     if study.mode == "leave_one_out":
         all_tricks: dict[str, Any] = dict(base.get("tricks") or {})
         full = base
