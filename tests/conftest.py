@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,14 @@ def digits_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("data") / "digits"
     prepare("digits", out)
     return out
+
+
+@pytest.fixture
+def results_db(tmp_path: Path) -> Path:
+    """A copy of the committed results.db, to read or alter freely."""
+    copy = tmp_path / "results.db"
+    shutil.copy(ROOT / "results.db", copy)
+    return copy
 
 
 def digits_config(data: Path, **overrides: Any) -> dict[str, Any]:

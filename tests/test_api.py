@@ -5,7 +5,6 @@ renders."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import sqlite3
 from pathlib import Path
 
@@ -16,16 +15,13 @@ import ablate
 from ablate.errors import AblateError
 from ablate.report import COLUMNS, build_frame
 from ablate.store.db import Store
-from tests.conftest import ROOT
 
 STUDY = "fashion_mnist_tricks"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    copy = tmp_path / "results.db"
-    shutil.copy(ROOT / "results.db", copy)
-    return copy
+def db(results_db: Path) -> Path:
+    return results_db
 
 
 def sql(db: Path, query: str, *args: object) -> list[tuple[object, ...]]:

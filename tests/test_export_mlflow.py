@@ -8,7 +8,6 @@ zoo.train writes them."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
@@ -36,10 +35,8 @@ STUDY = "fashion_mnist_tricks"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    copy = tmp_path / "results.db"
-    shutil.copy(ROOT / "results.db", copy)
-    return copy
+def db(results_db: Path) -> Path:
+    return results_db
 
 
 @pytest.fixture
