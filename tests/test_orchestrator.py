@@ -464,6 +464,23 @@ def test_reading_the_database_never_imports_torch(tmp_path: Path) -> None:
     assert out.strip().splitlines()[-1] == "[]", out
 
 
+def test_status_imports_no_statistics(tmp_path: Path) -> None:
+    """`ablate status` only reads rows: it imports neither scipy (the report's statistics,
+    1.5 s of a loaded machine's start-up when the CLI module imported them) nor pandas."""
+    db = tmp_path / "r.db"
+    Store(f"sqlite:///{db}").close()
+    code = ("import sys; from ablate.cli import app\n"
+            "try:\n"
+            "    app(['status', '--db', sys.argv[1]], prog_name='ablate')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'scipy', 'pandas', "
+            "'statsmodels', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code, f"sqlite:///{db}"], cwd=ROOT,
+                         capture_output=True, text=True, check=True, timeout=LIMIT).stdout
+    assert out.strip().splitlines()[-1] == "[]", out
+
+
 def _spec(run_hash: str, seed: int = 0, config: dict[str, Any] | None = None,
           model: str = "resnet20") -> Any:
     """A planned run of one epoch in directory r<seed>."""
