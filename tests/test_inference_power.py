@@ -83,3 +83,15 @@ def test_seeds_for_power_edge_cases() -> None:
         paired_power(1, 1.0, 1.0)
     with pytest.raises(InferenceError, match="power=1"):
         seeds_for_power(1.0, 1.0, power=1)
+
+
+@pytest.mark.parametrize(("effect", "limit"), [
+    (1.0, 100), (0.3, 100), (0.3, 89), (0.3, 90), (0.3, 64), (0.1, 2000), (0.1, 700),
+    (2.0, 3), (0.5, 10)])
+def test_seeds_for_power_against_a_scan_of_statsmodels(effect: float, limit: int) -> None:
+    """Across the vectorised first block (n <= 64), the doubling past it and the limit: the
+    first n whose power (statsmodels' one-sample t) reaches 80%, or None beyond ``limit``."""
+    power = TTestPower()
+    first = next((n for n in range(2, limit + 1)
+                  if power.power(effect_size=effect, nobs=n, alpha=0.05) >= 0.8), None)
+    assert seeds_for_power(effect, 1.0, limit=limit) == first
