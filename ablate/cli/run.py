@@ -55,7 +55,7 @@ def run(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", metavar="KEY=VALUE", show_default=False,
         help="change the study file's document before it is checked, e.g. --set "
-             "base.epochs=1 --set seeds=[0] (KEY dotted from the top, VALUE read as YAML; "
+             "base.epochs=1 --set 'seeds=[0]' (KEY dotted from the top, VALUE read as YAML; "
              "repeatable). The runs' configs and hashes change with it. Without --set "
              "name=NEW, the study is recorded as NAME-set-<8 hex of the overrides>, never "
              "under the file's own name. Every node of a multi-node run needs the same "
