@@ -306,15 +306,25 @@ def merge_trees(base: Mapping[str, Any], change: Mapping[str, Any]) -> dict[str,
 def set_path(tree: dict[str, Any], dotted: str, value: Any, merge: bool = False) -> None:
     """``tree[a][b][c] = value`` for ``dotted`` = 'a.b.c', creating mappings on the way
     (``model: NAME`` counts as ``{name: NAME}``). With ``merge``, a mapping merges into the
-    mapping already there and a string for ``model`` replaces only the model's name."""
+    mapping already there and a string for ``model`` replaces only the model's name.
+
+    A path through something that is neither a mapping nor empty (``seeds.x`` when
+    ``seeds`` is a list) is a :class:`ConfigError` naming the key: replacing the list with
+    a mapping would silently drop what the user meant to change inside it."""
     node = tree
     parts = dotted.strip().split(".")
-    for part in parts[:-1]:
+    if not all(parts):
+        raise ConfigError(f"'{dotted}' is not a key; give a dotted path like optim.lr")
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if isinstance(child, str) and part == "model":
             child = {"name": child}
-        if not isinstance(child, dict):
+        elif child is None:  # absent, or written empty in YAML
             child = {}
+        elif not isinstance(child, dict):
+            key = ".".join(parts[: i + 1])
+            raise ConfigError(f"{key}: is {_describe(child)}, not a mapping, so '{dotted}' "
+                              f"cannot be set inside it; set {key} as a whole")
         node[part] = child
         node = child
     last, current = parts[-1], node.get(parts[-1])
@@ -326,18 +336,32 @@ def set_path(tree: dict[str, Any], dotted: str, value: Any, merge: bool = False)
         node[last] = copy.deepcopy(value)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict copy."""
+def parse_override(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` as ``(KEY, VALUE parsed as YAML)``; ``1`` is an int, ``[0]`` a list,
+    ``true`` a bool, anything YAML cannot parse the string as typed."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=0.2")
+    dotted, raw = item.split("=", 1)
+    if not dotted.strip():
+        raise ConfigError(f"--set {item!r}: no key before '='; give KEY=VALUE, e.g. "
+                          f"--set optim.lr=0.2")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    return dotted.strip(), value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to a nested dict copy; a
+    bad one is a :class:`ConfigError` naming the ``--set`` argument."""
     out = _plain(data)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set optim.lr=0.2")
-        dotted, raw = item.split("=", 1)
+        dotted, value = parse_override(item)
         try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError:
-            value = raw
-        set_path(out, dotted, value)
+            set_path(out, dotted, value)
+        except ConfigError as exc:
+            raise ConfigError(f"--set {item!r}: {exc}") from None
     return out
 
 

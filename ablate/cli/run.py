@@ -52,6 +52,14 @@ def run(
         help="keep the study's self-contained report page at FILE, rewritten after each "
              "finished run; a browser showing it reloads it every "
              f"{HTML_REFRESH_S} s while the study trains")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", metavar="KEY=VALUE", show_default=False,
+        help="change the study file's document before it is checked, e.g. --set "
+             "base.epochs=1 --set 'seeds=[0]' (KEY dotted from the top, VALUE read as YAML; "
+             "repeatable). The runs' configs and hashes change with it. Without --set "
+             "name=NEW, the study is recorded as NAME-set-<8 hex of the overrides>, never "
+             "under the file's own name. Every node of a multi-node run needs the same "
+             "--set")] = None,
 ) -> None:
     """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
     from ablate.launch.orchestrator import Orchestrator
@@ -61,7 +69,10 @@ def run(
 
     try:
         _check_study_file(study_file)
-        study = load_study(study_file)
+        study = load_study(study_file, overrides=overrides or ())
+        if study.file_name is not None:
+            console.print(f"--set without name=: recorded as study '{escape(study.name)}', "
+                          f"not '{escape(study.file_name)}'", soft_wrap=True)
         rows = study.run_specs(runs_dir)  # the plan, made once
         url = db or default_url()
         if dry_run:
@@ -109,7 +120,8 @@ def run(
         console.print(f"[red]{n} run{'s' if n > 1 else ''} failed[/] (see 'ablate status "
                       f"{escape(study.name)} --runs'); fix the cause, then train "
                       f"{'them' if n > 1 else 'it'} again with: ablate run "
-                      f"{escape(str(study_file))} --retry-failed", soft_wrap=True)
+                      f"{escape(_command_args(study_file, study.overrides))} --retry-failed",
+                      soft_wrap=True)
     if outcome.failed or outcome.failed_left:
         raise typer.Exit(1)
 
@@ -142,6 +154,13 @@ def _with_page(view: Callable[[RunEvent, Any], None], store: Any, study: str,
             _write_page(store, study, path, refresh_s=HTML_REFRESH_S)
 
     return on_event
+
+
+def _command_args(study_file: Path, overrides: tuple[str, ...]) -> str:
+    """The study file and its ``--set`` arguments, quoted for a POSIX shell to retype."""
+    import shlex
+
+    return shlex.join([str(study_file), *(a for o in overrides for a in ("--set", o))])
 
 
 def _check_study_file(path: Path) -> None:

@@ -203,11 +203,12 @@ def plan_table(study: str, rows: Sequence[RunSpec], statuses: dict[str, str]) ->
     """A dry run's plan: each (variant, seed) with its run and what the next run does."""
     label = {"succeeded": "done", "running": "running", "failed": "failed (--retry-failed)",
              "interrupted": "to resume", "lost": "to resume", "queued": "to do"}
-    header = ("variant", "change", "seed", "run", "state")
-    cells = ([r.variant, r.change, str(r.seed), r.hash[:8],
+    header = ("variant", "change", "seed", "epochs", "run", "state")
+    cells = ([r.variant, r.change, str(r.seed), str(r.epochs), r.hash[:8],
               label.get(statuses.get(r.hash) or "queued", statuses.get(r.hash) or "to do")]
              for r in rows)
-    return f"{study}: plan of {len(rows)} runs\n" + text_table(header, cells, right=("seed",))
+    return f"{study}: plan of {len(rows)} runs\n" + text_table(header, cells,
+                                                                 right=("seed", "epochs"))
 
 
 class _StudyETA(ProgressColumn):

@@ -10,6 +10,7 @@ line naming the file and the key.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -22,10 +23,12 @@ from typing import Any, Literal
 from ablate.errors import StudyError
 from zoo.config import (
     RunConfig,
+    apply_overrides,
     build_config,
     check_data_paths,
     config_hash,
     load_yaml,
+    parse_override,
     set_path,
 )
 from zoo.errors import ZooError, did_you_mean
@@ -245,6 +248,11 @@ class Study:
     resolution: int | None = None
     #: The models axis: every variant on each of these models (empty: the base's only).
     models: tuple[str, ...] = ()
+    #: The command line's ``--set KEY=VALUE`` overrides, as typed (applied to the file).
+    overrides: tuple[str, ...] = ()
+    #: The name the file gives, when ``overrides`` left it out and the study's name was
+    #: derived from it (see :func:`overridden_name`); None otherwise.
+    file_name: str | None = None
 
     def plan(self) -> list[PlannedRun]:
         """The baseline and every variant, each on every seed, in a stable order."""
@@ -309,27 +317,45 @@ def _check_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> 
             )
 
 
-def _set_dotted(cfg: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+def _set_dotted(cfg: dict[str, Any], overrides: Mapping[str, Any], where: str = ""
+                ) -> dict[str, Any]:
     """Apply ``set`` overrides: keys may be dotted (``optim.lr``) or nested mappings, which
     merge into what the base has."""
     out = copy.deepcopy(cfg)
     for key, value in overrides.items():
-        set_path(out, str(key), value, merge=True)
+        try:
+            set_path(out, str(key), value, merge=True)
+        except ZooError as exc:
+            raise StudyError(f"{where}: set: {exc}" if where else str(exc)) from None
     return out
 
 
-def load_study(path: str | Path, check_paths: bool = True) -> Study:
-    """Read and validate a study file; every problem is a StudyError naming the file."""
+def overridden_name(name: str, overrides: Sequence[str]) -> str:
+    """The name of a study changed by ``--set`` overrides that leave ``name`` alone:
+    ``NAME-set-`` and 8 hex digits of the overrides (keys and parsed values, in order), so
+    the same command always lands in the same study and never in the file's own, whose
+    stored spec and (variant, seed) links a registration would otherwise replace."""
+    pairs = [list(parse_override(item)) for item in overrides]
+    digest = hashlib.sha256(json.dumps(pairs, sort_keys=True, default=str).encode())
+    return f"{name}-set-{digest.hexdigest()[:8]}"
+
+
+def load_study(path: str | Path, check_paths: bool = True,
+               overrides: Sequence[str] = ()) -> Study:
+    """Read and validate a study file, with ``--set KEY=VALUE`` ``overrides`` applied to
+    its document first (KEY dotted from the top: ``base.epochs``, ``seeds``); every problem
+    is a StudyError naming the file. Overrides that do not set ``name`` give the study the
+    name :func:`overridden_name` derives: a study with overrides is another experiment."""
     path = Path(path)
     try:
-        return _load(path, check_paths)
+        return _load(path, check_paths, tuple(overrides))
     except StudyError as exc:
         raise StudyError(f"{path}: {exc}") from None
     except ZooError as exc:  # config errors from zoo (they name the key)
         raise StudyError(f"{path}: {exc}") from None
 
 
-def _load(path: Path, check_paths: bool) -> Study:
+def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Study:
     try:
         raw = load_yaml(path)
     except ZooError as exc:
@@ -338,11 +364,22 @@ def _load(path: Path, check_paths: bool) -> Study:
         raise StudyError(msg[len(f"{path}: "):] if msg.startswith(f"{path}: ") else msg) from None
     if not isinstance(raw, Mapping):
         raise StudyError("a study must be a mapping with name, base, seeds and variants")
+    if overrides:
+        # Before validation: every check below applies to the overridden document.
+        raw = apply_overrides(raw, overrides)
     _check_keys(raw, STUDY_KEYS, "")
     data = expand_env(raw)
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
         raise StudyError("name: required, letters, digits, '_', '-' and '.' only")
+    file_name = None
+    if overrides and all(parse_override(item)[0] != "name" for item in overrides):
+        file_name, name = name, overridden_name(name, overrides)
+        raw["name"] = name
+    if overrides:
+        # The stored spec (the database's, each run directory's studies.json) says what
+        # the command line changed, besides holding the changed document.
+        raw["overrides"] = list(overrides)
     base = data.get("base")
     if not isinstance(base, Mapping):
         raise StudyError("base: required, a full run config (model, data, optim, ...)")
@@ -408,7 +445,8 @@ def _load(path: Path, check_paths: bool) -> Study:
         name=name, path=path, base=dict(base), launch=launch, seeds=tuple(seeds),
         mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
         raw=dict(raw), margin=None if margin is None else float(margin),
-        resolution=resolution, models=tuple(models),
+        resolution=resolution, models=tuple(models), overrides=overrides,
+        file_name=file_name,
     )
     runs = plan_study(study)  # validates every resolved config
     if check_paths:
@@ -462,7 +500,7 @@ def _model_variant_dicts(study: Study, base: dict[str, Any]
         for on in study_design(list(by_name), study.resolution).on:
             cfg = copy.deepcopy(base)
             for f in on:
-                cfg = _set_dotted(cfg, by_name[f].set)
+                cfg = _set_dotted(cfg, by_name[f].set, f"variant '{f}'")
                 cfg["tricks"] = {**(cfg.get("tricks") or {}), **by_name[f].tricks}
             out.append((factorial_name(on), cfg,
                         " ".join(f"+ {_describe(by_name[f])}" for f in on)))
@@ -472,7 +510,7 @@ def _model_variant_dicts(study: Study, base: dict[str, Any]
         full = base
         for v in study.variants:
             all_tricks.update(v.tricks)
-            full = _set_dotted(full, v.set)
+            full = _set_dotted(full, v.set, f"variant '{v.name}'")
         full = {**full, "tricks": all_tricks}
         out.append((BASELINE, full, "all changes"))
         for v in study.variants:
@@ -480,7 +518,7 @@ def _model_variant_dicts(study: Study, base: dict[str, Any]
             for other in study.variants:
                 if other is v:
                     continue
-                cfg = _set_dotted(cfg, other.set)
+                cfg = _set_dotted(cfg, other.set, f"variant '{other.name}'")
             cfg["tricks"] = {k: p for k, p in all_tricks.items() if k not in v.tricks}
             out.append((v.name, cfg, f"- {_describe(v)}"))
         return out
@@ -488,7 +526,7 @@ def _model_variant_dicts(study: Study, base: dict[str, Any]
     acc = copy.deepcopy(base)
     for v in study.variants:
         start = acc if study.mode == "cumulative" else copy.deepcopy(base)
-        cfg = _set_dotted(start, v.set)
+        cfg = _set_dotted(start, v.set, f"variant '{v.name}'")
         cfg["tricks"] = {**(start.get("tricks") or {}), **v.tricks}
         if study.mode == "cumulative":
             acc = cfg
