@@ -459,6 +459,9 @@ def _load(path: Path, check_paths: bool) -> Study:
     mode = data.get("mode", "add_one")
     if mode not in MODES:
         raise StudyError(f"mode: '{mode}' is not one of {', '.join(MODES)}")
+    if planned is not None and mode == "factorial":
+        raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
+                         "its baseline; not with mode: factorial, give a list")
     variants_raw = data.get("variants") or []
     if not isinstance(variants_raw, list):
         raise StudyError("variants: expected a list of {name, tricks, set}")
@@ -501,9 +504,9 @@ def _load(path: Path, check_paths: bool) -> Study:
     if len(set(models)) != len(models) or len(models) == 1:
         raise StudyError(f"models: {models}; give two or more distinct models (one model is "
                          f"base.model)")
-    if planned is not None and (mode == "factorial" or models):
+    if planned is not None and models:
         raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
-                         "its baseline; not with mode: factorial or models:, give a list")
+                         "its baseline; not with models:, give a list")
     study = Study(
         name=name, path=path, base=dict(base), launch=launch, seeds=seeds, planned=planned,
         mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
