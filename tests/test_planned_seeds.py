@@ -45,6 +45,8 @@ def _load(tmp_path: Path, seeds: Any, **extra: Any) -> Study:
      "not with mode: factorial"),
     ({"pilot": [0, 1, 2], "target_halfwidth": 0.3, "max": 12},
      {"models": ["resnet20", "resnet32"]}, "not with models:"),
+    ({"pilot": [0, 1, 2], "target_halfwidth": 0.3, "max": 12},
+     {"launch": {"nnodes": 2, "rdzv_endpoint": "node0:29500"}}, "launch.nnodes > 1"),
     ("0, 1", {}, "seeds: expected a list of integers or planned seeds"),
 ])
 def test_bad_planned_seeds_are_one_line_naming_the_key(

@@ -504,6 +504,11 @@ def _load(path: Path, check_paths: bool) -> Study:
     if len(set(models)) != len(models) or len(models) == 1:
         raise StudyError(f"models: {models}; give two or more distinct models (one model is "
                          f"base.model)")
+    if planned is not None and launch.backend == "local" and launch.nnodes > 1:
+        # The other nodes' followers walk a fixed plan: a stage 2 that node 0 adds would
+        # wait at the rendezvous for agents that never come.
+        raise StudyError("seeds: planned seeds are not supported with launch.nnodes > 1 "
+                         "on backend: local yet; use backend: slurm or a list of seeds")
     if planned is not None and models:
         raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
                          "its baseline; not with models:, give a list")
