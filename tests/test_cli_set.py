@@ -114,7 +114,7 @@ def test_name_is_derived_unless_set_and_the_spec_records_the_overrides(
     ("base.epochs.x=1", ["base.epochs: is 3 (int)"]),
     ("bogus=1", ["unknown key 'bogus'"]),
     ("base.epoch=1", ["base: unknown key 'epoch'; did you mean 'epochs'?"]),
-    ("seeds=0", ["seeds: expected a list of integers, got 0"]),
+    ("seeds=0", ["seeds: expected a list of integers or planned seeds"]),
     ("base.epochs=many", ["epochs", "'many'"]),
     ("name=a b", ["name: required, letters, digits"]),
 ])

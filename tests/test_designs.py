@@ -135,3 +135,54 @@ def test_models_axis_runs_every_variant_on_each_model_with_a_transfer_verdict(
     assert t["verdict"] == transfer(deltas).verdict
     md = ablate("report", "digits_models", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout
     assert "| trick " in md and "across models" in md
+
+
+def test_planned_seeds_study_trains_stage_two_in_one_run_and_reports_stein_intervals(
+    digits_dir: Path, tmp_path: Path
+) -> None:
+    """The pilot, then each variant's stage 2 fixed from the pilot (Stein), trained by the
+    same ``ablate run``; a rerun trains nothing; the report's interval and p-value equal
+    Stein's computed here with scipy from the database's top-1."""
+    import math
+
+    from scipy import stats
+
+    path = STUDIES / "digits_planned_seeds.yaml"
+    db = tmp_path / "results.db"
+    common = ["--db", f"sqlite:///{db}", "--runs-dir", str(tmp_path / "runs")]
+    env = {"DIGITS": str(digits_dir)}
+    before = ablate("run", str(path), *common, "--dry-run", cwd=tmp_path, env=env).stdout
+    assert "plan of 6 runs" in before and "label smoothing: stage 2: planned after the pilot" \
+        in before and not db.exists()
+    out = ablate("run", str(path), *common, cwd=tmp_path, env=env).stdout
+    top1 = _top1(db, "digits_planned_seeds")
+    d = {s: top1[("label smoothing", s)] - top1[("baseline", s)]
+         for s in range(5) if ("label smoothing", s) in top1}
+    h, cap, t = 0.2, 5, stats.t.ppf(0.975, 2)
+    s0 = float(np.std([d[0], d[1], d[2]], ddof=1))
+    n = min(cap, max(3, math.ceil((t * s0 / h) ** 2)))
+    assert n > 3, "the pilot's sd should ask for stage-2 seeds"
+    assert sorted(d) == list(range(n))  # stage 2: seeds 3.. trained, nothing beyond n
+    assert f"{2 * n} trained, 0 reused, 0 failed" in out and "planned " in out
+    again = ablate("run", str(path), *common, cwd=tmp_path, env=env).stdout
+    assert f"0 trained, {2 * n} reused" in again
+    after = ablate("run", str(path), *common, "--dry-run", cwd=tmp_path, env=env).stdout
+    assert f"label smoothing: stage 2: {n - 3} more" in after and "to do" not in after
+    row = {r["variant"]: r for r in _report(db, "digits_planned_seeds", tmp_path)}[
+        "label smoothing"]
+    mean = float(np.mean([d[s] for s in range(n)]))
+    se = s0 / math.sqrt(n)
+    assert (row["ci_top1_low"], row["ci_top1_high"]) == pytest.approx(
+        (mean - t * se, mean + t * se), abs=1e-9)
+    assert row["p_top1"] == pytest.approx(2 * stats.t.sf(abs(mean) / se, 2), rel=1e-9)
+    assert (row["stage"], row["seeds_planned"], row["target_halfwidth"]) == ("done", n, h)
+    assert row["capped"] == (math.ceil((t * s0 / h) ** 2) > cap)
+    md = ablate("report", "digits_planned_seeds", "--db", f"sqlite:///{db}",
+                cwd=tmp_path).stdout
+    assert "| stage" in md and "target ±" in md and "Stein's two-stage" in md
+    csv = ablate("report", "digits_planned_seeds", "--db", f"sqlite:///{db}", "-f", "csv",
+                 cwd=tmp_path).stdout
+    assert "stage,target_halfwidth,capped" in csv.splitlines()[0]
+    html = ablate("report", "digits_planned_seeds", "--db", f"sqlite:///{db}", "-f", "html",
+                  cwd=tmp_path).stdout
+    assert "target ±" in html and "stage 2" in html

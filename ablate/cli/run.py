@@ -79,14 +79,21 @@ def run(
             from ablate.cli.view import plan_table
 
             statuses: dict[str, str] = {}
+            plans: dict[str, Any] = {v.name: None for v in study.variants}
             if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
                 store = Store(url, create=False)  # a plan reads; it never alters the schema
+                if study.planned is not None:
+                    plans = study.stein_plans(runs_dir, store.succeeded_top1)
+                    rows = study.planned_specs(runs_dir, store.succeeded_top1)
                 statuses = {h: str(s) for h, s in
                             store.run_status(r.hash for r in rows).items()}
                 store.close()
-            typer.echo(plan_table(study.name, rows, statuses))
+            lines = _stage_two_lines(study, plans) if study.planned is not None else []
+            typer.echo(plan_table(study.name, rows, statuses, lines))
             return
         store = Store(url)
+        if study.planned is not None:  # stage 2 as far as the pilot in the database fixes it
+            rows = study.planned_specs(runs_dir, store.succeeded_top1)
         if node_rank > 0:
             _follow(study, store, runs_dir, node_rank, gpus, cpu_threads, retry_failed)
             return
@@ -124,6 +131,28 @@ def run(
                       soft_wrap=True)
     if outcome.failed or outcome.failed_left:
         raise typer.Exit(1)
+
+
+def _stage_two_lines(study: Any, plans: dict[str, Any]) -> list[str]:
+    """A dry run's words on planned seeds: each variant's stage 2, or that it waits for
+    the pilot."""
+    p = study.planned
+    lines = [f"planned seeds: pilot {list(p.pilot)}, then per variant the seeds for a "
+             f"{100 * (1 - p.alpha):g}% interval of half-width <= {p.target_halfwidth:g} "
+             f"top-1 points (Stein's two-stage procedure), at most {p.max} seeds"]
+    for name, plan in plans.items():
+        if plan is None:
+            lines.append(f"  {name}: stage 2: planned after the pilot")
+            continue
+        seeds = p.extra_seeds(plan.extra)
+        which = (f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else
+                 f"seed {seeds[0]}" if seeds else "none needed")
+        lines.append(f"  {name}: stage 2: {plan.extra} more ({which}); n = {plan.n}, pilot "
+                     f"sd of the differences {plan.s0:.3g}, planned half-width "
+                     f"{plan.planned_half_width:.3g}"
+                     + (f" (capped by max {p.max}: the target is not guaranteed)"
+                        if plan.capped else ""))
+    return lines
 
 
 #: Seconds between a browser's reloads of the ``--html`` page while a study trains.

@@ -199,16 +199,19 @@ def jobs_table(study: str, runs: Sequence[RunState]) -> str:
     return f"{study}: scheduler jobs\n" + text_table(header, rows, right=("seed",))
 
 
-def plan_table(study: str, rows: Sequence[RunSpec], statuses: dict[str, str]) -> str:
-    """A dry run's plan: each (variant, seed) with its run and what the next run does."""
+def plan_table(study: str, rows: Sequence[RunSpec], statuses: dict[str, str],
+               stage_two: Sequence[str] = ()) -> str:
+    """A dry run's plan: each (variant, seed) with its run and what the next run does;
+    ``stage_two``: planned seeds' lines, one per variant, under the table."""
     label = {"succeeded": "done", "running": "running", "failed": "failed (--retry-failed)",
              "interrupted": "to resume", "lost": "to resume", "queued": "to do"}
     header = ("variant", "change", "seed", "epochs", "run", "state")
     cells = ([r.variant, r.change, str(r.seed), str(r.epochs), r.hash[:8],
               label.get(statuses.get(r.hash) or "queued", statuses.get(r.hash) or "to do")]
              for r in rows)
-    return f"{study}: plan of {len(rows)} runs\n" + text_table(header, cells,
+    table = f"{study}: plan of {len(rows)} runs\n" + text_table(header, cells,
                                                                  right=("seed", "epochs"))
+    return "\n".join([table, *stage_two])
 
 
 class _StudyETA(ProgressColumn):
@@ -310,7 +313,11 @@ class LiveView:
 
     def __call__(self, event: Event, _source: Any = None) -> None:
         run = event.run
-        if event.kind == "start":
+        if event.kind == "planned":  # planned seeds: the pilot fixed another run to train
+            self.total += 1
+            self.plan[run.hash] = run.epochs
+            self.progress.update(self.task, total=self.total)
+        elif event.kind == "start":
             self.active[run.hash] = (run, self.clock(), 0, None)
             self.most_active = max(self.most_active, len(self.active))
         elif event.kind == "epoch" and run.hash in self.active:
@@ -329,6 +336,7 @@ class LiveView:
             self.done += 1
             self.progress.update(self.task, completed=self.done)
         line = {
+            "planned": f"planned {name}: {escape(event.detail)}",
             "start": f"start   {name}" + (f": {escape(event.detail)}" if event.detail else ""),
             "epoch": f"epoch   {name}: {event.detail}/{run.epochs}",
             "done": f"done    {name}",

@@ -34,13 +34,13 @@ from ablate.inference.paired import (
     t_two_sided,
 )
 from ablate.inference.power import paired_power, seeds_for_power
-from ablate.inference.stein import SteinPlan, stein_interval, stein_plan
+from ablate.inference.stein import SteinPlan, TwoStage, stein_interval, stein_plan, two_stage
 from ablate.inference.transfer import Transfer, Verdict, Welch, transfer, welch_anova
 
 __all__ = [
     "GENERATORS", "LABELS", "Adjusted", "Design", "Effect", "Equivalence", "FactorialFit",
-    "Holm", "InferenceError", "Interval", "Label", "Paired", "SteinPlan", "Transfer",
+    "Holm", "InferenceError", "Interval", "Label", "Paired", "SteinPlan", "Transfer", "TwoStage",
     "Verdict", "Welch", "adjust", "equivalence_test", "estimate_effects", "factorial_design",
     "holm", "label", "paired", "paired_power", "seeds_for_power", "stein_interval",
-    "stein_plan", "t_interval", "t_sf", "t_two_sided", "transfer", "welch_anova",
+    "stein_plan", "t_interval", "t_sf", "t_two_sided", "transfer", "two_stage", "welch_anova",
 ]

@@ -31,7 +31,6 @@ from ablate.inference.paired import (
     Interval,
     Paired,
     check_alpha,
-    t_interval,
     t_quantile,
 )
 
@@ -82,14 +81,39 @@ def stein_plan(pilot: Paired, half_width: float, alpha: float = 0.05,
     return SteinPlan(pilot.n, pilot.sd, half_width, alpha, n, n < need)
 
 
+@dataclass(frozen=True)
+class TwoStage(Paired):
+    """A planned variant's ``n`` differences (pilot first) summarised as the tests of
+    :mod:`.equivalence` and :mod:`.multiplicity` read a :class:`Paired`: mean ``d̄_n``,
+    standard error ``s0 / √n`` on the pilot's ``n0 - 1`` degrees of freedom, the exact
+    pivot of the module docstring. Its interval is Stein's, its p-values (difference,
+    TOST) are exact tests by the same pivot, so Holm's adjustment over them stays valid.
+    ``sd`` is the sd of all ``n`` differences (for display; the tests do not read it)."""
+
+    plan: SteinPlan
+
+    @property
+    def df(self) -> int:
+        return self.plan.n0 - 1
+
+    @property
+    def se(self) -> float:
+        return self.plan.s0 / math.sqrt(self.n)
+
+
+def two_stage(plan: SteinPlan, differences: ArrayLike) -> TwoStage:
+    """The :class:`TwoStage` summary of every paired difference of the variant, pilot
+    first (at least the pilot's ``n0``; normally exactly ``plan.n``)."""
+    d = np.asarray(differences, dtype=float)
+    if d.ndim != 1 or not np.isfinite(d).all() or d.size < plan.n0:
+        raise InferenceError(f"differences: need a flat sequence of at least the pilot's "
+                             f"{plan.n0} finite values (pilot first), got {d.size}")
+    return TwoStage(int(d.size), float(d.mean()), float(d.std(ddof=1)), plan)
+
+
 def stein_interval(plan: SteinPlan, differences: ArrayLike) -> Interval:
     """Stein's interval from every paired difference of the variant, pilot first (at least
     the pilot's ``n0``; normally exactly ``plan.n``). Seeds lost to failures leave it valid
     as long as the loss does not depend on their values; its half-width then exceeds the
     planned one."""
-    d = np.asarray(differences, dtype=float)
-    if d.ndim != 1 or not np.isfinite(d).all() or d.size < plan.n0:
-        raise InferenceError(f"differences: need a flat sequence of at least the pilot's "
-                             f"{plan.n0} finite values (pilot first), got {d.size}")
-    return t_interval(float(d.mean()), plan.s0 / math.sqrt(d.size), plan.n0 - 1,
-                      1 - plan.alpha)
+    return two_stage(plan, differences).interval(1 - plan.alpha)

@@ -50,7 +50,7 @@ MAX_BACKOFF_S = 10.0
 class Event:
     """What happened to a run, as the live view learns it (it reads nothing else)."""
 
-    kind: str  # start | epoch | done | failed | interrupted
+    kind: str  # start | epoch | done | failed | interrupted | planned (stage 2 of seeds)
     run: RunSpec
     detail: str = ""
     #: With ``epoch``: the epoch's numbers as the run wrote them.
@@ -109,6 +109,8 @@ class Orchestrator:
         self.failures: dict[str, int] = {}
         self.outcome = Outcome()
         self.rows = tuple(specs) if specs is not None else study.run_specs(runs_dir)
+        #: Planned seeds: a run succeeded since the stage 2 was last planned.
+        self._replan = study.planned is not None
         lc = study.launch
         if max_parallel is None:
             max_parallel = default_max_parallel(study, gpus, len({r.hash for r in self.rows}))
@@ -149,6 +151,9 @@ class Orchestrator:
         """Train everything left to train; raises Interrupted on SIGINT/SIGTERM and
         :class:`OrchestratorFault` when its own loop fails (after stopping its trainers)."""
         outcome = self.outcome = Outcome()
+        if self.study.planned is not None:  # stage 2 as far as the database's pilot fixes it
+            self.rows = self.study.planned_specs(self.runs_dir, self.store.succeeded_top1)
+            self._replan = False
         self.store.register_study(self.study.name, str(self.study.path), self.study.mode,
                                   self.study.raw, self.rows)
         for spec in self.rows:  # what a rebuild of the database reads back
@@ -193,6 +198,8 @@ class Orchestrator:
                 raise Interrupted(signal.Signals(self._stop_signal).name)
             try:
                 self._reap(outcome)
+                if self._replan:
+                    self._plan_stage_two()
                 self._fill()
                 now = time.monotonic()
                 if now - last_beat >= HEARTBEAT_S:
@@ -214,6 +221,25 @@ class Orchestrator:
                 launch.wait(self.active.values(), min(MAX_BACKOFF_S, POLL_S * 2 ** busy))
                 continue
             launch.wait(self.active.values(), POLL_S)  # wakes when a run ends
+
+    def _plan_stage_two(self) -> None:
+        """Planned seeds: add the stage-2 runs that the pilot results now fix (a variant's
+        once its pilot and the baseline's are in), so this invocation trains them too. The
+        plan is a function of the pilot's stored results alone: a rerun adds the same."""
+        rows = self.study.planned_specs(self.runs_dir, self.store.succeeded_top1)
+        known = {r.hash for r in self.rows}
+        new = [r for r in rows if r.hash not in known]
+        if not new:
+            self._replan = False
+            return
+        self.store.register_study(self.study.name, str(self.study.path), self.study.mode,
+                                  self.study.raw, rows)
+        self.rows = rows
+        self._replan = False  # only now: a busy database above tries the whole step again
+        for spec in new:
+            record_membership(spec, self.study.name, str(self.study.path), self.study.mode,
+                              self.study.raw)
+            self.on_event(Event("planned", spec, "stage 2"), self)
 
     def _retrying(self, outcome: Outcome, op: Callable[[], T]) -> T:
         """``op()``, tried again with backoff while the database is busy."""
@@ -287,6 +313,7 @@ class Orchestrator:
             self.store.ingest(h, run_dir)
             self.store.finish(h, self.owner, Status.succeeded)
             self.outcome.reused += 1
+            self._replan = self.study.planned is not None
             return
         try:
             job = self.launcher.start(row, devices)
@@ -358,6 +385,7 @@ class Orchestrator:
             del self.active[h]
             self.pool.give(job.devices)
             if succeeded:
+                self._replan = self.study.planned is not None
                 outcome.succeeded += 1
                 outcome.trained.append(h)
                 self.on_event(Event("done", job.run), self)

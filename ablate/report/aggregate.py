@@ -19,7 +19,15 @@ from ablate.report.load import (
     _env_value,
     load_studies,
 )
-from ablate.report.stats import check_margin, decide, paired_delta, rule, seeds_for_power
+from ablate.report.stats import (
+    ALPHA,
+    PairedDelta,
+    check_margin,
+    decide,
+    paired_delta,
+    rule,
+    seeds_for_power,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,8 +43,13 @@ COLUMNS = (
     "delta_top5", "ci_top5", "verdict", "label", "label_holm", "p_top1", "p_top1_holm",
     "p_tost", "p_tost_holm", "margin", "adjusted", "rule", "seeds_for_power",
     "device_hours", "device_hours_per_run", "delta_params_m", "delta_macs_g",
-    "delta_device_hours", "kind", "aliases", "notes", "study_notes",
+    "delta_device_hours", "kind", "aliases", "stage", "target_halfwidth", "capped",
+    "notes", "study_notes",
 )
+
+#: ``stage`` of a planned-seeds study's row (None in other studies): the pilot is not
+#: complete (no stage 2 yet), stage-2 seeds are still missing, or every planned seed is in.
+STAGES = ("pilot", "stage 2", "done")
 
 #: ``kind`` of a row: a variant's runs, a factorial study's main effect / interaction, or
 #: a trick across a study's models (its verdict: transfers / model-specific / undecided).
@@ -300,6 +313,7 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
         raise AblateError(f"study '{rec.name}': no baseline (variant 0) in the database; "
                           f"run 'ablate run' on its study file again")
     margin = study_margin(rec, margin)
+    planned = _planned(rec)
     layout = _layout(by_variant)
     base_runs = by_variant[0]
     base_ok = [r for r in base_runs if r.succeeded]
@@ -324,11 +338,15 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
         notes += _internal_notes(ok)
         d1 = d5 = None
         diff: dict[str, tuple[Any, Any]] | None = None
+        stage: dict[str, Any] = {"stage": None, "target_halfwidth": None, "capped": None,
+                                 "seeds_planned": len(runs)}
         if index == 0:
             verdict = "baseline"
         else:
             d1 = paired_delta(base_top1, top1)
             d5 = paired_delta(base_top5, top5)
+            if planned is not None:
+                d1 = _two_stage(planned, base_top1, top1, d1, stage, notes)
             verdict = "no pairs" if d1 is None else "n=1" if d1.n < 2 else ""
             notes += _pair_notes(base_ok, ok)
             declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
@@ -364,7 +382,6 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
             "tricks": tricks,
             "degree": "-" if index == 0 else _degree(base_cfg, cfg, flat_base, flat_cfg, diff),
             "seeds": len(top1),
-            "seeds_planned": len(runs),
             "top1": _mean(top1.values()),
             "top5": _mean(top5.values()),
             "top1_sd": _sd(top1.values()),
@@ -384,10 +401,13 @@ def study_rows(rec: StudyRecord, margin: float | None = None,
             "device_hours_per_run": _mean(hours),
             "kind": "variant",
             "aliases": None,
+            **stage,
             "notes": NOTE_SEP.join(notes),
             "study_notes": study_notes,
         })
-    _decide(rows, deltas, margin, holm)
+    if planned is not None:
+        _baseline_stage(rows, planned)
+    _decide(rows, deltas, margin, holm, two_stage=planned is not None)
     _costs(rows)
     if rec.mode == "factorial":
         from ablate.inference import InferenceError
@@ -512,12 +532,14 @@ def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
 
 
 def _decide(rows: list[dict[str, Any]], deltas: Sequence[Any], margin: float | None,
-            holm: bool) -> None:
+            holm: bool, two_stage: bool = False) -> None:
     """Each tested variant's label (unadjusted and Holm's) and p-values, the decision the
-    report acts on as its ``verdict``, and the rule in words, into ``rows``."""
+    report acts on as its ``verdict``, and the rule in words, into ``rows``. Planned
+    seeds (``two_stage``): the deltas carry Stein's summaries, whose p-values are exact
+    tests, so Holm's adjustment over them is as valid as over paired t-tests."""
     decisions = decide(deltas, margin, holm=holm)
     family = sum(d is not None for d in decisions)
-    text = rule(margin, family, holm)
+    text = rule(margin, family, holm, two_stage=two_stage)
     for row, d in zip(rows, decisions, strict=True):
         row.update(margin=margin, adjusted=holm and family > 1, rule=text, label=None,
                    label_holm=None, p_top1=None, p_top1_holm=None, p_tost=None,
@@ -529,6 +551,64 @@ def _decide(rows: list[dict[str, Any]], deltas: Sequence[Any], margin: float | N
         if d.adjusted is not None:
             row.update(label_holm=d.adjusted.label, p_top1_holm=d.adjusted.p_diff,
                        p_tost_holm=d.adjusted.p_tost)
+
+
+def _planned(rec: StudyRecord) -> Any:
+    """The study's planned seeds (:class:`ablate.study.spec.PlannedSeeds`), or None for a
+    plain list of seeds (or a study file the current code cannot read as planned)."""
+    value = rec.spec.get("seeds")
+    if not isinstance(value, Mapping) or rec.mode == "factorial" or rec.spec.get("models"):
+        return None
+    from ablate.errors import StudyError
+    from ablate.study.spec import parse_seeds
+
+    try:
+        return parse_seeds(value)[1]
+    except StudyError:
+        return None
+
+
+def _two_stage(planned: Any, base: Mapping[int, float], top1: Mapping[int, float],
+               plain: PairedDelta | None, stage: dict[str, Any], notes: list[str]
+               ) -> PairedDelta | None:
+    """A planned-seeds variant's delta: Stein's two-stage interval over its pilot and
+    stage-2 seeds once its pilot is complete (else the plain paired one), with its stage
+    and planned seeds into ``stage`` and what to know into ``notes``."""
+    from ablate.inference import two_stage
+
+    h = planned.target_halfwidth
+    stage["target_halfwidth"] = h
+    plan = planned.stein(base, top1)
+    if plan is None:
+        stage["stage"] = "pilot"
+        notes.append(f"pilot not complete: no stage 2 planned yet, the interval is the "
+                     f"plain paired t of the {0 if plain is None else plain.n} seed(s) in")
+        return plain
+    seeds = (*planned.pilot, *planned.extra_seeds(plan.extra))
+    diffs = [top1[s] - base[s] for s in seeds if s in top1 and s in base]
+    summary = two_stage(plan, diffs)
+    interval = summary.interval(1 - ALPHA)
+    stage.update(stage="done" if len(diffs) >= plan.n else "stage 2",
+                 capped=plan.capped, seeds_planned=plan.n)
+    notes.append(f"planned seeds: pilot sd of the differences {plan.s0:.3g} fixed n = "
+                 f"{plan.n} ({plan.extra} after the pilot) for a half-width <= {h:g}; "
+                 f"two-stage interval from {len(diffs)} paired seeds")
+    if plan.capped:
+        notes.append(f"max: {planned.max} capped the seeds below Stein's n: the half-width "
+                     f"target {h:g} is not guaranteed (planned {plan.planned_half_width:.3g}; "
+                     f"the coverage still is)")
+    if len(diffs) < plan.n:
+        notes.append(f"{plan.n - len(diffs)} planned seed(s) not paired yet: the interval is "
+                     f"valid but wider than planned until they are in")
+    return PairedDelta(summary.n, summary.mean, summary.sd, interval.half_width,
+                       tuple(diffs), summary)
+
+
+def _baseline_stage(rows: list[dict[str, Any]], planned: Any) -> None:
+    """The baseline row of a planned-seeds study: the least advanced variant's stage."""
+    stages = [r["stage"] for r in rows[1:] if r["stage"] is not None]
+    rows[0].update(target_halfwidth=planned.target_halfwidth,
+                   stage=min(stages, key=STAGES.index) if stages else "pilot")
 
 
 def _costs(rows: list[dict[str, Any]]) -> None:

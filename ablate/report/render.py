@@ -122,9 +122,12 @@ def _int(value: Any) -> str:
 ABLATION_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks", "degree",
                    "top1/top5", "improve", "95% CI", "decision", "seeds",
                    "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run")
+#: Planned seeds: the columns a planned-seeds study's table adds (its stage, the target).
+PLANNED_HEADER = ("stage", "target ±")
 MODELS_HEADER = ("model", "epochs", "dtype", "batch size", "gpus", "lr", "tricks",
                  "params (M) / MACs (G)", "top1/top5", "seeds")
 _RIGHT = {"epochs", "batch size", "gpus", "lr", "top1/top5", "improve", "95% CI", "seeds",
+          "target ±",
           "params (M) / MACs (G)", "Δ params / MACs", "Δ device-h/run"}
 
 
@@ -147,6 +150,8 @@ def _display_cells(records: Sequence[Mapping[str, Any]],
     the frame as records."""
     layout = records[0]["layout"]
     header = MODELS_HEADER if layout == "models" else ABLATION_HEADER
+    if any(r.get("stage") is not None for r in records):
+        header = (*header, *PLANNED_HEADER)
     rows = []
     for row in records:
         lr = _num(row["lr"])
@@ -167,6 +172,9 @@ def _display_cells(records: Sequence[Mapping[str, Any]],
             "Δ device-h/run": _delta_hours(row),
             "seeds": _seeds(row),
             "params (M) / MACs (G)": _cost(row),
+            "stage": str(row.get("stage") or "-"),
+            "target ±": "-" if _num(row.get("target_halfwidth")) is None else
+                        f"{_num(row.get('target_halfwidth')):g}",
         }
         rows.append([cells[h] for h in header])
     return header, rows
@@ -199,9 +207,18 @@ def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         else:
             notes.append(f"Noise floor: unknown with {n} baseline seed(s); run at least two "
                          f"seeds to tell signal from noise.")
-        notes.append("improve: top-1 change against the baseline, the mean of the paired "
-                     "per-seed differences, with its 95% CI (paired t, unadjusted); bold: "
-                     "the decision is better.")
+        if base.get("stage") is None:
+            notes.append("improve: top-1 change against the baseline, the mean of the "
+                         "paired per-seed differences, with its 95% CI (paired t, "
+                         "unadjusted); bold: the decision is better.")
+        else:
+            notes.append("improve: top-1 change against the baseline, the mean of the "
+                         "paired per-seed differences, with its 95% CI (Stein's two-stage "
+                         "interval, unadjusted); bold: the decision is better. Planned "
+                         "seeds: each variant's seeds after the pilot were fixed from the "
+                         "pilot's sd alone, for a CI no wider than ±target (seeds: "
+                         "done/planned); stage: pilot (stage 2 not planned yet), stage 2 "
+                         "(planned seeds missing), done.")
         if base.get("rule"):
             notes.append(f"{str(base['rule'])[0].upper()}{str(base['rule'])[1:]}.")
         notes.append("Δ params / MACs: change of the model's parameters (M) and MACs (G); "

@@ -53,6 +53,9 @@ class PairedDelta:
     half_width: float | None
     #: The per-seed differences, in seed order (what a two-stage interval reads).
     differences: tuple[float, ...] = ()
+    #: Planned seeds: Stein's two-stage summary the interval and the tests read instead
+    #: of the plain paired t (:class:`ablate.inference.TwoStage`).
+    two_stage: Paired | None = None
 
     @property
     def low(self) -> float | None:
@@ -65,6 +68,8 @@ class PairedDelta:
     @property
     def paired(self) -> Paired | None:
         """The summary :mod:`ablate.inference` tests (None with a single pair)."""
+        if self.two_stage is not None:
+            return self.two_stage
         return None if self.sd is None else Paired(self.n, self.mean, self.sd)
 
 
@@ -110,18 +115,26 @@ def decide(deltas: Sequence[PairedDelta | None], margin: float | None = None,
     return [None if t is None else Decision(t, next(adjusted)) for t in tests]
 
 
-def rule(margin: float | None, family: int, holm: bool, alpha: float = ALPHA) -> str:
-    """The decision rule in one sentence, for the notes under a table."""
+def rule(margin: float | None, family: int, holm: bool, alpha: float = ALPHA,
+         two_stage: bool = False) -> str:
+    """The decision rule in one sentence, for the notes under a table; ``two_stage``:
+    the intervals and tests are Stein's (planned seeds)."""
     pct = f"{100 * (1 - alpha):g}%"
     tost = f"{100 * (1 - 2 * alpha):g}%"
+    test = "Stein's two-stage t-test" if two_stage else "paired t-test"
     if margin is not None:
         text = (f"decision: equivalent when the {tost} CI lies inside ±{margin:g} top-1 "
                 f"points (TOST, alpha = {alpha:g}), else better/worse when the {pct} CI "
-                f"excludes zero (paired t-test), else undecided")
+                f"excludes zero ({test}), else undecided")
     else:
-        text = (f"decision: better/worse when the {pct} CI excludes zero (paired t-test, "
+        text = (f"decision: better/worse when the {pct} CI excludes zero ({test}, "
                 f"alpha = {alpha:g}), else undecided; no equivalence margin declared "
                 f"('margin:' in the study or --margin), so nothing is called equivalent")
+    if two_stage:
+        text += (" (planned seeds: every CI and test uses d̄ over all of a variant's "
+                 "paired seeds with the pilot's sd, on the pilot's n0 - 1 degrees of "
+                 "freedom, an exact pivot (Stein 1945); a variant whose pilot is not "
+                 "complete yet gets the plain paired t)")
     if holm and family > 1:
         text += (f"; Holm-adjusted across the study's {family} variants (family-wise "
                  f"alpha = {alpha:g}), the unadjusted label in parentheses where it differs")

@@ -639,6 +639,16 @@ class Store:
             return dict(s.execute(select(RunRow.hash, RunRow.status)
                                   .where(RunRow.hash.in_(list(hashes)))).all())  # type: ignore[arg-type]
 
+    def succeeded_top1(self, hashes: Iterable[str]) -> dict[str, float]:
+        """Final top-1 of those of the runs that succeeded (what planned seeds read)."""
+        with self.session() as s:
+            return dict(s.execute(  # type: ignore[arg-type]
+                select(ResultRow.run_hash, ResultRow.top1)
+                .join(RunRow, RunRow.hash == ResultRow.run_hash)
+                .where(ResultRow.run_hash.in_(list(hashes)),
+                       RunRow.status == Status.succeeded,
+                       ResultRow.top1.is_not(None))).all())
+
     def find_run(self, prefix: str) -> dict[str, Any]:
         with self.session() as s:
             # autoescape: '_' and '%' in the id are characters, not LIKE's wildcards.

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from pathlib import Path
@@ -231,6 +231,79 @@ class RunSpec:
     model: str
 
 
+#: Keys of the planned-seeds form of ``seeds:``.
+PLANNED_KEYS = ("pilot", "target_halfwidth", "max")
+
+
+@dataclass(frozen=True)
+class PlannedSeeds:
+    """``seeds: {pilot: [0, 1, 2], target_halfwidth: 0.3, max: 12}``: Stein's two-stage
+    procedure (:mod:`ablate.inference.stein`). Every variant and the baseline train the
+    pilot seeds; from the pilot's paired differences alone each variant's total ``n`` is
+    fixed so its 95% interval has half-width at most ``target_halfwidth`` top-1 points
+    (unless ``max`` caps it); its extra seeds continue after the pilot's largest."""
+
+    pilot: tuple[int, ...]
+    target_halfwidth: float
+    max: int
+    #: The level of the planned interval: the report's (``ablate.report.stats.ALPHA``).
+    alpha: float = 0.05
+
+    def extra_seeds(self, extra: int) -> tuple[int, ...]:
+        """The seeds of a stage 2 of ``extra`` runs: the next integers after the pilot."""
+        start = max(self.pilot) + 1
+        return tuple(range(start, start + extra))
+
+    def stein(self, base: Mapping[int, float], variant: Mapping[int, float]) -> Any:
+        """The variant's :class:`~ablate.inference.SteinPlan` from the top-1 of the pilot
+        seeds (per seed, baseline and variant); None until every pilot seed of both is in.
+        A function of the pilot alone: any later run, and any rerun, plans the same."""
+        from ablate.inference import paired, stein_plan
+
+        if any(s not in base or s not in variant for s in self.pilot):
+            return None
+        return stein_plan(paired([variant[s] - base[s] for s in self.pilot]),
+                          self.target_halfwidth, self.alpha, max_n=self.max)
+
+
+def parse_seeds(value: Any) -> tuple[tuple[int, ...], PlannedSeeds | None]:
+    """``seeds:`` as (the seeds every run starts with, the planned-seeds form or None): a
+    list of integers, or ``{pilot: [...], target_halfwidth: H, max: N}``."""
+    planned = None
+    if isinstance(value, Mapping):
+        _check_keys(value, PLANNED_KEYS, "seeds")
+        missing = [k for k in PLANNED_KEYS if k not in value]
+        if missing:
+            raise StudyError(f"seeds.{missing[0]}: required in planned seeds, e.g. seeds: "
+                             f"{{pilot: [0, 1, 2], target_halfwidth: 0.3, max: 12}}")
+        pilot, h, cap = value["pilot"], value["target_halfwidth"], value["max"]
+        if not isinstance(pilot, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in pilot):
+            raise StudyError(f"seeds.pilot: expected a list of integers, got {pilot!r}, "
+                             f"e.g. pilot: [0, 1, 2]")
+        if len(set(pilot)) < 2:
+            raise StudyError(f"seeds.pilot: {pilot} has fewer than 2 distinct seeds; the "
+                             f"pilot's sd needs at least 2 (3 or more advised)")
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not 0 < h < float("inf"):
+            raise StudyError(f"seeds.target_halfwidth: {h!r}; give a positive number of "
+                             f"top-1 points, e.g. target_halfwidth: 0.3")
+        if isinstance(cap, bool) or not isinstance(cap, int) or cap < len(pilot):
+            raise StudyError(f"seeds.max: {cap!r}; give an integer cap on the seeds of a "
+                             f"variant, at least the pilot's {len(pilot)}")
+        planned = PlannedSeeds(tuple(pilot), float(h), cap)
+        value = pilot
+    if not isinstance(value, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in value
+    ):
+        raise StudyError(f"seeds: expected a list of integers or planned seeds {{pilot: "
+                         f"[0, 1, 2], target_halfwidth: 0.3, max: 12}}, got {value!r}")
+    if not value:
+        raise StudyError("seeds: empty; give at least one seed, e.g. seeds: [0, 1, 2]")
+    if len(set(value)) != len(value):
+        raise StudyError(f"seeds{'.pilot' if planned else ''}: duplicates in {value}")
+    return tuple(value), planned
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
@@ -253,21 +326,53 @@ class Study:
     #: The name the file gives, when ``overrides`` left it out and the study's name was
     #: derived from it (see :func:`overridden_name`); None otherwise.
     file_name: str | None = None
+    #: ``seeds:`` in the planned form (``seeds`` is then its pilot); None: a plain list.
+    planned: PlannedSeeds | None = None
 
-    def plan(self) -> list[PlannedRun]:
-        """The baseline and every variant, each on every seed, in a stable order."""
-        return plan_study(self)
+    def plan(self, extra: Mapping[str, int] | None = None) -> list[PlannedRun]:
+        """The baseline and every variant, each on every seed, in a stable order; with
+        planned seeds, ``extra`` gives a variant's stage-2 seeds (see :meth:`stage_two`)."""
+        return plan_study(self, extra)
 
-    def run_specs(self, runs_dir: Path) -> tuple[RunSpec, ...]:
+    def stein_plans(self, runs_dir: Path,
+                    top1_of: Callable[[Iterable[str]], Mapping[str, float]]
+                    ) -> dict[str, Any]:
+        """Planned seeds: each variant's :class:`~ablate.inference.SteinPlan`, or None
+        while its pilot (or the baseline's) is not complete; ``top1_of(hashes)``: the top-1
+        of those runs that succeeded (the database's). Empty for a plain list of seeds."""
+        if self.planned is None:
+            return {}
+        rows = self.run_specs(runs_dir)
+        top1 = top1_of(r.hash for r in rows)
+        by_variant: dict[str, dict[int, float]] = {}
+        for r in rows:
+            if r.hash in top1:
+                by_variant.setdefault(r.variant, {})[r.seed] = top1[r.hash]
+        base = by_variant.get(BASELINE, {})
+        return {v.name: self.planned.stein(base, by_variant.get(v.name, {}))
+                for v in self.variants}
+
+    def planned_specs(self, runs_dir: Path,
+                      top1_of: Callable[[Iterable[str]], Mapping[str, float]]
+                      ) -> tuple[RunSpec, ...]:
+        """:meth:`run_specs` with each variant's stage 2 as far as the pilot's results fix
+        it (:meth:`stein_plans`)."""
+        extra = {v: p.extra for v, p in self.stein_plans(runs_dir, top1_of).items()
+                 if p is not None}
+        return self.run_specs(runs_dir, extra)
+
+    def run_specs(self, runs_dir: Path, extra: Mapping[str, int] | None = None
+                  ) -> tuple[RunSpec, ...]:
         """The plan placed under ``runs_dir`` (one directory per config hash): made once
-        and passed, frozen, to the orchestrator, launchers, store and view."""
+        and passed, frozen, to the orchestrator, launchers, store and view; ``extra``: the
+        stage-2 seeds of planned seeds (:meth:`stage_two`)."""
         lc = self.launch
         return tuple(RunSpec(
             variant=r.variant, variant_index=r.variant_index, change=r.change, seed=r.seed,
             hash=r.hash, config=r.config.to_dict(),
             run_dir=str((Path(runs_dir) / r.hash).resolve()), nproc=lc.world_size,
             nproc_per_node=lc.nproc_per_node, nnodes=lc.nnodes, epochs=r.config.epochs,
-            model=r.model) for r in self.plan())
+            model=r.model) for r in self.plan(extra))
 
 
 # --------------------------------------------------------------------------- env vars
@@ -387,18 +492,13 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
     if not isinstance(launch_raw, Mapping):
         raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
     launch = parse_launch(launch_raw)
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in seeds
-    ):
-        raise StudyError(f"seeds: expected a list of integers, got {seeds!r}")
-    if not seeds:
-        raise StudyError("seeds: empty; give at least one seed, e.g. seeds: [0, 1, 2]")
-    if len(set(seeds)) != len(seeds):
-        raise StudyError(f"seeds: duplicates in {seeds}")
+    seeds, planned = parse_seeds(data.get("seeds", [0]))
     mode = data.get("mode", "add_one")
     if mode not in MODES:
         raise StudyError(f"mode: '{mode}' is not one of {', '.join(MODES)}")
+    if planned is not None and mode == "factorial":
+        raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
+                         "its baseline; not with mode: factorial, give a list")
     variants_raw = data.get("variants") or []
     if not isinstance(variants_raw, list):
         raise StudyError("variants: expected a list of {name, tricks, set}")
@@ -441,8 +541,16 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
     if len(set(models)) != len(models) or len(models) == 1:
         raise StudyError(f"models: {models}; give two or more distinct models (one model is "
                          f"base.model)")
+    if planned is not None and launch.backend == "local" and launch.nnodes > 1:
+        # The other nodes' followers walk a fixed plan: a stage 2 that node 0 adds would
+        # wait at the rendezvous for agents that never come.
+        raise StudyError("seeds: planned seeds are not supported with launch.nnodes > 1 "
+                         "on backend: local yet; use backend: slurm or a list of seeds")
+    if planned is not None and models:
+        raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
+                         "its baseline; not with models:, give a list")
     study = Study(
-        name=name, path=path, base=dict(base), launch=launch, seeds=tuple(seeds),
+        name=name, path=path, base=dict(base), launch=launch, seeds=seeds, planned=planned,
         mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
         raw=dict(raw), margin=None if margin is None else float(margin),
         resolution=resolution, models=tuple(models), overrides=overrides,
@@ -541,11 +649,15 @@ def _describe(v: Variant) -> str:
     return ", ".join(parts)
 
 
-def plan_study(study: Study) -> list[PlannedRun]:
+def plan_study(study: Study, extra: Mapping[str, int] | None = None) -> list[PlannedRun]:
+    extra = extra or {}
     runs: list[PlannedRun] = []
     for index, (vname, cfg_dict, change) in enumerate(_variant_dicts(study)):
         where = "base" if index == 0 else f"variant '{vname}'"
-        for seed in study.seeds:
+        # Planned seeds: the baseline pairs with every variant, so it needs the most.
+        more = max(extra.values(), default=0) if index == 0 else extra.get(vname, 0)
+        seeds = study.seeds + (study.planned.extra_seeds(more) if study.planned else ())
+        for seed in seeds:
             try:
                 cfg = build_config({**cfg_dict, "seed": seed})
             except ZooError as exc:
