@@ -79,7 +79,11 @@ def test_factorial_study_plans_its_fraction_and_reports_effects_like_statsmodels
     assert "| effect " in md and "aliased with" in md and "I = ABCD" in md
     html = ablate("report", "digits_factorial", "--db", f"sqlite:///{db}", "-f", "html",
                   cwd=tmp_path).stdout
-    assert html.count("<table") == 2
+    # The page carries every effect row, its interval and what it is aliased with.
+    for name, r in effects.items():
+        assert f">{name}<" in html or f"{name}</" in html, name
+        assert f"{r['ci_top1_low']:+.2f}" in html
+    assert "I = ABCD" in html
 
 
 def test_equivalence_study_labels_by_its_margin_like_statsmodels_tost(
@@ -114,7 +118,7 @@ def test_equivalence_study_labels_by_its_margin_like_statsmodels_tost(
 def test_models_axis_runs_every_variant_on_each_model_with_a_transfer_verdict(
     digits_dir: Path, tmp_path: Path
 ) -> None:
-    from ablate.inference import Paired, transfer
+    from ablate.inference import InferenceError, Paired, transfer
 
     db = _run(STUDIES / "digits_models.yaml", digits_dir, tmp_path)
     report = _report(db, "digits_models", tmp_path)
@@ -132,7 +136,12 @@ def test_models_axis_runs_every_variant_on_each_model_with_a_transfer_verdict(
         deltas[m] = Paired(2, float(d.mean()), float(d.std(ddof=1)))
     (t,) = [r for r in report if r["kind"] == "transfer"]
     assert t["variant"] == "label smoothing"
-    assert t["verdict"] == transfer(deltas).verdict
+    try:
+        want = transfer(deltas).verdict
+    except InferenceError as exc:  # e.g. a model whose paired differences do not vary
+        assert t["verdict"] == "undecided" and t["notes"] == f"no verdict: {exc}"
+    else:
+        assert t["verdict"] == want
     md = ablate("report", "digits_models", "--db", f"sqlite:///{db}", cwd=tmp_path).stdout
     assert "| trick " in md and "across models" in md
 

@@ -148,9 +148,21 @@ def test_a_live_trainer_is_waited_for_and_ingested_not_trained_again(
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     metrics = config.parent / "metrics.jsonl"
     poll(lambda: metrics.exists() and metrics.read_text().strip(), "the orphan's first epoch")
-    proc = subprocess.run(run_args(study, db, runs), cwd=tmp_path, env=ENV,
-                          capture_output=True, text=True, timeout=LIMIT_S)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # Stopped, it keeps its lock but cannot finish before the orchestrator reaches its run
+    # (on a loaded machine it otherwise could, and would be ingested as finished instead).
+    orphan.send_signal(signal.SIGSTOP)
+    out = tmp_path / "run.out"
+    with out.open("w") as sink:
+        orch = subprocess.Popen(run_args(study, db, runs), cwd=tmp_path,
+                                env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=sink,
+                                stderr=subprocess.STDOUT, text=True)
+        try:
+            poll(lambda: "waiting for the trainer already on it" in out.read_text(),
+                 "the orchestrator to wait for the orphan")
+        finally:
+            orphan.send_signal(signal.SIGCONT)
+        assert orch.wait(timeout=LIMIT_S) == 0, out.read_text()
+    proc = subprocess.CompletedProcess(orch.args, 0, out.read_text(), "")
     assert orphan.wait(timeout=LIMIT_S) == 0
     assert db_rows(db, "select status, count(*) from run group by status") == [("succeeded", 2)]
     assert not (config.parent / "launch.log").exists()  # the orchestrator launched nothing

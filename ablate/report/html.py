@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ablate.report.aggregate import config_diff
 from ablate.report.load import StudyRecord, curves_frame, load_studies
-from ablate.report.render import display_table, study_notes
+from ablate.report.render import display_table, effect_notes, study_notes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,6 +148,8 @@ def _improvement_table(rows: pd.DataFrame, record: StudyRecord) -> str:
     """The readable table, one ``<tr>`` per variant: cells as the markdown report shows
     them, a data-sort with the unrounded number where the column has one, and a last
     cell with the row's details."""
+    import pandas as pd
+
     cells = display_table(rows, bold=lambda x: f"<strong>{x}</strong>", escape=html.escape)
     header = "".join(f"<th>{html.escape(str(c))}</th>" for c in cells.columns)
     body = []
@@ -159,7 +161,7 @@ def _improvement_table(rows: pd.DataFrame, record: StudyRecord) -> str:
                 tds.append(f"<td>{text}</td>")
                 continue
             value = row[key]
-            sort = "" if value is None or value != value else repr(float(value))
+            sort = "" if pd.isna(value) else repr(float(value))  # None, NaN or pandas' NA
             tds.append(f'<td class="num" data-sort="{sort}">{text}</td>')
         tds.append(f"<td>{_row_details(record, int(row['variant_index']))}</td>")
         body.append(f'<tr data-variant="{html.escape(str(row["variant"]), quote=True)}">'
@@ -183,7 +185,9 @@ def study_section(frame: pd.DataFrame, curves: pd.DataFrame, record: StudyRecord
     """One study's part of the page."""
     rows = frame[frame["study"] == record.name]
     name = html.escape(record.name)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in study_notes(rows))
+    effects = rows["kind"] == "effect"
+    notes = "".join(f"<li>{html.escape(n)}</li>"
+                    for n in study_notes(rows[~effects]) + effect_notes(rows[effects]))
     images = "".join(f'<p><img src="{uri}" alt="{html.escape(alt, quote=True)}"></p>'
                      for alt, uri in _plots(frame, curves, record.name))
     return (f'<section id="study-{html.escape(record.name, quote=True)}">'

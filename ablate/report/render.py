@@ -352,6 +352,11 @@ def _effect_cells(records: Sequence[Mapping[str, Any]],
     return EFFECTS_HEADER, rows
 
 
+def effect_notes(effects: pd.DataFrame) -> list[str]:
+    """The statements under a factorial study's effects table (its design, the rule)."""
+    return _effect_notes(effects.to_dict("records")) if len(effects) else []
+
+
 def _effect_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return [f"Effects: {records[0]['study_notes']}. An effect is the mean top-1 with the "
             f"factor on minus with it off (an interaction A:B: half the change of A's "
