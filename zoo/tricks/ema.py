@@ -3,9 +3,10 @@
 Tan & Le 2019, EfficientNet, with decay 0.9999).
 
 After every optimizer step ``ema = d * ema + (1 - d) * w`` over parameters and float
-buffers (BN statistics), in one ``foreach`` lerp; integer buffers (BN's
-``num_batches_tracked``) are copied, in one ``foreach`` copy (as timm's ModelEmaV3 does; a
-counter has no average). The average is a ``torch.optim.swa_utils.AveragedModel`` (its
+buffers (BN statistics), in one ``foreach`` lerp (torch's public
+``swa_utils.get_ema_multi_avg_fn``); integer buffers (BN's ``num_batches_tracked``) are
+copied (as timm's ModelEmaV3 does; a counter has no average) when the average is evaluated
+or checkpointed, not after every step. The average is a ``torch.optim.swa_utils.AveragedModel`` (its
 module and ``n_averaged`` are the checkpointed state), made at the first step from the
 model as it trains then (after every surgery and in its memory format, so channels_last
 when the model is: lerp between NCHW and NHWC copies would be strided), with
@@ -112,22 +113,35 @@ class Ema(Trick):
         if not self.applied:
             return
         import torch
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
 
         if self.ema is None:
             self._build(unwrap(model))
         assert self.ema is not None
         ema_f, cur_f, ema_i, cur_i = self.pairs
         with torch.no_grad():
-            if not self.started:
-                torch._foreach_copy_(ema_f + ema_i, cur_f + cur_i)
+            if not self.started:  # once: the first update copies
+                for e, c in zip(ema_f + ema_i, cur_f + cur_i, strict=True):
+                    e.copy_(c)
             else:
                 self.averages += 1  # this update averages (the first one copies)
                 d = ema_decay(self.params.decay, self.averages, self.params.warmup)
-                torch._foreach_lerp_(ema_f, cur_f, 1 - d)
-                if ema_i:
-                    torch._foreach_copy_(ema_i, cur_i)
+                # torch's public EMA update: one foreach lerp over the float tensors.
+                get_ema_multi_avg_fn(d)(ema_f, cur_f, None)
             self.ema.n_averaged += 1  # on the device: queued, no sync
         self.started = True
+
+    def _copy_counters(self) -> None:
+        """The integer buffers (BN's ``num_batches_tracked``: counters, no average) brought
+        up to the model's, when the average is read (evaluated or checkpointed) rather than
+        after every step: ~50 small copies a ResNet-50 step need not launch."""
+        if self.ema is not None and self.started:
+            import torch
+
+            _, _, ema_i, cur_i = self.pairs
+            with torch.no_grad():
+                for e, c in zip(ema_i, cur_i, strict=True):
+                    e.copy_(c)
 
     def eval_model(self, model: nn.Module) -> nn.Module:
         if not self.started:
@@ -137,11 +151,15 @@ class Ema(Trick):
         assert self.ema is not None
         from zoo.distributed import broadcast_buffers
 
+        self._copy_counters()
         broadcast_buffers(self.ema.module)  # every shard scored with rank 0's statistics
         return self.ema.module
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(self.pending) if self.ema is None else self.ema.state_dict()
+        if self.ema is None:
+            return dict(self.pending)
+        self._copy_counters()
+        return self.ema.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not self.applied or not state:
