@@ -2,7 +2,7 @@
 #   make demo   create .venv if missing, install, prepare real Fashion-MNIST images, run the
 #               demo ablation study on the CPU, print its report
 #   make test   create .venv if missing, install, run the test suite
-#   make test-fast   the tests that launch no process and train nothing for long (~1 min)
+#   make test-fast   the tests that launch no process and train nothing for long (<1 min)
 #   make test-under-load   make test with two busy processes beside it (stress-ng --cpu 2)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -39,11 +39,17 @@ results:
 	$(MAKE) demo DB=sqlite:///results.db
 	$(ABLATE) report --db sqlite:///results.db --readme README.md --plots docs/img
 
+# One pytest worker per core (pytest-xdist): the suite's time is mostly Python starting the
+# trainers' processes, one core each. tests/conftest.py gives every process one torch thread.
+# ARGS: more pytest arguments, e.g. make test ARGS="-k report".
+WORKERS ?= $(shell nproc)
+PYTEST = $(PY) -m pytest -q -n $(WORKERS) --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PYTEST) $(ARGS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow" $(ARGS)
 
 test-under-load: $(STAMP)
 	bash tools/test-under-load.sh

@@ -15,6 +15,13 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# One CPU thread per process, in this process and every trainer the tests launch (the
+# orchestrator's --cpu-threads reads ABLATE_CPU_THREADS): `make test` runs two pytest
+# workers on a 2-core machine, and torch threads that outnumber the cores spin instead of
+# working. Set before torch is imported; a caller's own values win.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("ABLATE_CPU_THREADS", "1")
+
 #: The one limit on how long a test waits for a subprocess or a condition. It is not a
 #: measure of speed: a test's verdict must never depend on how busy the machine is, so the
 #: limit only stops a test that hangs. 30 minutes covers the slowest launch seen on a

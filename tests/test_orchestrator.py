@@ -105,9 +105,16 @@ def test_a_run_shared_with_another_study_is_reused(digits_dir: Path, tmp_path: P
     ablate("run", str(write_study(tmp_path / "a.yaml", one)), *common, cwd=tmp_path)
     two = {**one, "name": "other", "variants": [
         {"name": "smooth", "tricks": {"label_smoothing": {}}}]}
-    out = ablate("run", str(write_study(tmp_path / "b.yaml", two)), *common, cwd=tmp_path).stdout
+    # ABLATE_CPU_THREADS is --cpu-threads' default: 2 here, where two parallel runs would
+    # otherwise split the cores (1 on two cores), and threads are not part of a run's hash.
+    out = ablate("run", str(write_study(tmp_path / "b.yaml", two)), *common,
+                 "--max-parallel", "2", cwd=tmp_path, env={"ABLATE_CPU_THREADS": "2"}).stdout
     assert "1 trained, 1 reused" in out  # the baseline is the same config: not trained again
     assert db_rows(db, "select count(*) from run") == [(3,)]
+    (smooth,) = db_rows(db, "select r.run_dir from run r join study_run sr on "
+                            "sr.run_hash = r.hash where sr.variant = 'smooth'")
+    config = json.loads((Path(smooth[0]) / "config.json").read_text())
+    assert config["env"]["determinism"]["torch_threads"] == 2
 
 
 def test_interrupted_study_resumes_to_the_uninterrupted_result(

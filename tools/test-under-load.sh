@@ -14,6 +14,6 @@ load=$!
 trap 'kill "$load" 2>/dev/null; wait "$load" 2>/dev/null || true' EXIT
 start=$(date +%s)
 status=0
-.venv/bin/python -m pytest -q "$@" || status=$?
+make --no-print-directory test ARGS="$*" || status=$?
 echo "make test under stress-ng --cpu 2: exit $status in $(( $(date +%s) - start )) s (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
 exit "$status"

@@ -40,8 +40,9 @@ def run(
     lost_after: Annotated[float, typer.Option(
         min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
     cpu_threads: Annotated[int | None, typer.Option(
-        min=1, help="CPU threads per training process (default: the cores split evenly "
-                    "between parallel runs)")] = None,
+        min=1, envvar="ABLATE_CPU_THREADS", show_envvar=False,
+        help="CPU threads per training process (default: the cores split evenly "
+             "between parallel runs); also read from ABLATE_CPU_THREADS")] = None,
     node_rank: Annotated[int, typer.Option(
         min=0, envvar="ABLATE_NODE_RANK",
         help="multi-node runs (launch.nnodes > 1, backend: local): 0 on the node that "
