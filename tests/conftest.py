@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +90,17 @@ def run_train(args: list[str], torchrun: int | None = None, timeout: float = LIM
         cmd = [sys.executable, "-m", "zoo.train", *args]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def stop_dropped_workers() -> None:
+    """Stop the DataLoader workers of loaders no longer referenced, here and now, not when
+    the garbage collector gets to them: in a later test that was starting a subprocess,
+    their queues' feeder threads closed file descriptors the subprocess had just reused
+    (``OSError: [Errno 9] Bad file descriptor`` in ``subprocess.Popen``)."""
+    gc.collect()
+    for thread in threading.enumerate():
+        if thread.name == "QueueFeederThread":
+            thread.join(LIMIT)
 
 
 def read_result(out: Path) -> dict[str, Any]:

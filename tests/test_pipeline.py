@@ -5,6 +5,8 @@ torchvision's v2 transforms, torch's own DataLoader worker seeding and AveragedM
 from __future__ import annotations
 
 import io
+import multiprocessing
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from tests.conftest import digits_config, run_train, write_config
+from tests.conftest import digits_config, run_train, stop_dropped_workers, write_config
 from zoo import rundir
 from zoo.config import build_config, config_hash
 from zoo.distributed import DistInfo
@@ -65,7 +67,14 @@ def _epoch(cfg: dict[str, Any], epoch: int, val: bool = False) -> list[tuple[Any
     seed_everything(0)
     loaders = make_loaders(build_config(cfg), INFO, TrickSet({}))
     loaders.sampler.set_epoch(epoch, worker_base_seed(epoch_generator(0, 0, epoch)))
-    return list(loaders.val if val else loaders.train)
+    try:
+        return list(loaders.val if val else loaders.train)
+    except BaseException as exc:
+        traceback.clear_frames(exc.__traceback__)  # its frames hold the loader's iterator
+        raise
+    finally:
+        del loaders
+        stop_dropped_workers()
 
 
 # --------------------------------------------------------------------------- seeding
@@ -250,6 +259,7 @@ def test_a_bad_image_names_its_file_or_is_skipped_and_counted(
     assert sizes == [11] and BAD_IMAGES.count == 1 and "2.jpg" in BAD_IMAGES.examples[0]
     assert BAD_IMAGES.audit()["details"]["skipped"] == 1
     BAD_IMAGES.reset()
+    assert not multiprocessing.active_children()  # the workers stopped, the failed ones too
 
 
 def test_a_run_with_skip_bad_reports_the_skipped_image_in_its_audit(

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import LIMIT, digits_config, read_metrics, read_result, run_train, write_config
+from tests.conftest import (
+    LIMIT,
+    digits_config,
+    read_metrics,
+    read_result,
+    run_train,
+    stop_dropped_workers,
+    write_config,
+)
 from zoo import rundir
 
 COMPARED = ("epoch", "step", "train_loss", "lr", "val_loss", "top1", "top5", "eval_images")
@@ -196,6 +204,8 @@ def test_persistent_workers_draw_each_epoch_as_fresh_workers_do() -> None:
         assert torch.equal(got, torch.cat(list(fresh))), epoch
         assert torch.equal(after, torch.rand(2, generator=ref_gen)), epoch
         assert sorted(got[:, 0].long().tolist()) == list(range(24))
+    del persistent, fresh
+    stop_dropped_workers()
 
 
 def test_channels_last_resolution() -> None:
