@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +95,10 @@ def stop_dropped_workers() -> None:
     """Stop the DataLoader workers of loaders no longer referenced, here and now, not when
     the garbage collector gets to them: in a later test that was starting a subprocess,
     their queues' feeder threads closed file descriptors the subprocess had just reused
-    (``OSError: [Errno 9] Bad file descriptor`` in ``subprocess.Popen``)."""
+    (``OSError: [Errno 9] Bad file descriptor`` in ``subprocess.Popen``). A loader's
+    iterator stops and joins its workers when it is freed; the collection frees those
+    that only a reference cycle keeps."""
     gc.collect()
-    for thread in threading.enumerate():
-        if thread.name == "QueueFeederThread":
-            thread.join(LIMIT)
 
 
 def read_result(out: Path) -> dict[str, Any]:
