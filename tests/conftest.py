@@ -101,6 +101,51 @@ def stop_dropped_workers() -> None:
     gc.collect()
 
 
+def processes_on(path: Path) -> list[int]:
+    """Pids of the live processes whose command line names ``path`` (the guards, torchrun
+    agents and trainers of the runs under it)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if str(path).encode() in cmd and state != "Z":
+            out.append(int(entry.name))
+    return out
+
+
+def trainers_on(path: Path) -> list[int]:
+    """Pids of the trainers (``zoo.train`` workers, not their torchrun agents) of the runs
+    under ``path``."""
+    out = []
+    for pid in processes_on(path):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"zoo.train" in argv and b"torch.distributed.run" not in argv:
+            out.append(pid)
+    return out
+
+
+def signal_pending(pid: int, sig: int) -> bool:
+    """Whether ``sig`` waits to be delivered to ``pid`` (a stopped process keeps what it
+    is sent until it continues); True once the process is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if fields.get("State", "").split()[:1] == ["Z"]:
+        return True
+    pending = int(fields["ShdPnd"], 16) | int(fields["SigPnd"], 16)
+    return bool(pending & (1 << (sig - 1)))
+
+
 def read_result(out: Path) -> dict[str, Any]:
     return json.loads((out / "result.json").read_text())
 

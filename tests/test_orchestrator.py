@@ -3,6 +3,7 @@ interruptions resumed, failures recorded, bad study files refused without side e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,14 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.store.db import Store
-from tests.conftest import LIMIT, ROOT, digits_config, read_metrics
+from tests.conftest import (
+    LIMIT,
+    ROOT,
+    digits_config,
+    read_metrics,
+    signal_pending,
+    trainers_on,
+)
 
 runner = CliRunner()
 
@@ -122,8 +130,8 @@ def test_interrupted_study_resumes_to_the_uninterrupted_result(
 ) -> None:
     spec = study_dict(digits_dir, seeds=[0], variants=[
         {"name": "lr 0.05", "set": {"optim.lr": 0.05}}])
-    # 12 epochs: room for one run to start late (two pytest workers share two cores)
-    # without finishing before the other has two; it still can, so this test still races.
+    # 12 epochs: room for the poll below to stop each trainer before it finishes, even
+    # when the machine is so busy that the poll itself waits seconds for a core.
     spec["base"]["epochs"] = 12
     study = write_study(tmp_path / "s.yaml", spec)
     ref_db, db = tmp_path / "ref.db", tmp_path / "int.db"
@@ -136,15 +144,39 @@ def test_interrupted_study_resumes_to_the_uninterrupted_result(
            "--runs-dir", str(runs_dir), "--max-parallel", "2"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    # Wait until both runs have finished at least two epochs, then interrupt.
-    deadline = time.monotonic() + LIMIT
-    while time.monotonic() < deadline:
-        dirs = list(runs_dir.glob("*/metrics.jsonl"))
-        if len(dirs) == 2 and all(len(p.read_text().splitlines()) >= 2 for p in dirs):
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=LIMIT)
+    # Hold each trainer (SIGSTOP) once its run has two epochs, so that neither can finish
+    # however the machine schedules them: a trainer is stopped before its epochs are
+    # counted and continued if it has fewer than two.
+    held: set[int] = set()
+    try:
+        deadline = time.monotonic() + LIMIT
+        while len(held) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            for pid in set(trainers_on(runs_dir)) - held:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                    metrics = [p for p in runs_dir.glob("*/metrics.jsonl")
+                               if str(p.parent).encode() in Path(f"/proc/{pid}/cmdline")
+                               .read_bytes()]
+                    if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+                        held.add(pid)
+                    else:
+                        os.kill(pid, signal.SIGCONT)
+            time.sleep(0.05)
+        assert len(held) == 2, f"held {held}; orchestrator exit {proc.poll()}"
+        proc.send_signal(signal.SIGINT)
+        # The orchestrator stops each run's torchrun agent, which sends SIGTERM to its
+        # trainer; once that is waiting on a held trainer, let it go (it dies of it).
+        while held and time.monotonic() < deadline:
+            for pid in [p for p in held if signal_pending(p, signal.SIGTERM)]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+                held.discard(pid)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=LIMIT)
+    finally:
+        for pid in held:  # a failure above: never leave a stopped trainer behind
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 130, out + err
     assert db_rows(db, "select status, count(*) from run group by status") == [
         ("interrupted", 2)]

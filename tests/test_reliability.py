@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.store.db import Store
-from tests.conftest import ROOT
+from tests.conftest import ROOT, processes_on
 from tests.test_orchestrator import db_rows, final_results, study_dict, write_study
 
 runner = CliRunner()
@@ -39,22 +39,6 @@ def poll(check: Callable[[], Any], what: str, limit: float = LIMIT_S) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def processes_on(path: Path) -> list[int]:
-    """Pids of the processes whose command line names ``path`` (trainers of its runs)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if str(path).encode() in cmd and state != "Z":
-            out.append(int(entry.name))
-    return out
 
 
 def small_study(data: Path, epochs: int = 3, **extra: Any) -> dict[str, Any]:
