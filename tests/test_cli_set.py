@@ -208,3 +208,36 @@ def test_an_overridden_run_leaves_the_file_study_in_the_database_untouched(
     (spec,) = [json.loads(s) for n, s in db_rows(db, spec_sql) if n == name]
     assert spec["overrides"] == sets[1::2] and spec["name"] == name
     assert spec["base"]["epochs"] == 1 and spec["seeds"] == [0] and spec["variants"] == []
+
+
+def test_a_stored_spec_pasted_back_into_a_file_is_the_same_study(
+    data: Path, tmp_path: Path
+) -> None:
+    """The stored spec (``study.raw``, what the database and studies.json keep) lists the
+    overrides it already includes; as a study file it loads as the same study, the same
+    runs, and nothing is applied twice."""
+    path = write(tmp_path / "s.yaml", study_doc(data))
+    smoke = load_study(path, overrides=["base.epochs=1", "seeds=[0]", "base.optim.lr=0.2"])
+    pasted = load_study(write(tmp_path / "pasted.yaml", json.loads(json.dumps(smoke.raw))))
+    assert pasted.name == smoke.name
+    assert hashes(pasted) == hashes(smoke)
+    assert pasted.raw == smoke.raw
+    assert pasted.overrides == ()  # the file alone re-runs it, no --set to repeat
+    # More overrides on top are recorded after the ones already there.
+    again = load_study(tmp_path / "pasted.yaml", overrides=["base.epochs=2"])
+    assert again.raw["overrides"] == [*smoke.raw["overrides"], "base.epochs=2"]
+    assert again.name.startswith(f"{smoke.name}-set-")
+
+
+@pytest.mark.parametrize(("value", "words"), [
+    (3, "overrides: expected a list of KEY=VALUE strings"),
+    (["base.epochs"], "overrides: --set 'base.epochs': expected KEY=VALUE"),
+])
+def test_a_bad_recorded_overrides_key_is_one_line_naming_it(
+    data: Path, tmp_path: Path, value: Any, words: str
+) -> None:
+    path = write(tmp_path / "s.yaml", {**study_doc(data), "overrides": value})
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert str(err.value).startswith(f"{path}: {words}")
+    assert "\n" not in str(err.value)

@@ -40,7 +40,7 @@ BASELINE = "baseline"
 AT = " @ "
 
 STUDY_KEYS = ("name", "description", "base", "launch", "seeds", "mode", "variants",
-              "margin", "resolution", "models")
+              "margin", "resolution", "models", "overrides")
 VARIANT_KEYS = ("name", "tricks", "set")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -460,6 +460,24 @@ def load_study(path: str | Path, check_paths: bool = True,
         raise StudyError(f"{path}: {exc}") from None
 
 
+def _recorded_overrides(value: Any) -> list[str]:
+    """A document's ``overrides:``, a record of the ``--set`` items already applied to it
+    (a stored spec carries one, so that a spec pasted back into a file loads as the same
+    study): checked, kept, never applied again."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(o, str) for o in value):
+        raise StudyError(f"overrides: expected a list of KEY=VALUE strings (the --set items "
+                         f"this document already includes), got {value!r}; change the "
+                         f"document itself or pass --set on the command line")
+    for item in value:
+        try:
+            parse_override(item)
+        except ZooError as exc:
+            raise StudyError(f"overrides: {exc}") from None
+    return list(value)
+
+
 def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Study:
     try:
         raw = load_yaml(path)
@@ -481,10 +499,11 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
     if overrides and all(parse_override(item)[0] != "name" for item in overrides):
         file_name, name = name, overridden_name(name, overrides)
         raw["name"] = name
+    recorded = _recorded_overrides(raw.get("overrides"))
     if overrides:
         # The stored spec (the database's, each run directory's studies.json) says what
         # the command line changed, besides holding the changed document.
-        raw["overrides"] = list(overrides)
+        raw["overrides"] = [*recorded, *overrides]
     base = data.get("base")
     if not isinstance(base, Mapping):
         raise StudyError("base: required, a full run config (model, data, optim, ...)")
