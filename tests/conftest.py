@@ -101,9 +101,8 @@ def stop_dropped_workers() -> None:
     gc.collect()
 
 
-def processes_on(path: Path) -> list[int]:
-    """Pids of the live processes whose command line names ``path`` (the guards, torchrun
-    agents and trainers of the runs under it)."""
+def _command_lines() -> list[tuple[int, bytes]]:
+    """``(pid, NUL-separated argv)`` of every live process but this one."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -113,22 +112,27 @@ def processes_on(path: Path) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if str(path).encode() in cmd and state != "Z":
-            out.append(int(entry.name))
+        if state != "Z":
+            out.append((int(entry.name), cmd))
     return out
 
 
-def trainers_on(path: Path) -> list[int]:
-    """Pids of the trainers (``zoo.train`` workers, not their torchrun agents) of the runs
-    under ``path``."""
-    out = []
-    for pid in processes_on(path):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"zoo.train" in argv and b"torch.distributed.run" not in argv:
-            out.append(pid)
+def processes_on(path: Path) -> list[int]:
+    """Pids of the live processes whose command line names ``path`` (the guards, torchrun
+    agents and trainers of the runs under it)."""
+    return [pid for pid, cmd in _command_lines() if str(path).encode() in cmd]
+
+
+def trainers_on(path: Path) -> dict[int, Path]:
+    """The trainers (``zoo.train`` workers, not their torchrun agents) of the runs under
+    ``path``: pid -> the run directory it trains (its ``--out``)."""
+    out = {}
+    for pid, cmd in _command_lines():
+        argv = cmd.split(b"\0")
+        if b"zoo.train" in argv and b"torch.distributed.run" not in argv and b"--out" in argv:
+            run_dir = Path(os.fsdecode(argv[argv.index(b"--out") + 1]))
+            if Path(path) in run_dir.parents:
+                out[pid] = run_dir
     return out
 
 

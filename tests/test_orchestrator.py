@@ -151,13 +151,13 @@ def test_interrupted_study_resumes_to_the_uninterrupted_result(
     try:
         deadline = time.monotonic() + LIMIT
         while len(held) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            for pid in set(trainers_on(runs_dir)) - held:
+            for pid, run_dir in trainers_on(runs_dir).items():
+                if pid in held:
+                    continue
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
-                    metrics = [p for p in runs_dir.glob("*/metrics.jsonl")
-                               if str(p.parent).encode() in Path(f"/proc/{pid}/cmdline")
-                               .read_bytes()]
-                    if metrics and len(metrics[0].read_text().splitlines()) >= 2:
+                    metrics = run_dir / "metrics.jsonl"
+                    if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
                         held.add(pid)
                     else:
                         os.kill(pid, signal.SIGCONT)
