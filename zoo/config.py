@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,25 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from zoo.errors import ConfigError, ZooError, did_you_mean
+
+
+class YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading numbers as researchers write them: YAML 1.1, which
+    PyYAML follows, reads ``1e-3`` as a string (its floats need a dot and a signed
+    exponent); YAML 1.2 and JSON read it as 0.001, and so does this loader. Nothing else
+    becomes a number that was a string before."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """``yaml.safe_load`` with :class:`YamlLoader`'s numbers."""
+    return yaml.load(text, Loader=YamlLoader)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,7 +69,9 @@ class DataConfig:
 
     train: str = ""
     val: str = ""
-    format: Literal["imagefolder", "lmdb"] = "imagefolder"
+    #: The storage format of both splits: ``imagefolder``, ``lmdb`` or a format a plugin
+    #: registers (``zoo.register_data_format``; see ``ablate data formats``).
+    format: str = "imagefolder"
     #: Side of the square crop fed to the model.
     image_size: int = 224
     #: ``imagenet``: random resized crop + flip / resize to size/0.875 + centre crop.
@@ -127,6 +149,11 @@ class RunConfig:
     #: Write TensorBoard event files (per-epoch curves, the config and final metrics as
     #: HParams) into the run directory's ``tensorboard/``, from rank 0 only.
     tensorboard: bool = True
+    #: Python files, packages (paths relative to the config file) or module names imported
+    #: before the config is checked: the researcher's own tricks, models and data formats
+    #: (see docs/extending.md). Not part of the run's identity: the code of the components
+    #: a run names is (``zoo.fingerprint``), wherever the files lie.
+    imports: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict with every default filled in (tuples become lists)."""
@@ -145,7 +172,8 @@ class RunConfig:
 #: value so the hashes of runs made before keep matching. ``tensorboard`` only says whether
 #: event files are written next to the metrics.
 EXECUTION_ONLY: dict[str, Any] = {"compile": None, "model.channels_last": False,
-                                  "tensorboard": None, "data.skip_bad": None}
+                                  "tensorboard": None, "data.skip_bad": None,
+                                  "imports": None}
 #: Settings left out of a run's identity while they hold their default, so the runs made
 #: before the setting existed keep their hashes: ``data.decode: cpu`` trains on the same
 #: samples as the trainer did before (tests/test_pipeline.py).
@@ -175,11 +203,22 @@ def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def config_hash(cfg: RunConfig) -> str:
-    """Content hash of the canonical resolved config (sorted keys, every default filled),
-    execution-only settings (``compile``, ``model.channels_last``, ``tensorboard``) left
-    at fixed values."""
-    canonical = json.dumps(cfg.identity(), sort_keys=True, separators=(",", ":"))
+def config_hash(cfg: RunConfig | Mapping[str, Any]) -> str:
+    """Content hash of the canonical resolved config (sorted keys, every default filled;
+    a :meth:`RunConfig.to_dict` mapping works too), execution-only settings (``compile``,
+    ``model.channels_last``, ``tensorboard``, ``imports``) left at fixed values. The
+    config's part of a run's identity; :func:`run_hash` adds the code."""
+    identity = cfg.identity() if isinstance(cfg, RunConfig) else run_identity(cfg)
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def run_hash(cfg: RunConfig, code: Mapping[str, str]) -> str:
+    """A run's id: the content hash of its config's identity and of ``code``, the
+    fingerprints of the components it names (:func:`zoo.fingerprint.run_code`), so that
+    the same config trained by edited code is another run (its directory, its row)."""
+    canonical = json.dumps({"config": cfg.identity(), "code": dict(code)}, sort_keys=True,
+                           separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -209,7 +248,10 @@ def _type_name(tp: Any) -> str:
     if origin in (dict, Mapping) or dataclasses.is_dataclass(tp):
         return "a mapping"
     if origin is tuple:
-        return f"a list of {len(get_args(tp))} numbers"
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0]).removeprefix('a ')}s"
+        return f"a list of {len(args)} numbers"
     return str(tp)
 
 
@@ -264,6 +306,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     elif origin is tuple:
         args = get_args(tp)
         ok = isinstance(value, Sequence) and not isinstance(value, str)
+        if ok and len(args) == 2 and args[1] is Ellipsis:  # ``tuple[str, ...]``: any length
+            args = (args[0],) * len(value)
         ok = ok and len(value) == len(args)
         if ok:
             pairs = enumerate(zip(value, args, strict=True))
@@ -346,7 +390,7 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {item!r}: no key before '='; give KEY=VALUE, e.g. "
                           f"--set optim.lr=0.2")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
+        value = yaml_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
     return dotted.strip(), value
@@ -399,8 +443,11 @@ def _check_values(cfg: RunConfig) -> None:
     if any(s <= 0 for s in cfg.data.std):
         raise ConfigError(f"data.std: every value must be positive, got {list(cfg.data.std)}")
     # The declarations alone (zoo/models/catalog.py, the trick classes): no torch here.
+    from zoo.data.formats import get_data_format
     from zoo.models import check_model_options, get_model_info, is_model
     from zoo.tricks import TrickSet
+
+    get_data_format(cfg.data.format)  # raises with the known formats
 
     if not is_model(cfg.model.name):
         get_model_info(cfg.model.name)  # raises with the closest names
@@ -443,8 +490,11 @@ def check_data_paths(cfg: RunConfig) -> None:
             )
 
 
-def build_config(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunConfig:
-    """Validate a config dict (plus ``--set`` overrides) into a :class:`RunConfig`."""
+def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (),
+                 base_dir: Path | None = None) -> RunConfig:
+    """Validate a config dict (plus ``--set`` overrides) into a :class:`RunConfig`; its
+    ``imports`` (paths relative to ``base_dir``, default the working directory) are
+    imported first, so their tricks, models and data formats are known to the checks."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"the config must be a mapping of sections, got {_describe(data)}")
     merged = apply_overrides(dict(data), overrides)
@@ -452,6 +502,10 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = ()) -> RunC
     if isinstance(tricks, Mapping):  # `zero_gamma:` with no value means default parameters
         merged["tricks"] = {k: ({} if v is None else v) for k, v in tricks.items()}
     cfg = from_dict(RunConfig, merged)
+    if cfg.imports:
+        from zoo.plugins import import_plugins
+
+        import_plugins(cfg.imports, Path.cwd() if base_dir is None else base_dir)
     _check_values(cfg)
     return cfg
 
@@ -464,7 +518,7 @@ def load_yaml(path: str | Path) -> Any:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     try:
-        return yaml.safe_load(text) or {}
+        return yaml_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -476,6 +530,6 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> RunConfig:
     """Load, override and validate a run config file; errors name the file."""
     data = load_yaml(path)
     try:
-        return build_config(data, overrides)
+        return build_config(data, overrides, base_dir=Path(path).resolve().parent)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None

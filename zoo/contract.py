@@ -241,10 +241,20 @@ class RunResult:
 
 @dataclass(frozen=True)
 class CodeInfo:
-    """The git commit the run's code came from, and whether the tree had changes."""
+    """The code a run trained with: the git commit of the checkout and whether the tree
+    had changes; the components it names with their code's fingerprints (its identity,
+    see :mod:`zoo.fingerprint`); the training loop's fingerprint; its plugins' snapshot."""
 
     commit: str | None = None
     dirty: bool | None = None
+    #: Component -> ``{"fingerprint": str, "modules": {module: file}}``.
+    components: dict[str, Any] = field(default_factory=dict)
+    #: Fingerprint of the training loop (``zoo.train`` and what it imports), recorded only.
+    core: str | None = None
+
+    def fingerprints(self) -> dict[str, str]:
+        """Component -> fingerprint (what a run's hash covers besides its config)."""
+        return {k: str(v.get("fingerprint")) for k, v in self.components.items()}
 
 
 @dataclass(frozen=True)
@@ -258,17 +268,19 @@ class RunConfigFile:
     env: dict[str, Any] = field(default_factory=dict)
     #: What else the trainer wrote (classes, steps_per_epoch, tricks, channels_last).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The config's part of ``hash`` (``zoo.config.config_hash``); None before code was.
+    config_hash: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hash": self.hash, "config": self.config, "code": asdict(self.code),
-                "env": self.env, **self.extra}
+        return {"hash": self.hash, "config_hash": self.config_hash, "config": self.config,
+                "code": asdict(self.code), "env": self.env, **self.extra}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfigFile:
-        own = ("hash", "config", "code", "env")
+        own = ("hash", "config_hash", "config", "code", "env")
         return cls(hash=str(data.get("hash", "")), config=dict(data.get("config") or {}),
                    code=CodeInfo(**_known(CodeInfo, data.get("code") or {})),
-                   env=dict(data.get("env") or {}),
+                   env=dict(data.get("env") or {}), config_hash=data.get("config_hash"),
                    extra={k: v for k, v in data.items() if k not in own})
 
 

@@ -156,6 +156,25 @@ class EpochStats:
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+def step_closure(model: nn.Module, hooked: nn.Module, criterion: Callable[..., torch.Tensor],
+                 images: torch.Tensor, targets: torch.Tensor,
+                 optimizer: torch.optim.Optimizer, tricks: TrickSet, precision: Precision,
+                 epoch: int) -> Callable[[], torch.Tensor]:
+    """The closure of an optimizer step for tricks that set ``closure`` (e.g. SAM): the
+    loss of the same batch at the weights the step has set, and its gradients (reduced
+    across processes by DDP, seen by the ``after_backward`` hooks like the first ones)."""
+
+    def closure() -> torch.Tensor:
+        with precision.autocast():
+            loss = criterion(model(images), targets, images)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        tricks.after_backward(hooked, epoch)
+        return loss.detach()
+
+    return closure
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -218,7 +237,11 @@ def train_one_epoch(
         if scaler.is_enabled():
             scaler.unscale_(optimizer)  # hooks see true gradients
         tricks.after_backward(hooked, epoch)
-        scaler.step(optimizer)
+        if tricks.wants_closure:
+            scaler.step(optimizer, closure=step_closure(
+                model, hooked, criterion, images, targets, optimizer, tricks, precision, epoch))
+        else:
+            scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         tricks.after_step(hooked)

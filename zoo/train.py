@@ -27,8 +27,15 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from zoo import rundir
-from zoo.config import RunConfig, check_data_paths, config_hash, load_config, run_identity
-from zoo.contract import MetricsRow, RunResult
+from zoo.config import (
+    RunConfig,
+    check_data_paths,
+    config_hash,
+    load_config,
+    run_hash,
+    run_identity,
+)
+from zoo.contract import CodeInfo, MetricsRow, RunConfigFile, RunResult
 from zoo.data.device import BAD_IMAGES
 from zoo.data.loader import EpochKeys, EpochSeeded, make_loaders  # noqa: F401 (re-exported)
 from zoo.distributed import (
@@ -49,7 +56,8 @@ from zoo.engine import (
     resolve_precision,
     train_one_epoch,
 )
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, ZooError
+from zoo.fingerprint import Component, changed, core_fingerprint, describe, run_components
 from zoo.measure import count_macs, count_params
 from zoo.models import create_model, get_model_info, is_model
 from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
@@ -113,17 +121,26 @@ def resolve_channels_last(
     return not any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
 
 
-def prepare_run_dir(out: Path, cfg: RunConfig, info: DistInfo) -> dict[str, Any] | None:
-    """Check RUN_DIR against the config. Returns the finished result, if the run is done."""
+def prepare_run_dir(out: Path, cfg: RunConfig, info: DistInfo,
+                    code: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """Check RUN_DIR against the config and, when both record it, the code of the
+    components (``code``: component -> fingerprint). Returns the finished result, if the
+    run is done: a run of other code is never taken for this one."""
     out.mkdir(parents=True, exist_ok=True)
     existing = out / rundir.CONFIG
     if existing.exists():
-        prev = rundir.read_json(existing)
-        if run_identity(prev.get("config") or {}) != cfg.identity():
+        prev = RunConfigFile.from_dict(rundir.read_json(existing))
+        if run_identity(prev.config) != cfg.identity():
             raise ZooError(
-                f"{out}: holds a run of a different config (hash {prev.get('hash')}); "
+                f"{out}: holds a run of a different config (hash {prev.hash}); "
                 f"use another --out or delete the directory"
             )
+        recorded = prev.code.fingerprints()
+        if code is not None and recorded and recorded != code:
+            raise ZooError(
+                f"{out}: holds a run of other code (changed: "
+                f"{', '.join(changed(recorded, code))}); use another --out or delete the "
+                f"directory")
     result_path = out / rundir.RESULT
     if result_path.exists():
         result = rundir.read_json(result_path)
@@ -139,15 +156,16 @@ def run(cfg: RunConfig, out: Path, stop_after: int | None = None) -> int:
 
     ``stop_after`` ends this session after that epoch's checkpoint, without a result
     (as a pre-empted job would); the next call resumes."""
+    components = run_components(cfg)
     info = init_distributed(cfg.device)
     try:
-        done = prepare_run_dir(out, cfg, info)
+        done = prepare_run_dir(out, cfg, info, {c.name: c.fingerprint for c in components})
         if done is not None:
             if info.is_main:
                 print(f"{out}: already finished (top-1 {done['final']['top1']:.2f}); nothing to do")
             return 0
         with run_lock(out, info.is_main):
-            return _train(cfg, out, info, stop_after)
+            return _train(cfg, out, info, stop_after, components)
     finally:
         cleanup()
 
@@ -207,6 +225,8 @@ class Session:
     input: dict[str, Any] = field(default_factory=dict)
     #: TensorBoard events of the run (rank 0; made once the run's first epoch is known).
     board: RunBoard | None = None
+    #: The components the config names, with their code (``zoo.fingerprint``).
+    components: list[Component] = field(default_factory=list)
     wall_start: float = field(default_factory=time.perf_counter)
 
     @property
@@ -214,11 +234,13 @@ class Session:
         return len(self.train_loader)
 
 
-def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None) -> int:
+def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None,
+           components: list[Component]) -> int:
     setup_logging(out, info)
     wall_start = time.perf_counter()
     s = _build_session(cfg, out, info)
     s.wall_start = wall_start
+    s.components = components
     start_epoch, state = _resume(s)
     if info.is_main:
         # A run restarted without a checkpoint starts its metrics over: every epoch once.
@@ -286,6 +308,11 @@ def _build_session(cfg: RunConfig, out: Path, info: DistInfo) -> Session:
     optimizer = build_optimizer(model, cfg, tricks, lr=resolved.get("lr", {}).get("value"))
     scheduler = build_scheduler(optimizer, cfg, len(train_loader))
     precision = resolve_precision(cfg.precision, info.device)
+    if tricks.wants_closure and precision.name == "fp16":
+        names = ", ".join(t.name for t in tricks if t.closure)
+        raise ConfigError(f"tricks.{names}: steps with a closure (a second forward-backward "
+                          f"per step), which fp16's GradScaler cannot take; set precision: "
+                          f"bf16 or fp32")
     return Session(
         cfg=cfg, out=out, info=info, tricks=tricks, ctx=ctx, precision=precision,
         train_loader=train_loader, val_loader=val_loader, sampler=sampler, classes=classes,
@@ -334,21 +361,24 @@ def _resume(s: Session) -> tuple[int, TrainState]:
 
 def _write_config(s: Session) -> None:
     cfg = s.cfg
-    rundir.write_json(s.out / rundir.CONFIG, {
-        "hash": config_hash(cfg),
-        "config": cfg.to_dict(),
-        # Settings the tricks derived from the config and the run (e.g. a learning rate
-        # scaled with the global batch); the config above stays as given, so the run's
-        # hash does not move.
-        "resolved": s.resolved,
-        "code": rundir.code_info(),
-        "env": rundir.env_info(s.info.world_size, s.info.device),
-        "classes": s.classes,
-        "steps_per_epoch": s.steps_per_epoch,
-        "tricks": s.tricks.describe(),
-        "channels_last": s.channels_last,  # model.channels_last as resolved here
-        "input": s.input,  # data.decode and workers as resolved here
-    })
+    git = rundir.code_info()
+    code = CodeInfo(commit=git["commit"], dirty=git["dirty"],
+                    components=describe(s.components), core=core_fingerprint())
+    rundir.write_json(s.out / rundir.CONFIG, RunConfigFile(
+        hash=run_hash(cfg, code.fingerprints()), config_hash=config_hash(cfg),
+        config=cfg.to_dict(), code=code,
+        env=rundir.env_info(s.info.world_size, s.info.device),
+        extra={
+            # Settings the tricks derived from the config and the run (e.g. a learning
+            # rate scaled with the global batch); the config above stays as given, so
+            # the run's hash does not move.
+            "resolved": s.resolved,
+            "classes": s.classes,
+            "steps_per_epoch": s.steps_per_epoch,
+            "tricks": s.tricks.describe(),
+            "channels_last": s.channels_last,  # model.channels_last as resolved here
+            "input": s.input,  # data.decode and workers as resolved here
+        }).to_dict())
     log.info(
         "%s: %s, %.2fM params, %.3f GMACs at %d px, %d classes, precision %s, "
         "world size %d, %d steps/epoch, %s%s",
@@ -432,8 +462,7 @@ def _finish(s: Session, state: TrainState, status: str, error: str | None,
     if status == "succeeded" and int(failed.item()) > 0:
         status, error = "failed", "another process failed (see train.log)"
     if s.info.is_main:
-        result = _result(s.cfg, s.info, state, status, error, s.params, s.macs, s.tricks,
-                         s.wall_start, epoch)
+        result = _result(s, state, status, error, epoch)
         rundir.write_json(s.out / rundir.RESULT, result)
         if s.board is not None:
             s.board.log_result(result)
@@ -452,17 +481,16 @@ def _audits(tricks: TrickSet) -> list[dict[str, Any]]:
     return audits
 
 
-def _result(
-    cfg: RunConfig, info: DistInfo, state: TrainState, status: str, error: str | None,
-    params: int, macs: int, tricks: TrickSet, wall_start: float, epoch: int,
-) -> dict[str, Any]:
+def _result(s: Session, state: TrainState, status: str, error: str | None,
+            epoch: int) -> dict[str, Any]:
     """The content of result.json."""
+    cfg, info, params, macs, tricks = s.cfg, s.info, s.params, s.macs, s.tricks
     last, seconds, train_s = state.last, state.seconds, state.train_seconds
     best = state.best_epoch > 0
     return RunResult.from_dict({
         "status": status,
         "error": error,
-        "hash": config_hash(cfg),
+        "hash": run_hash(cfg, {c.name: c.fingerprint for c in s.components}),
         "model": cfg.model.name,
         "epochs": cfg.epochs,
         "epochs_completed": last.get("epoch", 0),
@@ -480,7 +508,7 @@ def _result(
         "device_type": info.device.type,
         # Images skipped under data.skip_bad are reported like a trick's effect.
         "audit": _audits(tricks) + ([BAD_IMAGES.audit()] if cfg.data.skip_bad else []),
-        "session_seconds": time.perf_counter() - wall_start,
+        "session_seconds": time.perf_counter() - s.wall_start,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "failed_epoch": epoch if status == "failed" else None,
     }).to_dict()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ablate.cli.console import fail
+from ablate.cli.options import ImportOption, import_plugins
 from zoo.errors import UnknownNameError
 
 if TYPE_CHECKING:
@@ -74,11 +75,13 @@ def models(
         str | None,
         typer.Argument(help="Only models whose name matches this glob, e.g. 'resnet*'."),
     ] = None,
+    imports: ImportOption = None,
 ) -> None:
     """List the models with the catalog's reference parameters and MACs (224 px, 1000
     classes) and their paper; --check measures each one now against them."""
     from zoo.models import get_model_info  # the catalog: no torch
 
+    import_plugins(imports)
     try:
         names = _names(pattern)
     except UnknownNameError as err:

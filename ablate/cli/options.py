@@ -73,3 +73,23 @@ DbOption = Annotated[str | None, typer.Option(
     help="SQLAlchemy URL of the results database. Default: $ABLATE_DB, else the 'db' key "
          "of the nearest ablate.toml (make demo writes one), else the SQLite file "
          "results.db in the working directory.")]
+
+
+ImportOption = Annotated[list[str] | None, typer.Option(
+    "--import", metavar="PATH|MODULE", show_default=False,
+    help="A plugin to import first: a .py file, a package directory (relative to the "
+         "working directory) or a module name; its tricks, models and data formats are "
+         "listed too. Repeatable. See docs/extending.md.")]
+
+
+def import_plugins(entries: list[str] | None) -> None:
+    """Import the ``--import`` plugins; a failure is one line naming file and line."""
+    if not entries:
+        return
+    from zoo.plugins import PluginError
+    from zoo.plugins import import_plugins as load
+
+    try:
+        load(entries, Path.cwd(), key="--import")
+    except PluginError as exc:
+        fail(str(exc))

@@ -318,9 +318,10 @@ def show(
     except USER_ERRORS as exc:
         fail(str(exc))
     tail = log_tail(Path(run["run_dir"]), lines=20)
+    code = run_code_record(Path(run["run_dir"]))
     if json_out:
-        typer.echo(json.dumps({**_jsonable(run), "metrics": metrics, "log_tail": tail},
-                              indent=2))
+        typer.echo(json.dumps({**_jsonable(run), "metrics": metrics, "log_tail": tail,
+                               "code": code}, indent=2))
         return
     console.print(f"[bold]run {run['hash']}[/]  {run['status']}  ({run['run_dir']})")
     for link in run["studies"]:
@@ -338,9 +339,43 @@ def show(
     for audit in (run.get("result") or {}).get("audit") or []:
         mark = "" if audit.get("effective", True) else "  [yellow](no effect)[/]"
         console.print(f"  audit: {audit['summary']}{mark}")
+    _print_code(code)
     if tail:
         console.print("[dim]log tail:[/]")
         console.print(tail, markup=False, highlight=False)
+
+
+def run_code_record(run_dir: Path) -> dict[str, Any]:
+    """The code a run trained with, as its directory records it: the git commit, each
+    component's fingerprint and modules, the training loop's fingerprint, and the files of
+    its plugins' snapshot (``code/``)."""
+    from zoo.contract import RunDir
+    from zoo.plugins import CODE_DIR
+
+    snap = run_dir / CODE_DIR
+    files = sorted(str(p.relative_to(run_dir)) for p in snap.rglob("*.py")) \
+        if snap.is_dir() else []
+    cfg = RunDir(run_dir).config()
+    if cfg is None:
+        return {"components": {}, "snapshot": files}
+    return {"commit": cfg.code.commit, "dirty": cfg.code.dirty, "core": cfg.code.core,
+            "components": cfg.code.components, "snapshot": files}
+
+
+def _print_code(code: dict[str, Any]) -> None:
+    if not code["components"] and not code["snapshot"]:
+        console.print("  code: not recorded (the trainer has not started, or predates "
+                      "code fingerprints)")
+        return
+    dirty = " (uncommitted changes)" if code.get("dirty") else ""
+    console.print(f"  code: commit {code.get('commit') or 'unknown'}{dirty}; training loop "
+                  f"{code.get('core') or '?'}")
+    for name, comp in code["components"].items():
+        modules = ", ".join(comp.get("modules") or {})
+        console.print(f"    {name:<28} {comp.get('fingerprint')}  {modules}",
+                      markup=False, highlight=False)
+    for file in code["snapshot"]:
+        console.print(f"    snapshot: {file}", markup=False, highlight=False)
 
 
 def _fmt(v: Any) -> str:

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from ablate.cli.console import console, fail
+from ablate.cli.options import ImportOption, import_plugins
 from zoo.errors import ZooError
 
 
@@ -41,6 +42,7 @@ def describe_tricks() -> list[dict[str, Any]]:
         ]
         rows.append({
             "name": cls.name,
+            "module": cls.__module__,
             "params": json.loads(json.dumps(params)),  # tuples become lists, as in JSON
             "touches": list(cls.touches),
             "conflicts": list(cls.conflicts),
@@ -68,9 +70,11 @@ def tricks(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print a JSON list instead of a table.")
     ] = False,
+    imports: ImportOption = None,
 ) -> None:
     """List the training tricks: parameters and defaults, what each touches, the tricks it
     cannot be combined with, and the paper."""
+    import_plugins(imports)
     try:
         rows = describe_tricks()
     except ZooError as err:

@@ -27,6 +27,7 @@ import yaml
 from ablate.errors import AblateError
 from ablate.study.spec import RunSpec
 from zoo.contract import LAUNCH_LOG, LOCK, LOG, RUN_CONFIG, atomic_write, launch_log
+from zoo.plugins import snapshot
 from zoo.tensorboard import RUN_NAME_ENV, run_name
 
 #: The wrapper that makes a trainer die with its orchestrator (run by path: see its docstring).
@@ -165,11 +166,15 @@ def torchrun_command(config: Path, out: Path, nproc: int, nnodes: int = 1,
 
 def write_run_config(run: RunSpec) -> Path:
     """Write the run's resolved config into its directory (atomically, and only if it
-    changed: with several nodes sharing the directory, a trainer may be reading it)."""
+    changed: with several nodes sharing the directory, a trainer may be reading it), with
+    the study's plugins copied into its ``code/`` and imported from there."""
     out = Path(run.run_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / RUN_CONFIG
-    text = yaml.safe_dump(run.config, sort_keys=False)
+    config = dict(run.config)
+    if run.plugins:
+        config["imports"] = list(snapshot(run.plugins, out))
+    text = yaml.safe_dump(config, sort_keys=False)
     if not path.exists() or path.read_text() != text:
         atomic_write(path, text)
     return path

@@ -35,6 +35,7 @@ from ablate.store.rebuild import record_membership
 from ablate.store.schema import Status
 from ablate.study.spec import RunSpec, Study
 from zoo.contract import LAUNCH_LOG, METRICS, RESULT, MetricsRow, RunDir, read_metrics
+from zoo.plugins import snapshot
 
 T = TypeVar("T")
 
@@ -159,6 +160,9 @@ class Orchestrator:
         for spec in self.rows:  # what a rebuild of the database reads back
             record_membership(spec, self.study.name, str(self.study.path), self.study.mode,
                               self.study.raw)
+            # The plugins' code as planned, now: an edit while the study trains does not
+            # reach runs planned before it (a resumed run keeps the snapshot it has).
+            snapshot(spec.plugins, Path(spec.run_dir))
         self.store.mark_lost(self.lost_after)
         too_big = [r for r in self.rows if not self.pool.fits_ever(r.nproc_per_node)]
         if too_big:

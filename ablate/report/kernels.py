@@ -68,10 +68,34 @@ def kernel_note(study: StudyRecord) -> str | None:
     return NOTE_SEP.join(notes) or None
 
 
+def code_note(study: StudyRecord, cores: Mapping[str, str | None], others: int) -> str | None:
+    """One line when runs of the study's configs trained by other code exist (``others``,
+    not compared), or when its succeeded runs were trained by different versions of the
+    training loop (``cores``: run -> the loop's fingerprint), else None."""
+    notes = []
+    if others:
+        many = others > 1
+        notes.append(f"{others} run{'s' if many else ''} of these configs trained by other "
+                     f"code exist{'' if many else 's'} and {'are' if many else 'is'} not "
+                     f"compared: the table compares the runs of the code the study was last "
+                     f"planned with ('ablate show HASH' lists a run's code)")
+    versions = Counter(c for r in study.runs if r.succeeded and (c := cores.get(r.hash)))
+    if len(versions) > 1:
+        notes.append(f"the runs were trained by {len(versions)} versions of the training loop "
+                     f"(zoo.train and what it imports: {_counts(list(versions.elements()))}): "
+                     f"their differences include the loop's changes")
+    return NOTE_SEP.join(notes) or None
+
+
 def kernel_notes(store: Store, studies: Sequence[str] | None = None) -> dict[str, str]:
-    """:func:`kernel_note` of each study that has one, by study name."""
-    return {rec.name: note for rec in load_studies(store, studies)
-            if (note := kernel_note(rec)) is not None}
+    """:func:`kernel_note` and :func:`code_note` of each study that has one, by name."""
+    out = {}
+    for rec in load_studies(store, studies):
+        cores, others = store.code_versions([r.hash for r in rec.runs])
+        notes = [n for n in (kernel_note(rec), code_note(rec, cores, others)) if n]
+        if notes:
+            out[rec.name] = NOTE_SEP.join(notes)
+    return out
 
 
 def with_kernel_notes(frame: pd.DataFrame, notes: Mapping[str, str]) -> pd.DataFrame:

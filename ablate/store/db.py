@@ -50,12 +50,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ablate.errors import AblateError
 from ablate.store.schema import (
+    ADDED_TABLES,
     BUSY_TIMEOUT_S,
     SCHEMA_VERSION,
     AttemptRow,
     Base,
     MetricRow,
     ResultRow,
+    RunCodeRow,
     RunRow,
     SchemaRow,
     Status,
@@ -66,6 +68,7 @@ from ablate.store.schema import (
     utcnow,
 )
 from ablate.study.spec import RunSpec
+from zoo.config import config_hash
 from zoo.contract import METRIC_KEYS, RunDir, RunResult
 from zoo.errors import did_you_mean
 
@@ -307,10 +310,12 @@ class Store:
                     conn.execute(SchemaRow.__table__.insert().values(version=SCHEMA_VERSION))
                     tables = set(inspect(conn).get_table_names())
                 version = _schema_version(conn, tables)
-                if create and version == SCHEMA_VERSION and AttemptRow.__tablename__ not in tables:
-                    AttemptRow.__table__.create(conn)  # see AttemptRow: an added table
-                    tables.add(AttemptRow.__tablename__)
+                for added in ADDED_TABLES:  # see AttemptRow: tables added to version 1
+                    if create and version == SCHEMA_VERSION and added.__tablename__ not in tables:
+                        added.__table__.create(conn)
+                        tables.add(added.__tablename__)
                 self.has_attempts = AttemptRow.__tablename__ in tables
+                self.has_code = RunCodeRow.__tablename__ in tables
         except AblateError:
             raise
         except Exception as exc:  # unreachable server, wrong password, no such database
@@ -367,11 +372,32 @@ class Store:
                                  model=r.model))
                     existing.add(r.hash)
             s.flush()
+            if self.has_code:
+                coded = set(s.scalars(select(RunCodeRow.run_hash)
+                                      .where(RunCodeRow.run_hash.in_(hashes))))
+                for r in {r.hash: r for r in runs if r.code and r.hash not in coded}.values():
+                    s.add(RunCodeRow(run_hash=r.hash, config_hash=config_hash(r.config),
+                                     code=dict(r.code)))
             s.execute(delete(StudyRunRow).where(StudyRunRow.study_id == study.id))
             for r in runs:
                 s.add(StudyRunRow(study_id=study.id, variant=r.variant,
                                   variant_index=r.variant_index, change=r.change,
                                   seed=r.seed, run_hash=r.hash))
+
+    def code_versions(self, hashes: Collection[str]) -> tuple[dict[str, str | None], int]:
+        """For runs ``hashes``: each one's training-loop fingerprint (where recorded), and
+        how many other runs of the same configs were trained by other code."""
+        if not self.has_code or not hashes:
+            return {}, 0
+        code = RunCodeRow.__table__.c
+        with self.session() as s:
+            rows = s.execute(select(code.run_hash, code.config_hash, code.core)
+                             .where(code.run_hash.in_(list(hashes)))).all()
+            configs = {r.config_hash for r in rows}
+            others = s.scalar(select(func.count()).select_from(RunCodeRow.__table__)
+                              .where(code.config_hash.in_(configs),
+                                     code.run_hash.not_in(list(hashes)))) if configs else 0
+        return {r.run_hash: r.core for r in rows}, int(others or 0)
 
     def study_names(self) -> list[str]:
         with self.session() as s:
@@ -736,6 +762,15 @@ class Store:
                 run.images_per_s = rows[-1].get("images_per_s") if rows else None
                 if config:
                     run.code_commit, run.code_dirty = config.code.commit, config.code.dirty
+                if config and config.code.components and self.has_code and config.config_hash:
+                    s.merge(RunCodeRow(run_hash=run_hash, config_hash=config.config_hash,
+                                       code=config.code.fingerprints(), core=config.code.core))
+            if result is not None and config and config.code.components \
+                    and config.hash != run_hash:
+                # The trainer's code is not the code the run was planned with.
+                result = replace(result, status="failed", error=(
+                    f"the code changed after the run was planned (its hash became "
+                    f"{config.hash}); run 'ablate run' again to plan it anew"))
             if result is not None and result.succeeded:
                 s.merge(ResultRow(
                     run_hash=run_hash,

@@ -108,6 +108,8 @@ def _spec(run_dir: Path) -> RunSpec:
                           f"'ablate run' holds it") from None
     from ablate.study.spec import effective_model
 
+    if config.get("imports"):  # the snapshot's paths, written for the trainer; the plan's
+        config["imports"] = []  # config has none (the study imports its plugins)
     return RunSpec(variant="", variant_index=0, change="", seed=int(config.get("seed", 0)),
                    hash=run_dir.name, config=config, run_dir=str(run_dir.resolve()),
                    nproc=_world_size(rd), nproc_per_node=1, nnodes=1,

@@ -210,6 +210,29 @@ class AttemptRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
+class RunCodeRow(Base):
+    """The code part of a run's identity: the config's hash and the fingerprint of each
+    component's code (``zoo.fingerprint``), so that runs of one config trained by other
+    code can be found (a report says when they exist).
+
+    Added to schema version 1 without a new version, as :class:`AttemptRow` was: a writer
+    creates the table in a database that lacks it; readers of such a database see none."""
+
+    __tablename__ = "run_code"
+
+    run_hash: Mapped[str] = mapped_column(ForeignKey("run.hash", ondelete="CASCADE"),
+                                          primary_key=True)
+    config_hash: Mapped[str] = mapped_column(String(64), index=True)
+    #: Component -> fingerprint.
+    code: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The training loop's fingerprint, once the trainer recorded it (not in the hash).
+    core: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+#: Tables added to schema version 1 after it was first written (see AttemptRow).
+ADDED_TABLES = (AttemptRow, RunCodeRow)
+
+
 class SchemaRow(Base):
     """The version of the schema that made the database (one row)."""
 

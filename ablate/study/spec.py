@@ -26,12 +26,15 @@ from zoo.config import (
     apply_overrides,
     build_config,
     check_data_paths,
-    config_hash,
     load_yaml,
     parse_override,
+    run_hash,
     set_path,
+    yaml_load,
 )
 from zoo.errors import ZooError, did_you_mean
+from zoo.fingerprint import run_code
+from zoo.plugins import import_plugins
 
 Mode = Literal["add_one", "cumulative", "leave_one_out", "factorial"]
 MODES: tuple[str, ...] = ("add_one", "cumulative", "leave_one_out", "factorial")
@@ -39,8 +42,8 @@ BASELINE = "baseline"
 #: Joins a variant's name and its model in a study with a ``models:`` axis.
 AT = " @ "
 
-STUDY_KEYS = ("name", "description", "base", "launch", "seeds", "mode", "variants",
-              "margin", "resolution", "models", "overrides")
+STUDY_KEYS = ("name", "description", "imports", "base", "launch", "seeds", "mode",
+              "variants", "margin", "resolution", "models", "overrides")
 VARIANT_KEYS = ("name", "tricks", "set")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -208,6 +211,8 @@ class PlannedRun:
     change: str
     #: The model it really trains: the config's model after model-selecting tricks.
     model: str
+    #: Component -> fingerprint of its code (``zoo.fingerprint.run_code``), in the hash.
+    code: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -229,6 +234,11 @@ class RunSpec:
     nnodes: int
     epochs: int
     model: str
+    #: Component -> fingerprint of the code the run trains with (part of ``hash``).
+    code: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    #: The study's plugins (``imports:``), copied into the run directory and imported
+    #: from there by the trainer.
+    plugins: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
 
 #: Keys of the planned-seeds form of ``seeds:``.
@@ -328,6 +338,8 @@ class Study:
     file_name: str | None = None
     #: ``seeds:`` in the planned form (``seeds`` is then its pilot); None: a plain list.
     planned: PlannedSeeds | None = None
+    #: The plugins of ``imports:`` (:class:`zoo.plugins.Plugin`), imported when loaded.
+    plugins: tuple[Any, ...] = ()
 
     def plan(self, extra: Mapping[str, int] | None = None) -> list[PlannedRun]:
         """The baseline and every variant, each on every seed, in a stable order; with
@@ -372,7 +384,7 @@ class Study:
             hash=r.hash, config=r.config.to_dict(),
             run_dir=str((Path(runs_dir) / r.hash).resolve()), nproc=lc.world_size,
             nproc_per_node=lc.nproc_per_node, nnodes=lc.nnodes, epochs=r.config.epochs,
-            model=r.model) for r in self.plan(extra))
+            model=r.model, code=r.code, plugins=self.plugins) for r in self.plan(extra))
 
 
 # --------------------------------------------------------------------------- env vars
@@ -398,7 +410,7 @@ def expand_env(value: Any, where: str = "") -> Any:
             import yaml
 
             try:
-                parsed = yaml.safe_load(out)
+                parsed = yaml_load(out)
             except yaml.YAMLError:
                 return out
             return parsed if isinstance(parsed, (int, float, bool)) else out
@@ -504,9 +516,14 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
         # The stored spec (the database's, each run directory's studies.json) says what
         # the command line changed, besides holding the changed document.
         raw["overrides"] = [*recorded, *overrides]
+    # Before anything is checked: their tricks, models and data formats are checked too.
+    plugins = import_plugins(data.get("imports") or [], path.resolve().parent)
     base = data.get("base")
     if not isinstance(base, Mapping):
         raise StudyError("base: required, a full run config (model, data, optim, ...)")
+    if base.get("imports"):
+        raise StudyError("base.imports: a study imports its plugins once, for every run; "
+                         "move the list to the study's top-level imports:")
     launch_raw = data.get("launch") or {}
     if not isinstance(launch_raw, Mapping):
         raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
@@ -573,7 +590,7 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
         mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
         raw=dict(raw), margin=None if margin is None else float(margin),
         resolution=resolution, models=tuple(models), overrides=overrides,
-        file_name=file_name,
+        file_name=file_name, plugins=plugins,
     )
     runs = plan_study(study)  # validates every resolved config
     if check_paths:
@@ -681,8 +698,9 @@ def plan_study(study: Study, extra: Mapping[str, int] | None = None) -> list[Pla
                 cfg = build_config({**cfg_dict, "seed": seed})
             except ZooError as exc:
                 raise StudyError(f"{where}: {exc}") from None
-            runs.append(PlannedRun(vname, index, seed, cfg, config_hash(cfg), change,
-                                   effective_model(cfg.to_dict())))
+            code = run_code(cfg)
+            runs.append(PlannedRun(vname, index, seed, cfg, run_hash(cfg, code), change,
+                                   effective_model(cfg.to_dict()), code))
     seen: dict[str, PlannedRun] = {}
     for r in runs:
         if r.hash in seen and seen[r.hash].variant != r.variant:

@@ -1,6 +1,7 @@
 """The model zoo: ``create_model(name, num_classes=..., **options)`` and ``list_models()``.
 
-The models are declared in ``catalog.py``; importing this package (and listing, looking
+The models are declared in ``catalog.py`` and registered with ``register_model``, the
+call a plugin makes for its own (docs/extending.md); importing this package (and listing, looking
 up or checking models) does not import torch. ``create_model`` imports the one module
 that builds the model; ``summarize_model`` counts parameters and MACs of a built one.
 """
@@ -16,6 +17,7 @@ from zoo.models._registry import (
     get_model_info,
     is_model,
     list_models,
+    register_model,
 )
 from zoo.models.catalog import ModelInfo
 
@@ -31,6 +33,7 @@ __all__ = [
     "get_model_info",
     "is_model",
     "list_models",
+    "register_model",
     "summarize_model",
 ]
 

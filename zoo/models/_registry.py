@@ -20,24 +20,74 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def _index(models: tuple[ModelInfo, ...]) -> dict[str, ModelInfo]:
-    """Name -> declaration; a declaration that breaks the registry's rules raises."""
-    index: dict[str, ModelInfo] = {}
-    for info in models:
-        if info.name in index:
-            raise ValueError(f"model '{info.name}' is declared twice")
-        bad = [o for o in info.options if o not in KNOWN_OPTIONS]
-        if bad:
-            raise ValueError(f"model '{info.name}' declares unknown options {bad}")
-        clash = [a for a in info.arch_args if a in KNOWN_OPTIONS or a == "num_classes"]
-        if clash:
-            raise ValueError(f"model '{info.name}' declares architecture arguments {clash} "
-                             f"that are options or num_classes")
-        index[info.name] = info
-    return index
+_MODELS: dict[str, ModelInfo] = {}
 
 
-_MODELS = _index(MODELS)
+def _where(builder: str, fn: Any = None) -> str:
+    """``file:line`` of a builder function, for an error naming it; read from its module's
+    source when the module is not imported (the zoo's own are imported only to build)."""
+    import ast
+    import importlib.util
+    import inspect
+
+    if fn is not None:
+        return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
+    module, _, function = builder.partition(":")
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return builder
+    tree = ast.parse(open(spec.origin).read())
+    lines = [n.lineno for n in tree.body if isinstance(n, ast.FunctionDef)
+             and n.name == function]
+    return f"{spec.origin}:{lines[0]}" if lines else builder
+
+
+def _add(info: ModelInfo, fn: Any = None) -> ModelInfo:
+    old = _MODELS.get(info.name)
+    if old is not None and old.builder != info.builder:
+        raise ValueError(f"model '{info.name}' is defined twice: {_where(old.builder)} and "
+                         f"{_where(info.builder, fn)}; rename one")
+    bad = [o for o in info.options if o not in KNOWN_OPTIONS]
+    if bad:
+        raise ValueError(f"model '{info.name}' declares unknown options {bad} (known: "
+                         f"{', '.join(KNOWN_OPTIONS)}; a model's own arguments go in "
+                         f"arch_args)")
+    clash = [a for a in info.arch_args if a in KNOWN_OPTIONS or a == "num_classes"]
+    if clash:
+        raise ValueError(f"model '{info.name}' declares architecture arguments {clash} "
+                         f"that are options or num_classes")
+    _MODELS[info.name] = info
+    return info
+
+
+def register_model(model: ModelInfo | str, **fields: Any) -> Any:
+    """Make a model available by name, as the zoo's catalog does for its own.
+
+    ``register_model(ModelInfo(...))`` adds a declaration; ``@register_model("name",
+    options=("act",), paper=..., ref_params_m=...)`` on a builder function
+    ``fn(num_classes=1000, **options) -> nn.Module`` declares it with the other fields of
+    :class:`ModelInfo`. A name another definition holds is an error naming both.
+    """
+    if isinstance(model, ModelInfo):
+        if fields:
+            raise TypeError("register_model(ModelInfo): give no other fields")
+        return _add(model)
+    if not isinstance(model, str) or not model:
+        raise TypeError(f"register_model: expected a model name or a ModelInfo, got "
+                        f"{model!r}")
+
+    def decorate(fn: Any) -> Any:
+        if not callable(fn) or "." in fn.__qualname__:
+            raise TypeError(f"model '{model}': register a module-level builder function, "
+                            f"got {fn!r}")
+        _add(ModelInfo(model, f"{fn.__module__}:{fn.__qualname__}", **fields), fn)
+        return fn
+
+    return decorate
+
+
+for _info in MODELS:  # the zoo's own models, through the same call a plugin makes
+    register_model(_info)
 
 
 def list_models(pattern: str | None = None) -> list[str]:

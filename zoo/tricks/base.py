@@ -28,6 +28,10 @@ The trainer never names a trick. It calls the hooks below, in this order, on the
                                                 ``loss`` hook may wrap or replace it (built
                                                 at every epoch start)
 11. ``after_backward(model)``                   gradients are final (unscaled), before step
+    ``closure``: a trick whose class sets it gets the optimizer step called with a
+    closure that computes the loss and the gradients again on the same batch, at the
+    weights the step has set (e.g. SAM's ascent step, from ``wrap_optimizer``); not
+    with fp16's GradScaler, which takes no closure (use bf16 or fp32)
 12. ``after_step(model)``                       after the optimizer step
 13. ``epoch_end(ctx)``                          after an epoch's last step, before evaluation
 14. ``eval_model(model)``                       the module evaluated (e.g. an EMA copy)
@@ -138,6 +142,9 @@ class Trick:
     order: ClassVar[int] = 100
     #: Acts per step, so it takes ``until_epoch`` (see the module doc).
     stoppable: ClassVar[bool] = False
+    #: Its optimizer (``wrap_optimizer``) steps with a closure: the loss and gradients of
+    #: the same batch again (see the module doc, hook 11).
+    closure: ClassVar[bool] = False
 
     def __init__(self, params: Any) -> None:
         self.params = params

@@ -21,13 +21,73 @@ UNTIL_EPOCH = "until_epoch"
 _TRICKS: dict[str, type[Trick]] = {}
 
 
+def _where(cls: type) -> str:
+    """``file:line`` of a class, for an error naming its definition."""
+    import inspect
+
+    try:
+        return f"{inspect.getsourcefile(cls)}:{inspect.getsourcelines(cls)[1]}"
+    except (OSError, TypeError):
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+
+#: The hooks a trick may override, as :class:`Trick` declares them.
+HOOKS = tuple(n for n, v in vars(Trick).items()
+              if not n.startswith("_") and not isinstance(v, type)
+              and (callable(v) or isinstance(v, classmethod)) and n != "active")
+
+
+def _check_hooks(cls: type[Trick]) -> None:
+    """Every overridden hook takes the arguments the trainer passes it."""
+    import inspect
+
+    for hook in HOOKS:
+        if getattr(cls, hook) is getattr(Trick, hook):
+            continue
+        base = inspect.signature(getattr(Trick, hook))
+        ours = inspect.signature(getattr(cls, hook))
+        try:
+            ours.bind(*base.parameters)
+        except TypeError:
+            raise ValueError(
+                f"trick '{cls.name}' ({cls.__qualname__}, {_where(cls)}): hook {hook}"
+                f"({', '.join(ours.parameters)}) does not take the arguments of "
+                f"Trick.{hook}({', '.join(base.parameters)})") from None
+
+
+def _check_trick(cls: type[Trick]) -> None:
+    """What a trick class must declare; one line naming the class on the first problem."""
+    what = f"{getattr(cls, '__qualname__', cls)} ({_where(cls) if isinstance(cls, type) else '?'})"
+    if not isinstance(cls, type) or not issubclass(cls, Trick):
+        raise TypeError(f"register_trick: {what} is not a subclass of zoo.Trick")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"trick class {what}: set name to a Python identifier, e.g. "
+                         f"name = 'sam' (got {name!r})")
+    if not (isinstance(cls.Params, type) and dataclasses.is_dataclass(cls.Params)):
+        raise ValueError(f"trick '{name}' ({what}): Params must be a dataclass of typed "
+                         f"parameters (or zoo.NoParams), got {cls.Params!r}")
+    if isinstance(cls.touches, str) or any(t not in TOUCHES for t in cls.touches):
+        unknown = [cls.touches] if isinstance(cls.touches, str) else \
+            [t for t in cls.touches if t not in TOUCHES]
+        raise ValueError(f"trick '{name}' ({what}) touches unknown {unknown} (a tuple of: "
+                         f"{', '.join(TOUCHES)})")
+    _check_hooks(cls)
+
+
 def register_trick(cls: type[Trick]) -> type[Trick]:
-    """Class decorator: make a trick available by its ``name``."""
-    if cls.name in _TRICKS:
-        raise ValueError(f"trick '{cls.name}' is registered twice")
-    unknown = [t for t in cls.touches if t not in TOUCHES]
-    if unknown:
-        raise ValueError(f"trick '{cls.name}' touches unknown {unknown} (known: {TOUCHES})")
+    """Class decorator: make a trick available by its ``name``.
+
+    The class is checked first (a name, a dataclass ``Params``, known ``touches``, hooks
+    with the trainer's arguments). A name another definition holds is an error naming
+    both; the same class registered again (its module imported anew) replaces itself.
+    """
+    _check_trick(cls)
+    old = _TRICKS.get(cls.name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
+                                                                  cls.__qualname__):
+        raise ValueError(f"trick '{cls.name}' is defined twice: {_where(old)} and "
+                         f"{_where(cls)}; rename one")
     _TRICKS[cls.name] = cls
     return cls
 
@@ -132,6 +192,11 @@ class TrickSet:
 
     def __len__(self) -> int:
         return len(self.tricks)
+
+    @property
+    def wants_closure(self) -> bool:
+        """Whether the optimizer step takes a closure (a trick sets ``closure``)."""
+        return any(t.closure for t in self.tricks)
 
     def model_name(self, name: str) -> str:
         for t in self.tricks:
