@@ -49,11 +49,11 @@ from torch.utils.data import DataLoader, Dataset, Subset  # noqa: E402
 from torchvision.datasets import ImageFolder  # noqa: E402
 from torchvision.transforms import v2  # noqa: E402
 
-from zoo.config import load_config  # noqa: E402
 from zoo.data.datasets import rgb_loader  # noqa: E402
 from zoo.data.lmdb_convert import convert_tree  # noqa: E402
 from zoo.data.lmdb_dataset import LmdbDataset  # noqa: E402
 from zoo.data.transforms import train_transform  # noqa: E402
+from zoo.validate import load_config  # noqa: E402
 
 FORMATS = ("imagefolder", "lmdb")
 

@@ -39,11 +39,11 @@ def worker(args: argparse.Namespace) -> None:
     """One torchrun process: build the real val loader, evaluate, report (rank 0)."""
     import torch
 
-    from zoo.config import build_config
     from zoo.distributed import all_gather_objects, barrier, cleanup, init_distributed
     from zoo.engine import evaluate, resolve_precision
-    from zoo.train import build_model, make_loaders
+    from zoo.train import make_loaders
     from zoo.tricks import TrickSet
+    from zoo.validate import build_config
 
     torch.set_num_threads(1)
     info = init_distributed("cpu")
@@ -57,7 +57,7 @@ def worker(args: argparse.Namespace) -> None:
     tricks = TrickSet({})
     _, val_loader, _, classes = make_loaders(cfg, info, tricks)
     torch.manual_seed(0)
-    model = build_model(cfg, len(classes), tricks)
+    model = tricks.build_model(cfg.model.name, cfg.model.options, len(classes))
     precision = resolve_precision("fp32", info.device)
     barrier()
     t0, cpu0 = time.perf_counter(), time.process_time()

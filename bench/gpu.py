@@ -322,10 +322,10 @@ def real_config(tree: Path, s: Settings, channels_last: bool | None, epochs: int
 
 def real_loader_parts(tree: Path, s: Settings, decode: str) -> dict[str, Any]:
     """The trainer's loader alone, and the bare loop fed by it (channels_last on)."""
-    from zoo.config import build_config
     from zoo.distributed import DistInfo
     from zoo.train import epoch_generator, make_loaders, worker_base_seed
     from zoo.tricks import TrickSet
+    from zoo.validate import build_config
 
     cfg = build_config(real_config(tree, s, True, 2, decode))
     info = DistInfo(rank=0, local_rank=0, world_size=1, device=s.device)

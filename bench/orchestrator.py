@@ -347,7 +347,7 @@ def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[st
     from ablate.store.db import Store
     from ablate.store.schema import MetricRow, ResultRow, RunRow, Status, StudyRow, StudyRunRow
     from ablate.study.spec import effective_model
-    from zoo.config import build_config
+    from zoo.validate import build_config
 
     t0 = time.perf_counter()
     rng = random.Random(0)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LIMIT, ROOT, digits_config, run_train, write_config
-from zoo.config import RunConfig, build_config, load_config
+from zoo.config import RunConfig
 from zoo.errors import ConfigError, ZooError
 from zoo.train import main
+from zoo.validate import build_config, load_config
 
 
 def test_defaults_are_filled_and_shorthand_model_is_accepted(digits_dir: Path) -> None:
@@ -209,7 +210,7 @@ import subprocess
 import sys
 from pathlib import Path
 from ablate.study.spec import load_study, plan_study
-from zoo.config import build_config
+from zoo.validate import build_config
 from zoo.tricks import list_tricks
 
 planned = 0

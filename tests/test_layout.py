@@ -1,5 +1,6 @@
-"""The layout of ``ablate/``: no module imports one that imports it back, and the
-subpackages depend on each other in one direction (study -> launch/store -> report -> cli).
+"""The layout of ``ablate/`` and ``zoo/``: no module imports one that imports it back, the
+subpackages of ablate depend on each other in one direction (study -> launch/store ->
+report -> cli), and zoo imports nothing of ablate.
 
 Read from the source with :mod:`ast` (every import, lazy ones inside functions too; those
 under ``if TYPE_CHECKING:`` are annotations only and left out), not by importing it."""
@@ -12,10 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "ablate"
+ZOO = ROOT.parent / "zoo"
 
 
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -29,10 +31,11 @@ def _type_checking_blocks(tree: ast.AST) -> set[int]:
     return skip
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Module -> the ablate modules it imports (``from X import name`` counts as X, or as
-    X.name where that is a module)."""
-    files = {_module_name(p): p for p in ROOT.rglob("*.py")}
+def import_graph(root: Path = ROOT, keep_outside: bool = False) -> dict[str, set[str]]:
+    """Module -> the modules of package ``root`` it imports (``from X import name`` counts
+    as X, or as X.name where that is a module); with ``keep_outside``, every module it
+    imports."""
+    files = {_module_name(p, root): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
@@ -52,7 +55,7 @@ def import_graph() -> dict[str, set[str]]:
                 for alias in node.names:
                     sub = f"{base}.{alias.name}"
                     deps.add(sub if sub in files else base)
-        graph[name] = {d for d in deps if d in files and d != name}
+        graph[name] = {d for d in deps if (keep_outside or d in files) and d != name}
     return graph
 
 
@@ -91,6 +94,21 @@ def test_cycle_finder() -> None:
 
 def test_no_module_cycle() -> None:
     assert _cycle(import_graph()) is None
+
+
+def test_no_module_cycle_in_zoo() -> None:
+    """The trainer's package too: the config's types and parsing (zoo.config) lie below
+    the registries, its checks against them (zoo.validate) above."""
+    graph = import_graph(ZOO)
+    assert "zoo.tricks.registry" in graph["zoo.validate"] or "zoo.tricks" in graph["zoo.validate"]
+    assert _cycle(graph) is None
+
+
+def test_zoo_knows_nothing_of_ablate() -> None:
+    """zoo trains one run from one config; studies and the database are ablate's."""
+    users = {m: sorted(d for d in deps if d.split(".")[0] == "ablate")
+             for m, deps in import_graph(ZOO, keep_outside=True).items()}
+    assert {m: d for m, d in users.items() if d} == {}
 
 
 def test_subpackages_depend_one_way() -> None:

@@ -19,9 +19,10 @@ from torchvision.transforms.v2 import functional as F
 
 from tests.conftest import digits_config, run_train, stop_dropped_workers, write_config
 from zoo import rundir
-from zoo.config import build_config, config_hash
+from zoo.config import config_hash
 from zoo.distributed import DistInfo
 from zoo.tricks import TrickSet
+from zoo.validate import build_config
 
 CPU = torch.device("cpu")
 INFO = DistInfo(rank=0, local_rank=0, world_size=1, device=CPU)

@@ -21,9 +21,10 @@ from typer.testing import CliRunner
 from ablate.cli import app
 from ablate.errors import StudyError
 from ablate.study.spec import load_study
-from zoo.config import build_config, load_yaml, parse_override
+from zoo.config import load_yaml, parse_override
 from zoo.errors import ConfigError
 from zoo.fingerprint import source_fingerprint
+from zoo.validate import build_config
 
 EXAMPLES = ROOT / "examples"
 FASHION = Path("/usr/share/datasets/fashion-mnist")

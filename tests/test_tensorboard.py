@@ -15,9 +15,10 @@ from tensorboard.backend.event_processing.event_file_loader import EventFileLoad
 from tensorboard.plugins.hparams import api_pb2, metadata
 
 from tests.conftest import digits_config, read_metrics, run_train, write_config
-from zoo.config import build_config, config_hash
+from zoo.config import config_hash
 from zoo.errors import ConfigError
 from zoo.tensorboard import BOARD_DIR, EPOCH_TAGS, RUN_NAME_ENV, RunBoard, event_dir, run_name
+from zoo.validate import build_config
 
 
 def _config(digits_dir: Path, *overrides: str) -> dict[str, Any]:

@@ -94,10 +94,10 @@ def test_torchrun_two_processes_counts_every_val_image_once(
 def _eval_single_process(state: dict, data: Path) -> float:
     from torch.utils.data import DataLoader
 
-    from zoo.config import build_config
     from zoo.data.datasets import build_datasets
     from zoo.data.transforms import eval_transform, train_transform
     from zoo.engine import evaluate, resolve_precision
+    from zoo.validate import build_config
 
     cfg = build_config(digits_config(data))
     _, val, _ = build_datasets(cfg.data, train_transform(cfg.data), eval_transform(cfg.data))
@@ -233,8 +233,8 @@ def test_compiled_run_checkpoints_the_plain_module_and_resumes(
     compile of ResNet-20 takes about a minute on these CPUs."""
     import functools
 
-    from zoo.config import build_config
     from zoo.train import run
+    from zoo.validate import build_config
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
     cfg = build_config(digits_config(digits_dir, epochs=2, compile=True, log_every=50))
@@ -285,8 +285,8 @@ def test_gpu_bench_runs_in_smoke_mode(tmp_path: Path) -> None:
 
 def _in_process(digits_dir: Path, out: Path, stop_after: int | None = None,
                 **overrides: object) -> int:
-    from zoo.config import build_config
     from zoo.train import run
+    from zoo.validate import build_config
 
     cfg = build_config(digits_config(digits_dir, **{"epochs": 3, **overrides}))
     return run(cfg, out, stop_after=stop_after)

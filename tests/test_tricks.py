@@ -25,7 +25,7 @@ from torchvision.ops import StochasticDepth
 from typer.testing import CliRunner
 
 from tests.conftest import ROOT
-from zoo.config import RunConfig, build_config
+from zoo.config import RunConfig
 from zoo.engine import build_optimizer, build_scheduler
 from zoo.errors import ConfigError, UnknownNameError
 from zoo.models import create_model, resnet_cifar
@@ -37,6 +37,7 @@ from zoo.tricks.base import TOUCHES
 from zoo.tricks.cutmix import cutmix_batch
 from zoo.tricks.mixup import mixup_batch
 from zoo.tricks.sync_bn import convert_sync_bn
+from zoo.validate import build_config
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 0.9])

@@ -23,10 +23,10 @@ import torch
 
 from tests.conftest import LIMIT, digits_config, read_metrics, read_result
 from zoo import rundir
-from zoo.config import build_config
 from zoo.errors import ConfigError
 from zoo.train import run
 from zoo.tricks import list_tricks, validate_tricks
+from zoo.validate import build_config
 
 #: The smallest model (and input size) each trick is tried on, in this order.
 MODELS = (("resnet20", 8), ("resnet18_cifar", 8), ("resnet18", 32), ("resnet50", 32))

@@ -27,14 +27,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
 from zoo import rundir
-from zoo.config import (
-    RunConfig,
-    check_data_paths,
-    config_hash,
-    load_config,
-    run_hash,
-    run_identity,
-)
+from zoo.config import RunConfig, config_hash, run_hash, run_identity
 from zoo.contract import CodeInfo, MetricsRow, RunConfigFile, RunResult
 from zoo.data.device import BAD_IMAGES
 from zoo.data.loader import EpochKeys, EpochSeeded, make_loaders  # noqa: F401 (re-exported)
@@ -59,10 +52,11 @@ from zoo.engine import (
 from zoo.errors import ConfigError, ZooError
 from zoo.fingerprint import Component, changed, core_fingerprint, describe, run_components
 from zoo.measure import count_macs, count_params
-from zoo.models import create_model, get_model_info, is_model
+from zoo.models import get_model_info, is_model
 from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
 from zoo.tensorboard import RUN_NAME_ENV, RunBoard
 from zoo.tricks import RunFacts, TrainContext, TrickSet
+from zoo.validate import check_data_paths, load_config
 
 log = logging.getLogger("zoo")
 
@@ -99,11 +93,6 @@ def run_lock(out: Path, enabled: bool) -> Iterator[None]:
         except BlockingIOError:
             raise ZooError(f"{out}: another process is training this run directory") from None
         yield
-
-
-def build_model(cfg: RunConfig, num_classes: int, tricks: TrickSet) -> nn.Module:
-    options = {**cfg.model.options, **tricks.model_options()}
-    return create_model(tricks.model_name(cfg.model.name), num_classes=num_classes, **options)
 
 
 def resolve_channels_last(
@@ -291,7 +280,7 @@ def _build_session(cfg: RunConfig, out: Path, info: DistInfo) -> Session:
         model_options={**cfg.model.options, **tricks.model_options()},
         image_size=cfg.data.image_size,
     )
-    model = build_model(cfg, len(classes), tricks)
+    model = tricks.build_model(cfg.model.name, cfg.model.options, len(classes))
     model = tricks.apply_model(model.to(info.device), ctx)
     # Counted once, after model surgery (e.g. deformable convs' offset layers), at the
     # configured (evaluation) input size.

@@ -24,8 +24,6 @@ from ablate.errors import StudyError
 from zoo.config import (
     RunConfig,
     apply_overrides,
-    build_config,
-    check_data_paths,
     load_yaml,
     parse_override,
     run_hash,
@@ -35,6 +33,7 @@ from zoo.config import (
 from zoo.errors import ZooError, did_you_mean
 from zoo.fingerprint import run_code
 from zoo.plugins import import_plugins
+from zoo.validate import build_config, check_data_paths
 
 Mode = Literal["add_one", "cumulative", "leave_one_out", "factorial"]
 MODES: tuple[str, ...] = ("add_one", "cumulative", "leave_one_out", "factorial")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zoo.errors import UnknownNameError, did_you_mean
@@ -36,7 +37,7 @@ def _where(builder: str, fn: Any = None) -> str:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         return builder
-    tree = ast.parse(open(spec.origin).read())
+    tree = ast.parse(Path(spec.origin).read_text())
     lines = [n.lineno for n in tree.body if isinstance(n, ast.FunctionDef)
              and n.name == function]
     return f"{spec.origin}:{lines[0]}" if lines else builder

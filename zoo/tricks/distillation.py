@@ -55,8 +55,7 @@ def distillation_term(student: torch.Tensor, teacher: torch.Tensor,
 def load_teacher(run_dir: Path, num_classes: int, device: torch.device) -> nn.Module:
     """The module a finished run evaluated, rebuilt from its run directory."""
     from zoo import rundir
-    from zoo.config import build_config
-    from zoo.train import build_model
+    from zoo.config import RunConfig, from_dict
     from zoo.tricks.registry import TrickSet
 
     key = "tricks.distillation.teacher"
@@ -69,14 +68,15 @@ def load_teacher(run_dir: Path, num_classes: int, device: torch.device) -> nn.Mo
     if len(classes) != num_classes:
         raise ZooError(f"{key}: the teacher in '{run_dir}' has {len(classes)} classes, this "
                        f"run {num_classes}; use a teacher trained on the same data")
-    cfg = build_config(prev["config"])
+    cfg = from_dict(RunConfig, prev["config"])  # checked when the teacher trained
     tricks = TrickSet(cfg.tricks)
     ctx = TrainContext(num_classes=num_classes, world_size=1, device=device,
                        epochs=cfg.epochs, steps_per_epoch=1,
                        model_name=tricks.model_name(cfg.model.name),
                        model_options={**cfg.model.options, **tricks.model_options()},
                        image_size=cfg.data.image_size)
-    model = tricks.apply_model(build_model(cfg, num_classes, tricks).to(device), ctx)
+    model = tricks.apply_model(
+        tricks.build_model(cfg.model.name, cfg.model.options, num_classes).to(device), ctx)
     ckpt = rundir.load_latest_checkpoint(run_dir, map_location=device)
     if ckpt is None:
         raise ZooError(f"{key}: '{run_dir}' has no checkpoint; train the teacher again")

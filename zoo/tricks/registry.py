@@ -209,6 +209,15 @@ class TrickSet:
             options.update(t.model_options())  # validate_tricks rejected two setting one
         return options
 
+    def build_model(self, name: str, options: Mapping[str, Any], num_classes: int
+                    ) -> nn.Module:
+        """The model ``name`` with ``options`` as these tricks choose and set them (before
+        ``apply_model``)."""
+        from zoo.models import create_model
+
+        return create_model(self.model_name(name), num_classes=num_classes,
+                            **{**options, **self.model_options()})
+
     def resolve(self, facts: RunFacts) -> dict[str, dict[str, Any]]:
         """The settings tricks decide, as ``{setting: {value, trick}}`` (for config.json);
         a later trick's value wins."""
