@@ -259,29 +259,33 @@ def describe_value(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
+def _convert_union(value: Any, args: tuple[Any, ...], key: str) -> Any:
+    """``value`` as the first arm of a union type that fits (``None`` for an optional)."""
+    if value is None and type(None) in args:
+        return None
+    inner = [a for a in args if a is not type(None)]
+    if type(None) in args and inner[0] in (bool, int, float, str):
+        try:
+            return _convert(value, inner[0], key)
+        except ConfigError:
+            raise ConfigError(f"{key}: expected {_type_name(inner[0])} or null, "
+                              f"got {describe_value(value)}") from None
+    if len(inner) > 1:  # e.g. ``int | Literal["auto"]``: the first arm that fits
+        for arm in inner:
+            try:
+                return _convert(value, arm, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: expected " + " or ".join(_type_name(a) for a in inner)
+                          + f", got {describe_value(value)}")
+    return _convert(value, inner[0], key)
+
+
 def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against type ``tp``; return it converted (int -> float, list -> tuple)."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        if type(None) in args and inner[0] in (bool, int, float, str):
-            try:
-                return _convert(value, inner[0], key)
-            except ConfigError:
-                raise ConfigError(f"{key}: expected {_type_name(inner[0])} or null, "
-                                  f"got {describe_value(value)}") from None
-        if len(inner) > 1:  # e.g. ``int | Literal["auto"]``: the first arm that fits
-            for arm in inner:
-                try:
-                    return _convert(value, arm, key)
-                except ConfigError:
-                    pass
-            raise ConfigError(f"{key}: expected " + " or ".join(_type_name(a) for a in inner)
-                              + f", got {describe_value(value)}")
-        return _convert(value, inner[0], key)
+        return _convert_union(value, get_args(tp), key)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and "name" in {f.name for f in dataclasses.fields(tp)}:
             value = {"name": value}  # shorthand: `model: resnet50`

@@ -156,6 +156,40 @@ class EpochStats:
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+class LossWindow:
+    """The losses of the last steps, kept on the device (one device op per step) and read
+    on the host only at :meth:`flush`: checked for non-finite values and summed there, as
+    float64 sums in step order."""
+
+    def __init__(self, size: int, epoch: int, first_step: int) -> None:
+        self.size, self.epoch, self.first_step = size, epoch, first_step
+        self.values: torch.Tensor | None = None  # this window's losses, on the device
+        self.sizes: list[int] = []  # this window's batch sizes
+        self.loss_sum, self.seen = 0.0, 0
+
+    def add(self, loss: torch.Tensor, batch: int) -> None:
+        if self.values is None:
+            self.values = torch.empty(self.size, dtype=loss.dtype, device=loss.device)
+        self.values[len(self.sizes)] = loss.detach()
+        self.sizes.append(batch)
+
+    def flush(self, last_step: int) -> None:
+        """Read the window (a host sync): fail on a non-finite loss, else add it up."""
+        if self.values is None or not self.sizes:
+            return
+        values = self.values[: len(self.sizes)].tolist()
+        for j, (value, n) in enumerate(zip(values, self.sizes, strict=True)):
+            if not math.isfinite(value):
+                raise NonFiniteLossError(self.epoch,
+                                         self.first_step + last_step - len(self.sizes) + j)
+            self.loss_sum += value * n
+            self.seen += n
+        self.sizes.clear()
+
+    def mean(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+
 def step_closure(model: nn.Module, hooked: nn.Module, criterion: Callable[..., torch.Tensor],
                  images: torch.Tensor, targets: torch.Tensor,
                  optimizer: torch.optim.Optimizer, tricks: TrickSet, precision: Precision,
@@ -175,6 +209,30 @@ def step_closure(model: nn.Module, hooked: nn.Module, criterion: Callable[..., t
     return closure
 
 
+def train_step(model: nn.Module, hooked: nn.Module, images: torch.Tensor,
+               targets: torch.Tensor, criterion: Callable[..., torch.Tensor],
+               optimizer: torch.optim.Optimizer, scheduler: LRScheduler,
+               scaler: torch.amp.GradScaler, tricks: TrickSet, precision: Precision,
+               epoch: int) -> torch.Tensor:
+    """One optimizer step on one batch, the tricks' hooks around it; the batch's loss (on
+    the device: reading it is a host sync)."""
+    with precision.autocast():
+        logits = model(images)
+        loss = criterion(logits, targets, images)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if scaler.is_enabled():
+        scaler.unscale_(optimizer)  # hooks see true gradients
+    tricks.after_backward(hooked, epoch)
+    closure = step_closure(model, hooked, criterion, images, targets, optimizer, tricks,
+                           precision, epoch) if tricks.wants_closure else None
+    scaler.step(optimizer, **({"closure": closure} if closure else {}))
+    scaler.update()
+    scheduler.step()
+    tricks.after_step(hooked)
+    return loss
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
@@ -192,71 +250,34 @@ def train_one_epoch(
     progress: ProgressFn | None = None,
 ) -> EpochStats:
     """One pass over the training data, between the tricks' ``epoch_start`` and
-    ``epoch_end``; the loss is the tricks' criterion of this epoch (``ctx.epoch``).
-
-    Each step's loss stays on the device, copied into a small window (one device op per
-    step); the window is read, checked for non-finite values and summed on the host only
-    every ``log_every`` steps and at the end: those are the only host syncs. The sums are
-    the float64 sums, in step order, that a running device-side sum would give.
-
-    ``model`` may be DDP- and/or ``torch.compile``-wrapped; trick hooks get it without the
-    compile wrapper, so parameter names read as in the plain module."""
+    ``epoch_end``; the loss is the tricks' criterion of this epoch (``ctx.epoch``). The
+    losses are read on the host only every ``log_every`` steps and at the end (the only
+    host syncs, see :class:`LossWindow`). ``model`` may be DDP- and/or
+    ``torch.compile``-wrapped; trick hooks get it without the compile wrapper, so
+    parameter names read as in the plain module."""
     model.train()
     hooked = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
-    device = ctx.device
-    window: torch.Tensor | None = None  # this window's losses, on the device
-    sizes: list[int] = []  # this window's batch sizes
-    loss_sum, seen = 0.0, 0
-
-    def flush(last_step: int) -> None:
-        """Read the window (a host sync): fail on a non-finite loss, else add it up."""
-        nonlocal loss_sum, seen
-        if window is None or not sizes:
-            return
-        values = window[: len(sizes)].tolist()
-        for j, (value, n) in enumerate(zip(values, sizes, strict=True)):
-            if not math.isfinite(value):
-                raise NonFiniteLossError(epoch, first_step + last_step - len(sizes) + j)
-            loss_sum += value * n
-            seen += n
-        sizes.clear()
-
+    window = LossWindow(log_every, epoch, first_step)
     ctx.epoch = epoch
     tricks.epoch_start(ctx)
     criterion = tricks.criterion(ctx)
     start = time.perf_counter()
     i = 0
     for i, (images, targets) in enumerate(loader, start=1):
-        images, targets = to_device(images, targets, device, precision.dtype, channels_last)
+        images, targets = to_device(images, targets, ctx.device, precision.dtype,
+                                    channels_last)
         images, targets = tricks.batch(images, targets, ctx)
-        with precision.autocast():
-            logits = model(images)
-            loss = criterion(logits, targets, images)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if scaler.is_enabled():
-            scaler.unscale_(optimizer)  # hooks see true gradients
-        tricks.after_backward(hooked, epoch)
-        if tricks.wants_closure:
-            scaler.step(optimizer, closure=step_closure(
-                model, hooked, criterion, images, targets, optimizer, tricks, precision, epoch))
-        else:
-            scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        tricks.after_step(hooked)
-
-        if window is None:
-            window = torch.empty(log_every, dtype=loss.dtype, device=device)
-        window[len(sizes)] = loss.detach()
-        sizes.append(images.shape[0])
+        loss = train_step(model, hooked, images, targets, criterion, optimizer, scheduler,
+                          scaler, tricks, precision, epoch)
+        window.add(loss, images.shape[0])
         if i % log_every == 0 or i == steps:
-            flush(i)  # host sync, at log points only
+            window.flush(i)  # host sync, at log points only
             if progress is not None:
-                progress(i, steps, {"loss": loss_sum / max(seen, 1), "lr": current_lr(optimizer)})
-    flush(i)
+                progress(i, steps, {"loss": window.mean(), "lr": current_lr(optimizer)})
+    window.flush(i)
     tricks.epoch_end(ctx)
-    totals = all_reduce_sum(torch.tensor([loss_sum, seen], dtype=torch.float64, device=device))
+    totals = all_reduce_sum(torch.tensor([window.loss_sum, window.seen], dtype=torch.float64,
+                                         device=ctx.device))
     seconds = time.perf_counter() - start
     return EpochStats(
         loss=float(totals[0] / totals[1]) if totals[1] > 0 else math.nan,

@@ -489,7 +489,8 @@ def _recorded_overrides(value: Any) -> list[str]:
     return list(value)
 
 
-def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Study:
+def _read(path: Path, overrides: tuple[str, ...]) -> dict[str, Any]:
+    """The study document, with ``overrides`` applied and its top-level keys checked."""
     try:
         raw = load_yaml(path)
     except ZooError as exc:
@@ -502,7 +503,13 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
         # Before validation: every check below applies to the overridden document.
         raw = apply_overrides(raw, overrides)
     _check_keys(raw, STUDY_KEYS, "")
-    data = expand_env(raw)
+    return dict(raw)
+
+
+def _names(raw: dict[str, Any], data: Mapping[str, Any], overrides: tuple[str, ...]
+           ) -> tuple[str, str | None]:
+    """(the study's name, the file's name when overrides derived another); records the
+    overrides in ``raw``, the stored spec."""
     name = data.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name or ""):
         raise StudyError("name: required, letters, digits, '_', '-' and '.' only")
@@ -515,31 +522,15 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
         # The stored spec (the database's, each run directory's studies.json) says what
         # the command line changed, besides holding the changed document.
         raw["overrides"] = [*recorded, *overrides]
-    # Before anything is checked: their tricks, models and data formats are checked too.
-    plugins = import_plugins(data.get("imports") or [], path.resolve().parent)
-    base = data.get("base")
-    if not isinstance(base, Mapping):
-        raise StudyError("base: required, a full run config (model, data, optim, ...)")
-    if base.get("imports"):
-        raise StudyError("base.imports: a study imports its plugins once, for every run; "
-                         "move the list to the study's top-level imports:")
-    launch_raw = data.get("launch") or {}
-    if not isinstance(launch_raw, Mapping):
-        raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
-    launch = parse_launch(launch_raw)
-    seeds, planned = parse_seeds(data.get("seeds", [0]))
-    mode = data.get("mode", "add_one")
-    if mode not in MODES:
-        raise StudyError(f"mode: '{mode}' is not one of {', '.join(MODES)}")
-    if planned is not None and mode == "factorial":
-        raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
-                         "its baseline; not with mode: factorial, give a list")
-    variants_raw = data.get("variants") or []
-    if not isinstance(variants_raw, list):
+    return name, file_name
+
+
+def _variants(value: Any) -> tuple[Variant, ...]:
+    if not isinstance(value, list):
         raise StudyError("variants: expected a list of {name, tricks, set}")
     variants: list[Variant] = []
     seen: set[str] = {BASELINE}
-    for i, v in enumerate(variants_raw):
+    for i, v in enumerate(value):
         where = f"variants[{i}]"
         if not isinstance(v, Mapping):
             raise StudyError(f"{where}: expected a mapping with name, tricks and/or set")
@@ -557,6 +548,12 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
             raise StudyError(f"{where} ('{vname}'): changes nothing; give tricks or set")
         tricks = {k: (dict(p) if p else {}) for k, p in tricks.items()}
         variants.append(Variant(vname, tricks, dict(sets)))
+    return tuple(variants)
+
+
+def _design(data: Mapping[str, Any], mode: str, variants: tuple[Variant, ...]
+            ) -> tuple[float | None, int | None, tuple[str, ...]]:
+    """(margin, resolution, models) of the study, checked."""
     margin = data.get("margin")
     if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))
                                or not margin > 0):
@@ -576,19 +573,55 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
     if len(set(models)) != len(models) or len(models) == 1:
         raise StudyError(f"models: {models}; give two or more distinct models (one model is "
                          f"base.model)")
-    if planned is not None and launch.backend == "local" and launch.nnodes > 1:
+    return None if margin is None else float(margin), resolution, tuple(models)
+
+
+def _seeding(data: Mapping[str, Any], launch: Launch, mode: str, models: tuple[str, ...]
+             ) -> tuple[tuple[int, ...], PlannedSeeds | None]:
+    """The seeds, and the planned-seeds form where it can be used."""
+    seeds, planned = parse_seeds(data.get("seeds", [0]))
+    if planned is None:
+        return seeds, None
+    if mode == "factorial":
+        raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
+                         "its baseline; not with mode: factorial, give a list")
+    if launch.backend == "local" and launch.nnodes > 1:
         # The other nodes' followers walk a fixed plan: a stage 2 that node 0 adds would
         # wait at the rendezvous for agents that never come.
         raise StudyError("seeds: planned seeds are not supported with launch.nnodes > 1 "
                          "on backend: local yet; use backend: slurm or a list of seeds")
-    if planned is not None and models:
+    if models:
         raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
                          "its baseline; not with models:, give a list")
+    return seeds, planned
+
+
+def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Study:
+    raw = _read(path, overrides)
+    data = expand_env(raw)
+    name, file_name = _names(raw, data, overrides)
+    # Before anything is checked: their tricks, models and data formats are checked too.
+    plugins = import_plugins(data.get("imports") or [], path.resolve().parent)
+    base = data.get("base")
+    if not isinstance(base, Mapping):
+        raise StudyError("base: required, a full run config (model, data, optim, ...)")
+    if base.get("imports"):
+        raise StudyError("base.imports: a study imports its plugins once, for every run; "
+                         "move the list to the study's top-level imports:")
+    launch_raw = data.get("launch") or {}
+    if not isinstance(launch_raw, Mapping):
+        raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
+    launch = parse_launch(launch_raw)
+    mode = data.get("mode", "add_one")
+    if mode not in MODES:
+        raise StudyError(f"mode: '{mode}' is not one of {', '.join(MODES)}")
+    variants = _variants(data.get("variants") or [])
+    margin, resolution, models = _design(data, mode, variants)
+    seeds, planned = _seeding(data, launch, mode, models)
     study = Study(
         name=name, path=path, base=dict(base), launch=launch, seeds=seeds, planned=planned,
-        mode=mode, variants=tuple(variants), description=str(data.get("description", "")),
-        raw=dict(raw), margin=None if margin is None else float(margin),
-        resolution=resolution, models=tuple(models), overrides=overrides,
+        mode=mode, variants=variants, description=str(data.get("description", "")),
+        raw=raw, margin=margin, resolution=resolution, models=models, overrides=overrides,
         file_name=file_name, plugins=plugins,
     )
     runs = plan_study(study)  # validates every resolved config
