@@ -311,3 +311,21 @@ def on_files(files: Any, config: Any) -> Any:
     for path, make in PAGES.items():
         files.append(File.generated(config, path, content=make()))
     return files
+
+
+
+def readme_section(name: str) -> str:
+    """The part of README.md between ``--8<-- [start:NAME]`` and ``--8<-- [end:NAME]``,
+    its ``docs/...`` links made relative to a page in docs/."""
+    text = (ROOT / "README.md").read_text()
+    body = text.split(f"--8<-- [start:{name}] -->\n", 1)[1].split("\n<!-- --8<-- [end:", 1)[0]
+    return body.replace("](docs/", "](")
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs hook: ``--8<-- "README.md:NAME"`` includes a section of README.md (the
+    demo's generated report), with its links to ``docs/img/...`` made ``img/...``."""
+    import re
+
+    return re.sub(r'^--8<-- "README\.md:([\w-]+)"$', lambda m: readme_section(m.group(1)),
+                  markdown, flags=re.M)
