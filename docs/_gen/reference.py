@@ -314,18 +314,22 @@ def on_files(files: Any, config: Any) -> Any:
 
 
 
-def readme_section(name: str) -> str:
-    """The part of README.md between ``--8<-- [start:NAME]`` and ``--8<-- [end:NAME]``,
-    its ``docs/...`` links made relative to a page in docs/."""
-    text = (ROOT / "README.md").read_text()
-    body = text.split(f"--8<-- [start:{name}] -->\n", 1)[1].split("\n<!-- --8<-- [end:", 1)[0]
-    return body.replace("](docs/", "](")
+def included(path: str, section: str | None) -> str:
+    """A file of the checkout's root (README.md, CHANGELOG.md), or its part between
+    ``--8<-- [start:SECTION]`` and ``--8<-- [end:SECTION]``, with its ``docs/...`` links made
+    relative to a page in docs/."""
+    text = (ROOT / path).read_text()
+    if section is not None:
+        text = text.split(f"--8<-- [start:{section}] -->\n", 1)[1]
+        text = text.split("\n<!-- --8<-- [end:", 1)[0]
+    return text.replace("](docs/", "](")
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs hook: ``--8<-- "README.md:NAME"`` includes a section of README.md (the
-    demo's generated report), with its links to ``docs/img/...`` made ``img/...``."""
+    """MkDocs hook: ``--8<-- "README.md:demo-report"`` includes the demo's generated report
+    from the README, ``--8<-- "CHANGELOG.md"`` the changelog: one copy of each, in the
+    checkout's root, with links that work from docs/."""
     import re
 
-    return re.sub(r'^--8<-- "README\.md:([\w-]+)"$', lambda m: readme_section(m.group(1)),
-                  markdown, flags=re.M)
+    pattern = r'^--8<-- "([A-Z]+\.md)(?::([\w-]+))?"$'
+    return re.sub(pattern, lambda m: included(m.group(1), m.group(2)), markdown, flags=re.M)
