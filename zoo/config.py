@@ -63,8 +63,9 @@ class DataConfig:
     preset: Literal["imagenet", "small"] = "imagenet"
     #: Random horizontal flip in training (off for digits or text).
     hflip: bool = True
-    #: Per-channel mean and standard deviation of the normalisation (ImageNet's by default).
+    #: Per-channel mean subtracted in the normalisation (ImageNet's by default).
     mean: tuple[float, float, float] = IMAGENET_MEAN
+    #: Per-channel standard deviation divided by in the normalisation (ImageNet's by default).
     std: tuple[float, float, float] = IMAGENET_STD
     #: Where images are decoded. ``cpu``: loader workers decode, crop and flip, and hand
     #: uint8 batches over. ``gpu``: workers only read the bytes and draw each crop box and
@@ -86,6 +87,7 @@ class OptimConfig:
     name: Literal["sgd"] = "sgd"
     #: Peak learning rate, reached after the warmup.
     lr: float = 0.1
+    #: Momentum factor, in [0, 1).
     momentum: float = 0.9
     #: Nesterov momentum (needs ``momentum`` > 0).
     nesterov: bool = True
