@@ -193,3 +193,33 @@ def test_site_builds_in_strict_mode(tmp_path: Path) -> None:
     first = (site / "first-study.html").read_text()
     assert 'src="img/fashion_mnist_tricks_delta.png"' in first  # the README's block, included
     assert (site / "img" / "fashion_mnist_tricks_delta.png").is_file()
+
+
+def help_of(args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, [*args, "--help"], env={"COLUMNS": "80"},
+                                terminal_width=80)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_every_help_fits_80_columns_and_ends_with_its_docs_page() -> None:
+    commands = [[]] + [name.split()[1:] for name, _ in generator().cli_commands()[1:]]
+    assert ["data", "prepare"] in commands and ["run"] in commands
+    for args in commands:
+        out = help_of(args)
+        assert max(len(line) for line in out.splitlines()) <= 80, args
+        last = out.strip().splitlines()[-1].strip()
+        page = re.fullmatch(r"Docs: docs/([\w./-]+\.md)\b.*", last)
+        assert page, (args, last)
+        assert (DOCS / page.group(1)).is_file(), (args, page.group(1))
+
+
+def test_command_summaries_are_whole_sentences_on_one_line() -> None:
+    """The command lists show each command's first docstring line whole, not a summary
+    broken mid-sentence ("(224 px, 1000" / "classes)")."""
+    for group in ([], ["data"], ["db"], ["export"]):
+        listing = help_of(group).split("Commands:\n", 1)[1].split("\n\n", 1)[0]
+        rows = listing.splitlines()
+        assert rows and all(re.fullmatch(r"  [\w-]+ +\S.*\.", row) for row in rows), rows

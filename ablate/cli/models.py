@@ -75,8 +75,10 @@ def models(
         typer.Argument(help="Only models whose name matches this glob, e.g. 'resnet*'."),
     ] = None,
 ) -> None:
-    """List the models with the catalog's reference parameters and MACs (224 px, 1000
-    classes) and their paper; --check measures each one now against them."""
+    """List the models, with their published size and paper.
+
+    Parameters and MACs are the published references at 224 px with 1000 classes;
+    --check builds each model and measures them now."""
     from zoo.models import get_model_info  # the catalog: no torch
 
     try:

@@ -69,8 +69,10 @@ def tricks(
         bool, typer.Option("--json", help="Print a JSON list instead of a table.")
     ] = False,
 ) -> None:
-    """List the training tricks: parameters and defaults, what each touches, the tricks it
-    cannot be combined with, and the paper."""
+    """List the training tricks, with their parameters and paper.
+
+    Each trick with its parameters and defaults, what it touches, the tricks it cannot
+    be combined with, and its paper, in the order the trainer runs them."""
     try:
         rows = describe_tricks()
     except ZooError as err:

@@ -15,6 +15,7 @@ import ast
 import dataclasses
 import inspect
 import json
+import re
 import sys
 import textwrap
 import types
@@ -52,8 +53,6 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def rst_to_md(text: str) -> str:
     """Docstring markup to Markdown: ``code`` and :role:`~a.b.name` become `code`."""
-    import re
-
     text = re.sub(r":\w+:`~?([\w.]+)`", lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", text)
     return text.replace("``", "`")
 
@@ -190,6 +189,9 @@ def cli_page() -> str:
         usage = " ".join([name, *cmd.collect_usage_pieces(Context(cmd, info_name=name))])
         parts += [f"\n## `{name}`\n\n", plain(inspect.cleandoc(cmd.help or "")), "\n\n",
                   f"```\n{usage}\n```\n\n"]
+        page = re.search(r"Docs: docs/(\S+\.md)", cmd.epilog or "")
+        if page:  # the guide that explains the command, as its --help ends
+            parts.append(f"Explained in [{page.group(1)}](../{page.group(1)}).\n\n")
         rows = [(f"`{opts}`", plain(help_)) for opts, help_ in cli_params(name, cmd)]
         if rows:
             parts.append(table(rows, ("argument / option", "meaning")))
@@ -329,7 +331,5 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     """MkDocs hook: ``--8<-- "README.md:demo-report"`` includes the demo's generated report
     from the README, ``--8<-- "CHANGELOG.md"`` the changelog: one copy of each, in the
     checkout's root, with links that work from docs/."""
-    import re
-
     pattern = r'^--8<-- "([A-Z]+\.md)(?::([\w-]+))?"$'
     return re.sub(pattern, lambda m: included(m.group(1), m.group(2)), markdown, flags=re.M)
