@@ -254,15 +254,18 @@ def models_page() -> str:
         args = ", ".join(f"{k}={v}" for k, v in info.arch_args.items())
         rows.append((f"`{name}`", num(info.ref_params_m), num(info.ref_macs_g),
                      ", ".join(info.options) + (f"; {args}" if args else ""),
-                     str(info.min_input), info.paper or "—", info.reference or "—"))
+                     str(info.min_input), "yes" if info.channels_last else "no",
+                     info.paper or "—", info.reference or "—"))
     return "".join([
         GENERATED, "# Model catalog\n\n",
         "Every model a config can name (`model: NAME`), from the zoo's catalog "
         "(`zoo/models/catalog.py`). Reference counts are the published ones at 224 px with "
         "1000 classes; `ablate models --check` measures each model now against them. "
-        "`model.options` takes the options listed for the model.\n\n",
+        "`model.options` takes the options listed for the model. NHWC on CUDA: the model trains "
+        "in channels_last when `model.channels_last` is `null` (on for dense convolutions, "
+        "off for grouped and depthwise ones, whose NHWC kernels are slower on some GPUs).\n\n",
         table(rows, ("model", "params (M)", "MACs (G)", "options", "min. input (px)",
-                     "paper", "reference"))])
+                     "NHWC on CUDA", "paper", "reference"))])
 
 
 # --------------------------------------------------------------------------- schema
