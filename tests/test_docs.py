@@ -159,8 +159,10 @@ def test_report_guide_quotes_only_numbers_of_the_generated_report() -> None:
     block = readme.split("<!-- ablate:report fashion_mnist_tricks -->")[1]
     block = block.split("<!-- /ablate:report -->")[0]
     text = (DOCS / "reading-a-report.md").read_text()
-    quoted = re.findall(r"[+-]?\d+\.\d+(?:/\d+\.\d+)?", text.split("## Every column")[1])
-    assert len(quoted) >= 8
+    walk = text.split("## Every column")[1].split("## What a report decides")[0]
+    quoted = re.findall(r"[+-]?\d+\.\d+(?:/\d+\.\d+)?|\b\d{3,}\b", walk)
+    quoted += re.findall(r"`(\w+ \(unadjusted: \w+\))`", walk)
+    assert len(quoted) >= 10
     for number in quoted:
         assert number in block, f"reading-a-report.md quotes {number}, not in the report"
 
