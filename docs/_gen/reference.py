@@ -172,21 +172,26 @@ def cli_commands() -> list[tuple[str, Any]]:
 
 def cli_params(name: str, cmd: Any) -> list[tuple[str, str]]:
     """(argument or option, its help) of ``cmd``, exactly as ``--help`` prints them."""
-    from typer._click.core import Context  # Typer's own click (Typer >= 0.20 vendors it)
-
-    ctx = Context(cmd, info_name=name)
+    ctx = click_context(cmd, name)
     records = [p.get_help_record(ctx) for p in cmd.params]
     return [(opts, " ".join(help_.split())) for opts, help_ in filter(None, records)]
 
 
-def cli_page() -> str:
-    from typer._click.core import Context
+def click_context(cmd: Any, name: str) -> Any:
+    """A context for ``cmd``, from the click that Typer uses (its own copy since 0.20)."""
+    try:
+        from typer._click.core import Context
+    except ImportError:
+        from click import Context
+    return Context(cmd, info_name=name)
 
+
+def cli_page() -> str:
     parts = [GENERATED, "# Command line\n\n",
              "Every command, argument and option of `ablate`, as `ablate COMMAND --help` "
              "prints them.\n"]
     for name, cmd in cli_commands():
-        usage = " ".join([name, *cmd.collect_usage_pieces(Context(cmd, info_name=name))])
+        usage = " ".join([name, *cmd.collect_usage_pieces(click_context(cmd, name))])
         parts += [f"\n## `{name}`\n\n", plain(inspect.cleandoc(cmd.help or "")), "\n\n",
                   f"```\n{usage}\n```\n\n"]
         page = re.search(r"Docs: docs/(\S+\.md)", cmd.epilog or "")
