@@ -82,7 +82,9 @@ def type_name(tp: Any) -> str:
         arms = ["null" if a is type(None) else type_name(a) for a in get_args(tp)]
         return " or ".join(arms)
     if origin is tuple:
-        return f"list of {len(get_args(tp))} " + type_name(get_args(tp)[0]) + "s"
+        args = get_args(tp)
+        count = "" if args[-1] is Ellipsis else f"{len(args)} "
+        return f"list of {count}{type_name(args[0])}s"
     if origin is dict:
         return "mapping"
     if dataclasses.is_dataclass(tp):
