@@ -4,6 +4,7 @@
 #   make test   create .venv if missing, install, run the test suite
 #   make test-fast   the tests that launch no process and train nothing for long (<1 min)
 #   make test-under-load   make test with two busy processes beside it (stress-ng --cpu 2)
+#   make docs   build the documentation site into site/ (mkdocs build --strict: any warning fails)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -16,12 +17,12 @@ STAMP := $(VENV)/.installed
 DB ?= sqlite:///runs/demo.db
 FASHION := data/fashion-mnist-6k
 
-.PHONY: install data demo results test test-fast test-under-load lint clean
+.PHONY: install data demo results test test-fast test-under-load lint docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -53,6 +54,11 @@ test-fast: $(STAMP)
 
 test-under-load: $(STAMP)
 	bash tools/test-under-load.sh
+
+# The site's reference pages are generated from the code at build time (docs/_gen/); open
+# site/index.html from disk. tests/test_docs.py builds it the same way.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -54,6 +54,8 @@ Precision = Literal["auto", "fp32", "bf16", "fp16"]
 class ModelConfig:
     """Which architecture to build (a name from ``ablate models``) and its options."""
 
+    #: A model of the zoo's catalog (``ablate models``); a string ``model: NAME`` is short
+    #: for ``model: {name: NAME}``.
     name: str = "resnet50"
     #: Model options (act, drop_rate, drop_path_rate, zero_init_last, norm, ...).
     options: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +69,10 @@ class ModelConfig:
 class DataConfig:
     """Where the images are and how they are turned into tensors."""
 
+    #: The training images (required): an ImageFolder directory (``<class>/<image>``), or
+    #: with ``format: lmdb`` a file made by ``ablate data to-lmdb``.
     train: str = ""
+    #: The validation images (required), in the same format as ``train``.
     val: str = ""
     #: The storage format of both splits: ``imagefolder``, ``lmdb`` or a format a plugin
     #: registers (``zoo.register_data_format``; see ``ablate data formats``).
@@ -79,7 +84,9 @@ class DataConfig:
     preset: Literal["imagenet", "small"] = "imagenet"
     #: Random horizontal flip in training (off for digits or text).
     hflip: bool = True
+    #: Per-channel mean subtracted in the normalisation (ImageNet's by default).
     mean: tuple[float, float, float] = IMAGENET_MEAN
+    #: Per-channel standard deviation divided by in the normalisation (ImageNet's by default).
     std: tuple[float, float, float] = IMAGENET_STD
     #: Where images are decoded. ``cpu``: loader workers decode, crop and flip, and hand
     #: uint8 batches over. ``gpu``: workers only read the bytes and draw each crop box and
@@ -97,10 +104,15 @@ class DataConfig:
 class OptimConfig:
     """SGD with (Nesterov) momentum and weight decay."""
 
+    #: The optimizer: SGD (tricks may replace or wrap it: ``lamb``, ``lookahead``).
     name: Literal["sgd"] = "sgd"
+    #: Peak learning rate, reached after the warmup.
     lr: float = 0.1
+    #: Momentum factor, in [0, 1).
     momentum: float = 0.9
+    #: Nesterov momentum (needs ``momentum`` > 0).
     nesterov: bool = True
+    #: L2 weight decay on every parameter (``no_bias_decay`` exempts biases and norms).
     weight_decay: float = 1e-4
 
 
@@ -110,7 +122,10 @@ class ScheduleConfig:
     divided by 10 at 1/4, 1/2 and 3/4 of the iterations (He et al. 2016's ImageNet rule,
     the baseline of Bag of Tricks: epochs 30, 60 and 90 of 120)."""
 
+    #: ``cosine``, ``constant`` or ``step``, stepped every iteration; its length is computed
+    #: from the real iterations per epoch at the actual world size.
     name: Literal["cosine", "constant", "step"] = "cosine"
+    #: Epochs of linear warmup (a fraction is allowed), from lr * warmup_start_factor.
     warmup_epochs: float = 0.0
     #: The warmup starts at lr * warmup_start_factor.
     warmup_start_factor: float = 0.01
@@ -127,10 +142,15 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     #: Trick name -> its parameters, e.g. ``{label_smoothing: {smoothing: 0.1}}``.
+    #: A trick acting per step (mixup, cutmix, label_smoothing, bce_loss, distillation,
+    #: gradient_centralization) also takes ``until_epoch: E`` and stops after epoch E.
     tricks: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``auto`` is fp16 (autocast + GradScaler) on CUDA and fp32 on CPU.
+    #: ``fp16`` on a CPU works but warns: 25-30x slower there than fp32.
     precision: Precision = "auto"
+    #: Fixes initialisation, data order and augmentation.
     seed: int = 0
+    #: Training epochs; the run is evaluated after each.
     epochs: int = 90
     #: Images per process per step; the global batch is batch_size x world size.
     batch_size: int = 128
@@ -142,6 +162,7 @@ class RunConfig:
     workers: int | Literal["auto"] = "auto"
     #: Steps between progress updates and non-finite-loss checks (host syncs).
     log_every: int = 20
+    #: ``auto``: the process's own GPU (its local rank) when CUDA is available, else the CPU.
     device: Literal["auto", "cpu", "cuda"] = "auto"
     #: ``torch.compile`` the training model. The first steps pay the compilation (about a
     #: minute for ResNet-20 with Inductor on a CPU); checkpoints hold the plain module.

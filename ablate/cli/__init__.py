@@ -17,18 +17,21 @@ from ablate.cli.tricks import tricks
 
 app = typer.Typer(
     help="Which training tricks really improve an image classifier.",
+    epilog="Docs: docs/index.md (make docs builds them into site/)",
     no_args_is_help=True,
+    rich_markup_mode=None,  # click's layout: option help 46 columns wide at 80, not 20
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_cli.app, name="data")
 app.add_typer(db_cli.app, name="db")
 app.add_typer(export_cli.app, name="export")
-app.command("models")(models)
-app.command("tricks")(tricks)
-app.command("run")(run)
-app.command("status")(status)
-app.command("show")(show)
-app.command("report")(report)
+# Each command's --help ends with the page of docs/ that explains it.
+app.command("models", epilog="Docs: docs/writing-a-study.md")(models)
+app.command("tricks", epilog="Docs: docs/writing-a-study.md")(tricks)
+app.command("run", epilog="Docs: docs/writing-a-study.md")(run)
+app.command("status", epilog="Docs: docs/writing-a-study.md")(status)
+app.command("show", epilog="Docs: docs/one-run.md")(show)
+app.command("report", epilog="Docs: docs/reading-a-report.md")(report)
 
 
 def _version(value: bool) -> None:

@@ -11,8 +11,10 @@ from typing import Annotated, Any, Literal
 import typer
 
 from ablate.cli.console import console, err_console, fail
+from ablate.cli.options import ImportOption, import_plugins
 
-app = typer.Typer(help="Prepare and inspect datasets.", no_args_is_help=True)
+app = typer.Typer(help="Prepare and inspect datasets.", epilog="Docs: docs/data.md",
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
 def _progress(items: Iterable[int], total: int, label: str) -> Iterator[int]:
@@ -34,7 +36,7 @@ def _progress(items: Iterable[int], total: int, label: str) -> Iterator[int]:
             bar.advance(task)
 
 
-@app.command("prepare")
+@app.command("prepare", epilog="Docs: docs/data.md")
 def prepare(
     dataset: Annotated[Literal["fashion-mnist", "digits"], typer.Argument(
         help="fashion-mnist (Debian's dataset-fashion-mnist) or digits (scikit-learn's 8x8)")],
@@ -47,7 +49,10 @@ def prepare(
     val_per_class: Annotated[int | None, typer.Option(
         min=1, help="keep the first N validation images of each class")] = None,
 ) -> None:
-    """Write DATASET as ImageFolder trees of PNG files: OUT/train/<class>/ and OUT/val/<class>/."""
+    """Write a real image dataset as ImageFolder trees.
+
+    DATASET becomes PNG files in OUT/train/<class>/ and OUT/val/<class>/, with
+    OUT/dataset.json; a second call checks the counts and writes nothing."""
     from zoo.data.prepare import prepare as do_prepare
     from zoo.errors import ZooError
 
@@ -107,7 +112,7 @@ Workers = Annotated[int, typer.Option(
     "--workers", "-j", min=1, help="threads reading and decoding files")]
 
 
-@app.command("to-lmdb")
+@app.command("to-lmdb", epilog="Docs: docs/lmdb.md")
 def to_lmdb(
     src: Annotated[Path, typer.Argument(
         help="an ImageFolder tree (SRC/<class>/<images>) or a directory of train/ and val/ "
@@ -125,11 +130,11 @@ def to_lmdb(
         "--max-side", min=1, help="re-encode images whose longer side exceeds N to N "
         "(JPEG quality 90; recorded in the metadata): a faster loader at ~256-350")] = None,
 ) -> None:
-    """Convert ImageFolder trees to single-file LMDBs the trainer reads as format: lmdb.
+    """Convert ImageFolder trees to LMDB files (data.format: lmdb).
 
-    The image files are stored as they are (re-encoded only when larger than --max-side),
-    in ImageFolder's order, with its labels and class list. Safe to interrupt: run it
-    again to continue."""
+    One file per split. The image files are stored as they are (re-encoded only when
+    larger than --max-side), in ImageFolder's order, with its labels and class list. Safe
+    to interrupt: run it again to continue."""
     from zoo.data.lmdb_convert import convert
     from zoo.errors import ZooError
 
@@ -174,16 +179,17 @@ def _counts_table(title: str, classes: list[str], counts: dict[str, int]) -> Any
     return table
 
 
-@app.command("verify")
+@app.command("verify", epilog="Docs: docs/data.md")
 def verify(
     path: Annotated[Path, typer.Argument(
         help="an .lmdb file, an ImageFolder tree, or a directory of train/ and val/ "
              "(trees or .lmdb files)")],
     workers: Workers = 8,
 ) -> None:
-    """Decode every image of PATH; count per class and list every bad record or file.
+    """Decode every image of a dataset; list the bad ones.
 
-    Exit code 1 when any image is bad, 2 when PATH is not a dataset at all."""
+    Counts the images of PATH per class and lists every record or file that does not
+    decode. Exit code 1 when any image is bad, 2 when PATH is not a dataset at all."""
     from zoo.data.lmdb_convert import verify as do_verify
     from zoo.errors import ZooError
 
@@ -204,13 +210,15 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command("info")
+@app.command("info", epilog="Docs: docs/data.md")
 def info(
     path: Annotated[Path, typer.Argument(
         help="an .lmdb file, an ImageFolder tree, or a directory of train/ and val/ "
              "(trees or .lmdb files)")],
 ) -> None:
-    """Classes, counts, image sizes and bytes of PATH (reads image headers, not pixels)."""
+    """Describe a dataset: classes, counts, image sizes, bytes.
+
+    Reads the image headers of PATH, not its pixels."""
     from zoo.data.lmdb_convert import info as do_info
     from zoo.errors import ZooError
 
@@ -245,3 +253,19 @@ def _top(counter: Any, fmt: Callable[[Any], str], n: int = 5) -> str:
     text = ", ".join(f"{fmt(k)} ({v})" for k, v in common)
     rest = len(counter) - len(common)
     return text + (f", and {rest} more" if rest > 0 else "")
+
+
+@app.command("formats", epilog="Docs: docs/extending.md")
+def formats(
+    imports: ImportOption = None,
+) -> None:
+    """List the data formats data.format can name, a plugin's too.
+
+    The zoo's own (imagefolder, lmdb) and those the --import plugins register, each with
+    the module that defines it."""
+    from zoo.data.formats import get_data_format, list_data_formats
+
+    import_plugins(imports)
+    for name in list_data_formats():
+        fmt = get_data_format(name)
+        typer.echo(f"{name:<14} {fmt.description}  ({fmt.module})")

@@ -12,16 +12,18 @@ from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
 
 app = typer.Typer(help="The results database: rebuild it from run directories.",
-                  no_args_is_help=True)
+                  epilog="Docs: docs/design.md", no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command("rebuild")
+@app.command("rebuild", epilog="Docs: docs/design.md")
 def rebuild(
     runs_dir: Annotated[Path, typer.Option(help="the run directories to read")] = Path("runs"),
     db: DbOption = None,
 ) -> None:
-    """Make a new results database from run directories alone (they are the source of
-    truth): studies, runs, metrics and results; not timestamps or owners."""
+    """Make a new results database from run directories alone.
+
+    The run directories are the source of truth: the new database gets their studies,
+    runs, metrics and results, not timestamps or owners."""
     from ablate.store.rebuild import rebuild as rebuild_db
     from ablate.store.schema import default_url
 

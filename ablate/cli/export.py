@@ -15,10 +15,11 @@ from ablate.cli.console import fail
 from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
 
-app = typer.Typer(help="Send a study to an experiment tracker.", no_args_is_help=True)
+app = typer.Typer(help="Send a study to an experiment tracker.", epilog="Docs: docs/results.md",
+                  no_args_is_help=True, rich_markup_mode=None)
 
 
-@app.command("mlflow")
+@app.command("mlflow", epilog="Docs: docs/results.md")
 def mlflow(
     study: Annotated[str, typer.Argument(help="study name in the results database")],
     tracking_uri: Annotated[str, typer.Option(
@@ -27,10 +28,12 @@ def mlflow(
              "store (file:./mlruns; MLflow 3 needs MLFLOW_ALLOW_FILE_STORE=true for it)")],
     db: DbOption = None,
 ) -> None:
-    """Each run of STUDY as an MLflow run in the experiment named STUDY: the resolved config
-    as params, metrics per epoch, tags variant/seed/hash/status, result.json as an
+    """Export a study's runs to MLflow.
+
+    Each run of STUDY becomes an MLflow run in the experiment named STUDY: the resolved
+    config as params, metrics per epoch, tags variant/seed/hash/status, result.json as an
     artifact. Exporting again only brings runs up to date; it creates nothing twice.
-    Needs the extra: pip install 'ablate\\[mlflow]'."""
+    Needs the extra: pip install 'ablate[mlflow]'."""
     from ablate.export_mlflow import export_study
 
     try:

@@ -77,8 +77,10 @@ def models(
     ] = None,
     imports: ImportOption = None,
 ) -> None:
-    """List the models with the catalog's reference parameters and MACs (224 px, 1000
-    classes) and their paper; --check measures each one now against them."""
+    """List the models, with their published size and paper.
+
+    Parameters and MACs are the published references at 224 px with 1000 classes;
+    --check builds each model and measures them now."""
     from zoo.models import get_model_info  # the catalog: no torch
 
     import_plugins(imports)

@@ -56,9 +56,12 @@ def report(
         "--no-adjust", help="decide each variant on its own test, without Holm's adjustment "
              "across the study's variants")] = False,
 ) -> None:
-    """Each study's variants against its baseline on the same seeds: mean paired deltas with
-    95% intervals, a decision per variant (better / worse / equivalent / undecided, Holm-
-    adjusted across the study), costs, and what the compared runs differ in."""
+    """Compare each variant with its baseline and decide it.
+
+    For each study: the mean paired top-1 change against the baseline on the same seeds
+    with its 95% interval, a decision per variant (better, worse, equivalent or
+    undecided; Holm-adjusted across the study), costs, and what the compared runs differ
+    in."""
     # Here, not at the top: every command imports this module, and the statistics pull in
     # scipy.stats (about 0.3 s idle), which `ablate status` never needs.
     from ablate.inference import InferenceError

@@ -62,7 +62,11 @@ def run(
              "under the file's own name. Every node of a multi-node run needs the same "
              "--set")] = None,
 ) -> None:
-    """Train the baseline and every variant of STUDY_FILE on every seed, each run once."""
+    """Train every variant of a study on every seed, each run once.
+
+    Plans STUDY_FILE (the baseline and each variant on each seed), skips every run already
+    done in any study, and trains the rest as torchrun jobs; Ctrl-C stops them and the
+    same command resumes them."""
     from ablate.launch.orchestrator import Orchestrator
     from ablate.store.db import Store
     from ablate.store.schema import default_url
@@ -271,8 +275,10 @@ def status(
     lost_after: Annotated[float, typer.Option(
         min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
 ) -> None:
-    """Where each study stands: a line per variant (runs done, running, failed, mean top-1,
-    ETA); --runs for every variant and seed, --json for programs."""
+    """Show where each study stands: a line per variant, and its ETA.
+
+    Each line counts the variant's runs done, running and failed, with its mean top-1;
+    --runs shows every variant and seed, --json is for programs."""
     from dataclasses import asdict
 
     from ablate.store.db import Store
@@ -305,7 +311,10 @@ def show(
     db: DbOption = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
-    """One run: its resolved config, metrics per epoch, trick audits and the tail of its log."""
+    """Show one run: config, metrics, trick audits and log tail.
+
+    RUN_ID is the run's config hash or a unique prefix of it, as ablate status --runs
+    prints it."""
     from rich.table import Table
 
     from ablate.launch.local import log_tail

@@ -72,8 +72,10 @@ def tricks(
     ] = False,
     imports: ImportOption = None,
 ) -> None:
-    """List the training tricks: parameters and defaults, what each touches, the tricks it
-    cannot be combined with, and the paper."""
+    """List the training tricks, with their parameters and paper.
+
+    Each trick with its parameters and defaults, what it touches, the tricks it cannot
+    be combined with, and its paper, in the order the trainer runs them."""
     import_plugins(imports)
     try:
         rows = describe_tricks()

@@ -101,7 +101,7 @@ def _key(obj: Any) -> str:
 
 def _doc(obj: Any) -> str:
     doc = "" if isinstance(obj, str) else (obj.__doc__ or "")
-    return doc.strip().split("\n\n")[0].replace("\n", " ")
+    return " ".join(doc.strip().split("\n\n")[0].split())
 
 
 def get_data_format(name: str) -> DataFormat:
