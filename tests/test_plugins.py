@@ -411,6 +411,14 @@ def test_a_study_of_own_trick_model_and_format_end_to_end(tmp_path: Path) -> Non
             (tmp_path / "plugins" / "sam.py").read_text()
     report = _ablate("report", "own", "--db", url, cwd=tmp_path).stdout
     assert "sam" in report and "convmixer" in report
+    shown = _ablate("show", sam_dirs[0].name, "--db", url, cwd=tmp_path).stdout
+    assert "trick:sam" in shown and "snapshot: code/sam.py" in shown
+    code_rows = sorted(_db(db, "select run_hash, config_hash, code from run_code"))
+    assert len(code_rows) == 6
+    _ablate("db", "rebuild", "--runs-dir", "runs", "--db", f"sqlite:///{tmp_path / 'b.db'}",
+            cwd=tmp_path)
+    assert sorted(_db(tmp_path / "b.db", "select run_hash, config_hash, code from run_code")
+                  ) == code_rows
 
     sam = tmp_path / "plugins" / "sam.py"
     sam.write_text(sam.read_text() + "\n# only a comment\n")
@@ -456,3 +464,41 @@ def test_the_trainer_imports_the_snapshot_not_the_original(tmp_path: Path,
     assert fingerprints == spec.code
     assert (run_dir / "code" / "sam.py").read_text() == original
     assert json.loads((run_dir / "result.json").read_text())["status"] == "succeeded"
+
+
+def test_a_run_config_imports_relative_to_its_file(tmp_path: Path) -> None:
+    """``python -m zoo.train`` alone: ``imports:`` in the run config, relative to it."""
+    from zoo.validate import load_config
+
+    (tmp_path / "lab").mkdir()
+    shutil.copy(EXAMPLES / "sam.py", tmp_path / "lab" / "sam.py")
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump({"imports": ["lab/sam.py"], "model": "resnet20",
+                                        "tricks": {"sam": {"rho": 0.1}}}))
+    cfg = load_config(cfg_file)
+    assert cfg.tricks == {"sam": {"rho": 0.1}} and cfg.imports == ("lab/sam.py",)
+
+
+def test_the_guides_complete_trick_works(tmp_path: Path) -> None:
+    """The trick printed in docs/extending.md registers and does what it says: with rate 1
+    every label of a batch is drawn anew from the run's generator."""
+    import re
+
+    import torch
+
+    from zoo.plugins import import_plugins
+    from zoo.tricks import TrainContext, TrickSet
+
+    text = (ROOT / "docs" / "extending.md").read_text()
+    block = re.search(r"## A complete trick.*?```python\n(.*?)```", text, re.S).group(1)
+    assert len(block.strip().splitlines()) < 40
+    (tmp_path / "noisy.py").write_text(block)
+    import_plugins(["noisy.py"], tmp_path)
+    tricks = TrickSet({"noisy_labels": {"rate": 1.0}})
+    targets = torch.zeros(256, dtype=torch.long)
+    ctx = TrainContext(num_classes=10, world_size=1, device=torch.device("cpu"), epochs=1,
+                       steps_per_epoch=1, generator=torch.Generator().manual_seed(0))
+    _, noisy = tricks.batch(torch.zeros(256, 3, 8, 8), targets, ctx)
+    assert set(noisy.tolist()) == set(range(10))
+    with pytest.raises(ConfigError, match="tricks.noisy_labels.rate: must be in"):
+        TrickSet({"noisy_labels": {"rate": 2.0}})
