@@ -12,11 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.config import RunConfig, apply_overrides, describe_value, from_dict, load_yaml
-from zoo.data.formats import get_data_format
 from zoo.errors import ConfigError, ZooError
-from zoo.models import check_model_options, get_model_info, is_model
-from zoo.plugins import import_plugins
-from zoo.tricks import TrickSet
 
 
 def check_values(cfg: RunConfig) -> None:
@@ -53,6 +49,12 @@ def check_values(cfg: RunConfig) -> None:
     if any(s <= 0 for s in cfg.data.std):
         raise ConfigError(f"data.std: every value must be positive, got {list(cfg.data.std)}")
     # The declarations alone (zoo/models/catalog.py, the trick classes): no torch here.
+    # Imported here, when a config is checked: a report imports the study module, which
+    # imports this one, but never checks a config nor needs the registries.
+    from zoo.data.formats import get_data_format
+    from zoo.models import check_model_options, get_model_info, is_model
+    from zoo.tricks import TrickSet
+
     get_data_format(cfg.data.format)  # raises with the known formats
 
     if not is_model(cfg.model.name):
@@ -109,6 +111,8 @@ def build_config(data: Mapping[str, Any], overrides: Sequence[str] = (),
         merged["tricks"] = {k: ({} if v is None else v) for k, v in tricks.items()}
     cfg = from_dict(RunConfig, merged)
     if cfg.imports:
+        from zoo.plugins import import_plugins
+
         import_plugins(cfg.imports, Path.cwd() if base_dir is None else base_dir)
     check_values(cfg)
     return cfg

@@ -258,19 +258,36 @@ class Store:
         read-only (``mode=ro``), so a read-only file in a read-only directory reads.
         ``busy_timeout``: seconds a SQLite statement waits for another writer."""
         self.url = url or default_url()
-        db_path: Path | None = None
-        if self.url.startswith("sqlite:///"):
-            db_path = Path(self.url[len("sqlite:///"):].split("?", 1)[0])
-            if not create and not db_path.exists():
-                raise AblateError(f"{db_path}: no results database here; run 'ablate run' "
-                                  f"first or pass --db URL")
-            if db_path.parent and not db_path.parent.exists():
-                raise AblateError(f"--db {self.url}: directory {db_path.parent} does not exist")
-            if db_path.is_dir():
-                raise AblateError(f"--db {self.url}: {db_path} is a directory; give the "
-                                  f"database file (e.g. sqlite:///{db_path / 'results.db'})")
-            if create:
-                _check_writable(db_path)
+        db_path = self._sqlite_path(create)
+        self.engine: Engine = self._engine(db_path, create, busy_timeout)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        version = self._open_schema(create)
+        if version != SCHEMA_VERSION:
+            age = "an older" if version < SCHEMA_VERSION else "a newer"
+            raise AblateError(
+                f"--db {self.url}: made by {age} ablate (schema version {version}, this one "
+                f"reads {SCHEMA_VERSION}); rebuild it from the run directories: "
+                f"ablate db rebuild --runs-dir runs --db NEW_URL")
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _sqlite_path(self, create: bool) -> Path | None:
+        """The SQLite file of the URL (None for a server), checked before it is opened."""
+        if not self.url.startswith("sqlite:///"):
+            return None
+        db_path = Path(self.url[len("sqlite:///"):].split("?", 1)[0])
+        if not create and not db_path.exists():
+            raise AblateError(f"{db_path}: no results database here; run 'ablate run' "
+                              f"first or pass --db URL")
+        if db_path.parent and not db_path.parent.exists():
+            raise AblateError(f"--db {self.url}: directory {db_path.parent} does not exist")
+        if db_path.is_dir():
+            raise AblateError(f"--db {self.url}: {db_path} is a directory; give the "
+                              f"database file (e.g. sqlite:///{db_path / 'results.db'})")
+        if create:
+            _check_writable(db_path)
+        return db_path
+
+    def _engine(self, db_path: Path | None, create: bool, busy_timeout: float) -> Engine:
         url = self.url
         if url.startswith(("postgresql://", "postgres://")):
             # SQLAlchemy's default PostgreSQL driver is psycopg2; ablate installs psycopg 3.
@@ -282,18 +299,22 @@ class Store:
             elif db_path is not None and not create:
                 kwargs["creator"] = lambda: _connect_readonly(db_path)
                 url = "sqlite://"
-            self.engine: Engine = create_engine(url, **kwargs)
+            engine = create_engine(url, **kwargs)
         except Exception as exc:  # bad URL or missing driver
             raise AblateError(f"--db {self.url}: {exc}") from None
-        self.postgres = self.engine.dialect.name == "postgresql"
-        if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect",
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect",
                          _sqlite_pragmas(readonly=not create, busy_timeout=busy_timeout))
             # A writer takes SQLite's one write lock when its transaction starts (waiting
             # up to busy_timeout), so read-then-write sessions are serialised whole; a
             # reader (status, report) starts a deferred one and never blocks anybody.
             begin = "BEGIN IMMEDIATE" if create else "BEGIN"
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        return engine
+
+    def _open_schema(self, create: bool) -> int:
+        """Create the schema in a new database (a writer), add the tables added to version
+        1 since; the schema version found."""
         try:
             with self.engine.begin() as conn:
                 if self.postgres and create:
@@ -321,13 +342,7 @@ class Store:
         except Exception as exc:  # unreachable server, wrong password, no such database
             raise AblateError(f"--db {self.url}: cannot open it: "
                               f"{str(exc).splitlines()[0]}") from None
-        if version != SCHEMA_VERSION:
-            age = "an older" if version < SCHEMA_VERSION else "a newer"
-            raise AblateError(
-                f"--db {self.url}: made by {age} ablate (schema version {version}, this one "
-                f"reads {SCHEMA_VERSION}); rebuild it from the run directories: "
-                f"ablate db rebuild --runs-dir runs --db NEW_URL")
-        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        return version
 
     @contextmanager
     def session(self) -> Iterator[Session]:
