@@ -21,46 +21,61 @@ if TYPE_CHECKING:
     from ablate.launch.orchestrator import Outcome
 
 
+#: Seconds between a browser's reloads of the ``--html`` page while a study trains.
+HTML_REFRESH_S = 30
+
+# The options of ``ablate run``, named here so that the command reads as what it does.
+RunsDirOption = Annotated[Path, typer.Option(help="where run directories are written")]
+MaxParallelOption = Annotated[int | None, typer.Option(
+    min=1, help="runs trained at once (default: 1 on CPU, as many as --gpus hold, every "
+                "run at once with backend: slurm)")]
+GpusOption = Annotated[str | None, typer.Option(
+    help="GPUs to use, e.g. 0-7 or 0,2 (default: all visible; 'none' for CPU)")]
+RetryFailedOption = Annotated[bool, typer.Option(
+    help="train runs that failed in an earlier 'ablate run' again")]
+MaxAttemptsOption = Annotated[int, typer.Option(
+    min=1, help="attempts at a run before it stays failed (a failed attempt is tried "
+                "again at once; --retry-failed gives failed runs as many again)")]
+LostAfterOption = Annotated[float, typer.Option(
+    min=5, help="seconds without a heartbeat before a running run counts as lost")]
+CpuThreadsOption = Annotated[int | None, typer.Option(
+    min=1, envvar="ABLATE_CPU_THREADS", show_envvar=False,
+    help="CPU threads per training process (default: the cores split evenly "
+         "between parallel runs); also read from ABLATE_CPU_THREADS")]
+NodeRankOption = Annotated[int, typer.Option(
+    min=0, envvar="ABLATE_NODE_RANK",
+    help="multi-node runs (launch.nnodes > 1, backend: local): 0 on the node that "
+         "claims and records runs, 1..nnodes-1 on each other node, whose torchrun agents "
+         "join node 0's runs in plan order")]
+HtmlOption = Annotated[Path | None, typer.Option(
+    "--html", metavar="FILE", show_default=False,
+    help="keep the study's self-contained report page at FILE, rewritten after each "
+         "finished run; a browser showing it reloads it every "
+         f"{HTML_REFRESH_S} s while the study trains")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", show_default=False,
+    help="change the study file's document before it is checked, e.g. --set "
+         "base.epochs=1 --set 'seeds=[0]' (KEY dotted from the top, VALUE read as YAML; "
+         "repeatable). The runs' configs and hashes change with it. Without --set "
+         "name=NEW, the study is recorded as NAME-set-<8 hex of the overrides>, never "
+         "under the file's own name. Every node of a multi-node run needs the same "
+         "--set")]
+
+
 def run(
     study_file: Annotated[Path, typer.Argument(help="study definition (YAML)")],
     db: DbOption = None,
-    runs_dir: Annotated[Path, typer.Option(help="where run directories are written")] =
-        Path("runs"),
-    max_parallel: Annotated[int | None, typer.Option(
-        min=1, help="runs trained at once (default: 1 on CPU, as many as --gpus hold, every "
-                    "run at once with backend: slurm)")] = None,
-    gpus: Annotated[str | None, typer.Option(
-        help="GPUs to use, e.g. 0-7 or 0,2 (default: all visible; 'none' for CPU)")] = None,
-    retry_failed: Annotated[bool, typer.Option(
-        help="train runs that failed in an earlier 'ablate run' again")] = False,
-    max_attempts: Annotated[int, typer.Option(
-        min=1, help="attempts at a run before it stays failed (a failed attempt is tried "
-                    "again at once; --retry-failed gives failed runs as many again)")] = 3,
+    runs_dir: RunsDirOption = Path("runs"),
+    max_parallel: MaxParallelOption = None,
+    gpus: GpusOption = None,
+    retry_failed: RetryFailedOption = False,
+    max_attempts: MaxAttemptsOption = 3,
     dry_run: Annotated[bool, typer.Option(help="print the plan and exit")] = False,
-    lost_after: Annotated[float, typer.Option(
-        min=5, help="seconds without a heartbeat before a running run counts as lost")] = 60.0,
-    cpu_threads: Annotated[int | None, typer.Option(
-        min=1, envvar="ABLATE_CPU_THREADS", show_envvar=False,
-        help="CPU threads per training process (default: the cores split evenly "
-             "between parallel runs); also read from ABLATE_CPU_THREADS")] = None,
-    node_rank: Annotated[int, typer.Option(
-        min=0, envvar="ABLATE_NODE_RANK",
-        help="multi-node runs (launch.nnodes > 1, backend: local): 0 on the node that "
-             "claims and records runs, 1..nnodes-1 on each other node, whose torchrun agents "
-             "join node 0's runs in plan order")] = 0,
-    html: Annotated[Path | None, typer.Option(
-        "--html", metavar="FILE", show_default=False,
-        help="keep the study's self-contained report page at FILE, rewritten after each "
-             "finished run; a browser showing it reloads it every "
-             f"{HTML_REFRESH_S} s while the study trains")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE", show_default=False,
-        help="change the study file's document before it is checked, e.g. --set "
-             "base.epochs=1 --set 'seeds=[0]' (KEY dotted from the top, VALUE read as YAML; "
-             "repeatable). The runs' configs and hashes change with it. Without --set "
-             "name=NEW, the study is recorded as NAME-set-<8 hex of the overrides>, never "
-             "under the file's own name. Every node of a multi-node run needs the same "
-             "--set")] = None,
+    lost_after: LostAfterOption = 60.0,
+    cpu_threads: CpuThreadsOption = None,
+    node_rank: NodeRankOption = 0,
+    html: HtmlOption = None,
+    overrides: SetOption = None,
 ) -> None:
     """Train every variant of a study on every seed, each run once.
 
@@ -81,20 +96,7 @@ def run(
         rows = study.run_specs(runs_dir)  # the plan, made once
         url = db or default_url()
         if dry_run:
-            from ablate.cli.view import plan_table
-
-            statuses: dict[str, str] = {}
-            plans: dict[str, Any] = {v.name: None for v in study.variants}
-            if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
-                store = Store(url, create=False)  # a plan reads; it never alters the schema
-                if study.planned is not None:
-                    plans = study.stein_plans(runs_dir, store.succeeded_top1)
-                    rows = study.planned_specs(runs_dir, store.succeeded_top1)
-                statuses = {h: str(s) for h, s in
-                            store.run_status(r.hash for r in rows).items()}
-                store.close()
-            lines = _stage_two_lines(study, plans) if study.planned is not None else []
-            typer.echo(plan_table(study.name, rows, statuses, lines))
+            typer.echo(_plan(study, rows, runs_dir, url))
             return
         store = Store(url)
         if study.planned is not None:  # stage 2 as far as the pilot in the database fixes it
@@ -118,13 +120,37 @@ def run(
         outcome = _until_done(orch.run, "stopped; run the same command to resume")
     if html is not None:
         _write_page(store, study.name, html, refresh_s=None)  # final: no more reloads
+    store.close()
+    _say_outcome(study, study_file, outcome, store.url)
+
+
+def _plan(study: Any, rows: Any, runs_dir: Path, url: str) -> str:
+    """The dry run's table: each run of the plan, done or to do (a plan reads the database,
+    if there is one; it never creates or alters it)."""
+    from ablate.cli.view import plan_table
+    from ablate.store.db import Store
+
+    statuses: dict[str, str] = {}
+    plans: dict[str, Any] = {v.name: None for v in study.variants}
+    if not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).exists():
+        store = Store(url, create=False)
+        if study.planned is not None:
+            plans = study.stein_plans(runs_dir, store.succeeded_top1)
+            rows = study.planned_specs(runs_dir, store.succeeded_top1)
+        statuses = {h: str(s) for h, s in store.run_status(r.hash for r in rows).items()}
+        store.close()
+    lines = _stage_two_lines(study, plans) if study.planned is not None else []
+    return plan_table(study.name, rows, statuses, lines)
+
+
+def _say_outcome(study: Any, study_file: Path, outcome: Any, url: str) -> None:
+    """The closing line of ``ablate run``, and the failed runs left; exit 1 if any."""
     console.print(
         f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
-        + f"; results in {escape(store.url)}"
+        + f"; results in {escape(url)}"
     )
-    store.close()
     if outcome.failed_left:
         # Said every time, not only when they failed this time: a rerun that trains
         # nothing must not read as a study that is done.
@@ -158,10 +184,6 @@ def _stage_two_lines(study: Any, plans: dict[str, Any]) -> list[str]:
                      + (f" (capped by max {p.max}: the target is not guaranteed)"
                         if plan.capped else ""))
     return lines
-
-
-#: Seconds between a browser's reloads of the ``--html`` page while a study trains.
-HTML_REFRESH_S = 30
 
 
 def _write_page(store: Any, study: str, path: Path, refresh_s: int | None) -> None:
