@@ -337,6 +337,24 @@ def _existing(dst: Path) -> dict[str, Any] | None:
         return None
 
 
+def _done_already(dst: Path, source_fp: str, max_side: int | None, overwrite: bool
+                  ) -> dict[str, Any] | None:
+    """The metadata of ``dst`` when it is this conversion, done; None when it is to be
+    written (absent, or another file that ``overwrite`` replaces)."""
+    if dst.is_dir():
+        raise ConversionError(f"{dst}: is a directory; give the .lmdb file to write")
+    if not dst.exists():
+        return None
+    meta = _existing(dst)
+    if (meta is not None and meta.get("source_fingerprint") == source_fp
+            and meta.get("max_side") == max_side):
+        return meta
+    if not overwrite:
+        what = "a conversion of other files" if meta else "not a complete image LMDB"
+        raise ConversionError(f"{dst}: exists ({what}); pass --overwrite to replace it")
+    return None
+
+
 def convert_tree(
     src: str | Path,
     dst: str | Path,
@@ -361,16 +379,9 @@ def convert_tree(
     src, dst = Path(src), Path(dst)
     classes, images = scan_tree(src)
     source_fp = fingerprint(classes, images)
-    if dst.is_dir():
-        raise ConversionError(f"{dst}: is a directory; give the .lmdb file to write")
-    if dst.exists():
-        meta = _existing(dst)
-        if (meta is not None and meta.get("source_fingerprint") == source_fp
-                and meta.get("max_side") == max_side):
-            return _result(src, dst, meta, 0.0, written=False)
-        if not overwrite:
-            what = "a conversion of other files" if meta else "not a complete image LMDB"
-            raise ConversionError(f"{dst}: exists ({what}); pass --overwrite to replace it")
+    done = _done_already(dst, source_fp, max_side, overwrite)
+    if done is not None:
+        return _result(src, dst, done, 0.0, written=False)
     dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(dst.name + ".partial")
     fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o644)
