@@ -100,7 +100,7 @@ def test_transforms_shapes_and_normalisation(digits_dir: Path) -> None:
     x, _ = val[0]
     assert x.shape == (3, 8, 8) and x.dtype == torch.float32
     assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
-    raw = np.array(Image.open(val.samples[0][0]))  # type: ignore[attr-defined]
+    raw = np.array(Image.open(val.reader.source(0)))  # type: ignore[attr-defined]
     assert torch.allclose(x[0], torch.from_numpy(raw).float() / 255 * 2 - 1, atol=1e-6)
     big = DataConfig(image_size=32, preset="imagenet")
     img = Image.new("RGB", (50, 40))
