@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class ZooError(Exception):
@@ -32,3 +33,14 @@ def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
     if not near:
         return ""
     return "; did you mean " + " or ".join(f"'{prefix}{c}'" for c in near) + "?"
+
+
+def defined_at(obj: Any) -> str:
+    """``file:line`` of a class or function (else ``module.name``): an error that names two
+    definitions of one registered name (a built-in and a plugin's) says where each is."""
+    import inspect
+
+    try:
+        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
+    except (OSError, TypeError):
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"

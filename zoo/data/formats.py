@@ -27,7 +27,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from zoo.errors import UnknownNameError, did_you_mean
+from zoo.errors import UnknownNameError, defined_at, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -60,14 +60,7 @@ _FORMATS: dict[str, DataFormat] = {}
 
 
 def _where(obj: Any) -> str:
-    if isinstance(obj, str):
-        return obj
-    import inspect
-
-    try:
-        return f"{inspect.getsourcefile(obj)}:{inspect.getsourcelines(obj)[1]}"
-    except (OSError, TypeError):
-        return f"{obj.__module__}.{obj.__qualname__}"
+    return obj if isinstance(obj, str) else defined_at(obj)
 
 
 def register_data_format(name: str, reader: Any = None, *, dataset: bool = False,

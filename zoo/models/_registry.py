@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import UnknownNameError, did_you_mean
+from zoo.errors import UnknownNameError, defined_at, did_you_mean
 from zoo.models._options import KNOWN_OPTIONS, check_option
 from zoo.models.catalog import MODELS, ModelInfo
 
@@ -29,10 +29,9 @@ def _where(builder: str, fn: Any = None) -> str:
     source when the module is not imported (the zoo's own are imported only to build)."""
     import ast
     import importlib.util
-    import inspect
 
     if fn is not None:
-        return f"{inspect.getsourcefile(fn)}:{inspect.getsourcelines(fn)[1]}"
+        return defined_at(fn)
     module, _, function = builder.partition(":")
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from zoo.errors import ConfigError, UnknownNameError, did_you_mean
+from zoo.errors import ConfigError, UnknownNameError, defined_at, did_you_mean
 from zoo.tricks.base import TOUCHES, Audit, RunFacts, TrainContext, Trick
 
 if TYPE_CHECKING:
@@ -19,16 +19,6 @@ if TYPE_CHECKING:
 UNTIL_EPOCH = "until_epoch"
 
 _TRICKS: dict[str, type[Trick]] = {}
-
-
-def _where(cls: type) -> str:
-    """``file:line`` of a class, for an error naming its definition."""
-    import inspect
-
-    try:
-        return f"{inspect.getsourcefile(cls)}:{inspect.getsourcelines(cls)[1]}"
-    except (OSError, TypeError):
-        return f"{cls.__module__}.{cls.__qualname__}"
 
 
 #: The hooks a trick may override, as :class:`Trick` declares them.
@@ -50,14 +40,14 @@ def _check_hooks(cls: type[Trick]) -> None:
             ours.bind(*base.parameters)
         except TypeError:
             raise ValueError(
-                f"trick '{cls.name}' ({cls.__qualname__}, {_where(cls)}): hook {hook}"
+                f"trick '{cls.name}' ({cls.__qualname__}, {defined_at(cls)}): hook {hook}"
                 f"({', '.join(ours.parameters)}) does not take the arguments of "
                 f"Trick.{hook}({', '.join(base.parameters)})") from None
 
 
 def _check_trick(cls: type[Trick]) -> None:
     """What a trick class must declare; one line naming the class on the first problem."""
-    what = f"{getattr(cls, '__qualname__', cls)} ({_where(cls) if isinstance(cls, type) else '?'})"
+    what = f"{getattr(cls, '__qualname__', cls)} ({defined_at(cls)})"
     if not isinstance(cls, type) or not issubclass(cls, Trick):
         raise TypeError(f"register_trick: {what} is not a subclass of zoo.Trick")
     name = getattr(cls, "name", None)
@@ -86,8 +76,8 @@ def register_trick(cls: type[Trick]) -> type[Trick]:
     old = _TRICKS.get(cls.name)
     if old is not None and (old.__module__, old.__qualname__) != (cls.__module__,
                                                                   cls.__qualname__):
-        raise ValueError(f"trick '{cls.name}' is defined twice: {_where(old)} and "
-                         f"{_where(cls)}; rename one")
+        raise ValueError(f"trick '{cls.name}' is defined twice: {defined_at(old)} and "
+                         f"{defined_at(cls)}; rename one")
     _TRICKS[cls.name] = cls
     return cls
 
