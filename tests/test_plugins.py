@@ -234,6 +234,20 @@ def test_a_missing_plugin_file_names_where_it_was_looked_for(tmp_path: Path) -> 
         load_study(study, check_paths=False)
 
 
+def test_a_plugin_never_replaces_a_module_of_the_same_name(tmp_path: Path) -> None:
+    """A plugin file named like an imported module (json.py) is refused, not imported over
+    it: the process's own json stays."""
+    import json as real
+
+    from zoo.plugins import PluginError, import_plugins
+
+    (tmp_path / "json.py").write_text("X = 1\n")
+    with pytest.raises(PluginError, match=r"json\.py: its module name 'json' is taken by "
+                                          r".*json/__init__\.py; rename the file"):
+        import_plugins(["json.py"], tmp_path)
+    assert sys.modules["json"] is real
+
+
 def test_an_unknown_data_format_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"data.format: unknown format 'idz'; did you mean "
                                           r"'idx'\?.*imagefolder"):
@@ -500,5 +514,5 @@ def test_the_guides_complete_trick_works(tmp_path: Path) -> None:
                        steps_per_epoch=1, generator=torch.Generator().manual_seed(0))
     _, noisy = tricks.batch(torch.zeros(256, 3, 8, 8), targets, ctx)
     assert set(noisy.tolist()) == set(range(10))
-    with pytest.raises(ConfigError, match="tricks.noisy_labels.rate: must be in"):
+    with pytest.raises(ConfigError, match=r"tricks\.noisy_labels\.rate: must be in"):
         TrickSet({"noisy_labels": {"rate": 2.0}})

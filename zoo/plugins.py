@@ -140,6 +140,12 @@ def _stamp(plugin: Plugin) -> tuple[tuple[str, int, int], ...]:
 
 def import_plugin(plugin: Plugin) -> None:
     """Import ``plugin`` (again, when one of its files changed since)."""
+    loaded = sys.modules.get(plugin.module)
+    file = getattr(loaded, "__file__", None)
+    if loaded is not None and plugin.module not in _LOADED and (
+            file is None or Path(file).resolve() != plugin.path):
+        raise PluginError(f"{plugin.path}: its module name '{plugin.module}' is taken by "
+                          f"{file or 'a built-in module'}; rename the file")
     top = plugin.module.split(".")[0]
     PLUGIN_ROOTS[top] = (plugin.root, plugin.within)
     if str(plugin.root) not in sys.path:
