@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -347,10 +348,16 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=512)
+def _fields(cls: type) -> tuple[dict[str, Any], list[str]]:
+    """The resolved type hints and field names of dataclass ``cls``: resolving string
+    annotations compiles each one, which planning a study of 900 runs paid 11,000 times."""
+    return typing.get_type_hints(cls), [f.name for f in dataclasses.fields(cls)]
+
+
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    hints, names = _fields(cls)
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in names:

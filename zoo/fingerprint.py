@@ -25,6 +25,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -160,11 +161,44 @@ def _placement(module: str) -> tuple[Path, Path, Path]:
     return path, root, path.parent
 
 
+#: (component, module) -> (the stamps of its files, the component): planning a study
+#: fingerprints the same few components for every run; a hit costs a stat of each file.
+_COMPONENTS: dict[tuple[str, str], tuple[tuple[tuple[str, int, int], ...], Component]] = {}
+
+
+def _stamps(files: Iterable[str]) -> tuple[tuple[str, int, int], ...] | None:
+    """(file, mtime, size) of each file; None when one is gone."""
+    out = []
+    for file in files:
+        try:
+            st = Path(file).stat()
+        except OSError:
+            return None
+        out.append((file, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def module_component(name: str, module: str) -> Component:
     """Component ``name`` whose code is ``module`` and its local imports."""
+    hit = _COMPONENTS.get((name, module))
+    if hit is not None and _stamps(f for f, _, _ in hit[0]) == hit[0]:
+        return hit[1]
     path, root, within = _placement(module)
     files = local_modules(module, path, root, within)
-    return Component(name, fingerprint_files(files), tuple((n, str(p)) for n, p in files))
+    component = Component(name, fingerprint_files(files),
+                          tuple((n, str(p)) for n, p in files))
+    stamps = _stamps(str(p) for _, p in files)
+    if stamps is not None:
+        _COMPONENTS[(name, module)] = (stamps, component)
+    return component
+
+
+@lru_cache(maxsize=1024)
+def _built_model(model: str, tricks_json: str) -> str:
+    """The model a config builds, after its model-selecting tricks."""
+    from zoo.tricks import TrickSet
+
+    return TrickSet(json.loads(tricks_json)).model_name(model)
 
 
 def _timm_component(name: str) -> Component:
@@ -182,10 +216,10 @@ def run_components(cfg: RunConfig) -> list[Component]:
     and its data format."""
     from zoo.data.formats import get_data_format
     from zoo.models import get_model_info
-    from zoo.tricks import TrickSet, get_trick
+    from zoo.tricks import get_trick
 
     out = [module_component(f"trick:{t}", get_trick(t).__module__) for t in sorted(cfg.tricks)]
-    model = TrickSet(cfg.tricks).model_name(cfg.model.name)
+    model = _built_model(cfg.model.name, json.dumps(cfg.tricks, sort_keys=True))
     if model.startswith("timm/"):
         out.append(_timm_component(f"model:{model}"))
     else:
