@@ -143,6 +143,14 @@ class MetricsRow:
     seconds: float
     #: The GradScaler's scale (None without one: fp32, bf16).
     grad_scale: float | None = None
+    #: Expected calibration error (%), 15 equal-width bins of the top-1 confidence
+    #: (:mod:`zoo.metrics`); None in runs from before it was measured.
+    ece: float | None = None
+    #: The lowest per-class top-1 (%).
+    worst_class: float | None = None
+    #: Mean top-1 (%) under the corruptions of ``eval.corruptions``: the last epoch only
+    #: (None in other epochs and without ``eval.corruptions``).
+    corruption: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,8 +171,16 @@ class Final:
 
     top1: float | None = None
     top5: float | None = None
+    #: The evaluation's cross-entropy: the NLL of the true class, in nats per image.
     val_loss: float | None = None
     train_loss: float | None = None
+    #: Expected calibration error (%) and worst-class top-1 (%) (:mod:`zoo.metrics`).
+    ece: float | None = None
+    worst_class: float | None = None
+    #: Mean top-1 (%) under ``eval.corruptions``, and each corruption's mean over its
+    #: five severities (None without ``eval.corruptions``).
+    corruption: float | None = None
+    corruptions: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
