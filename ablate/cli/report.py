@@ -55,6 +55,10 @@ def report(
     no_adjust: Annotated[bool, typer.Option(
         "--no-adjust", help="decide each variant on its own test, without Holm's adjustment "
              "across the study's variants")] = False,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", metavar="NAME", help="decide this metric too, beside top-1 and the "
+             "study's 'primary:' (repeatable): top5, nll, ece, worst_class, corruption; "
+             "each its own Holm family", show_default=False)] = None,
 ) -> None:
     """Each study's variants against its baseline on the same seeds: mean paired deltas with
     95% intervals, a decision per variant (better / worse / equivalent / undecided, Holm-
@@ -69,9 +73,15 @@ def report(
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
-        if readme is not None and (margin is not None or no_adjust):
+        metrics = tuple(metric or ())
+        if metrics:
+            from ablate.report.metrics import metric as known_metric
+
+            for name in metrics:
+                known_metric(name)  # an unknown name fails here, with the closest one
+        if readme is not None and (margin is not None or no_adjust or metrics):
             fail("--readme renders each study as its study file declares it (its 'margin:', "
-                 "Holm's adjustment); drop --margin and --no-adjust")
+                 "'primary:', Holm's adjustment); drop --margin, --no-adjust and --metric")
         store = Store(db, create=False)
         if readme is not None:
             try:
@@ -102,11 +112,13 @@ def report(
                        + (f" ({', '.join(names)})" if names else "; no report markers found"))
             return
         if fmt == "html":
-            _html(store, studies, output, plots, margin=margin, holm=not no_adjust)
+            _html(store, studies, output, plots, margin=margin, holm=not no_adjust,
+                  metrics=metrics)
             return
         from ablate.report.kernels import kernel_notes, with_kernel_notes
 
-        frame = build_frame(store, studies, margin=margin, holm=not no_adjust)
+        frame = build_frame(store, studies, margin=margin, holm=not no_adjust,
+                            metrics=metrics)
         report = with_kernel_notes(frame, kernel_notes(store, studies))
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
@@ -124,22 +136,24 @@ def report(
 
 
 def _html(store: Store, studies: list[str] | None, output: Path | None,
-          plots: Path | None, *, margin: float | None, holm: bool) -> None:
+          plots: Path | None, *, margin: float | None, holm: bool,
+          metrics: tuple[str, ...] = ()) -> None:
     """``--format html``: the self-contained page (plots embedded), to stdout, one file for
     every study, or one file per study in a directory."""
     from ablate.report import build_frame, curves_frame
     from ablate.report.html import build_page, write_pages
 
     if plots is not None:
-        _plots(build_frame(store, studies, margin=margin, holm=holm),
+        _plots(build_frame(store, studies, margin=margin, holm=holm, metrics=metrics),
                curves_frame(store, studies), plots)
     if output is None:
-        typer.echo(build_page(store, studies, margin=margin, holm=holm), nl=False)
+        typer.echo(build_page(store, studies, margin=margin, holm=holm, metrics=metrics),
+                   nl=False)
         return
     # Path() drops a trailing slash, so the name tells: a page is a .html/.htm file.
     per_study = output.suffix.lower() not in (".html", ".htm")
     for path in write_pages(store, output, studies, per_study=per_study, margin=margin,
-                            holm=holm):
+                            holm=holm, metrics=metrics):
         err_console.print(f"wrote {path}", markup=False)
 
 
