@@ -198,3 +198,33 @@ def test_an_unknown_metric_is_a_one_line_error(db: str) -> None:
     assert "unknown metric 'nl'; did you mean 'nll'" in out.output
     with pytest.raises(AblateError, match="unknown metric"):
         build_frame(Store(db, create=False), ["calib"], metrics=["top-1"])
+
+
+def test_a_factorial_effect_has_its_standard_error_in_its_own_column(tmp_path: Path) -> None:
+    """sd_diff_top1 is the sd of per-seed differences of a variant row; an effect row's
+    standard error is in se_effect (twice the OLS coefficient's, as statsmodels gives it),
+    and its sd_diff_top1 is empty."""
+    import statsmodels.formula.api as smf
+
+    top1 = {"baseline": {0: 76.0, 1: 76.4, 2: 75.8}, "A": {0: 76.6, 1: 76.9, 2: 76.5},
+            "B": {0: 75.9, 1: 76.5, 2: 75.6}, "A + B": {0: 76.8, 1: 77.3, 2: 76.4}}
+    store = Store(f"sqlite:///{tmp_path / 'results.db'}")
+    add_study(store, "fact", [V(name, values, tricks={"dropout": {"rate": 0.1 + i / 10}})
+                              for i, (name, values) in enumerate(top1.items())],
+              mode="factorial")
+    with store.session() as s:
+        study = s.scalar(select(StudyRow).where(StudyRow.name == "fact"))
+        study.spec = {**study.spec, "variants": study.spec["variants"][:2]}  # factors A, B
+    frame = build_frame(store, ["fact"])
+    effects = {r["variant"]: r for r in frame.to_dict("records") if r["kind"] == "effect"}
+    data = pd.DataFrame([{"y": y, "seed": seed, "a": 1 if "A" in v else -1,
+                          "b": 1 if "B" in v else -1}
+                         for v, values in top1.items() for seed, y in values.items()])
+    fit = smf.ols("y ~ C(seed) + a + b + a:b", data).fit()
+    for term, name in (("a", "A"), ("b", "B"), ("a:b", "A:B")):
+        r = effects[name]
+        assert r["delta_top1"] == pytest.approx(2 * fit.params[term], abs=1e-9)
+        assert r["se_effect"] == pytest.approx(2 * fit.bse[term], rel=1e-9)
+        assert pd.isna(r["sd_diff_top1"])
+    variants = frame[frame["kind"] == "variant"]
+    assert variants["se_effect"].isna().all() and variants["sd_diff_top1"][1:].notna().all()
