@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from ablate.cli import app
 from ablate.errors import AblateError
 from ablate.report import build_frame
-from ablate.store.db import MetricRow, Store, StudyRow, StudyRunRow
+from ablate.store.db import MetricRow, RunRow, Store, StudyRow, StudyRunRow
 from tests.test_report import BASELINE, ROTATION, SMOOTHING, V, add_study
 
 runner = CliRunner()
@@ -35,13 +35,14 @@ ECE = {"baseline": {0: 4.0, 1: 4.4, 2: 3.9},
 def _add_finals(store: Store, study: str, key: str,
                 values: dict[str, dict[int, float]]) -> None:
     """The last epoch's (4) value of ``key`` per run, and a different one at epoch 3 that
-    the report must not read."""
+    the report must not read; the run's epochs_done as ingest leaves it."""
     with store.session() as s:
         sid = s.scalar(select(StudyRow.id).where(StudyRow.name == study))
         for variant, seed, h in s.execute(
                 select(StudyRunRow.variant, StudyRunRow.seed, StudyRunRow.run_hash)
                 .where(StudyRunRow.study_id == sid)):
             if variant in values and seed in values[variant]:
+                s.get(RunRow, h).epochs_done = 4
                 s.add(MetricRow(run_hash=h, epoch=3, key=key, value=99.0))
                 s.add(MetricRow(run_hash=h, epoch=4, key=key, value=values[variant][seed]))
 

@@ -98,16 +98,15 @@ def load_studies(store: Store, names: Sequence[str] | None = None
 def with_final_metrics(store: Store, records: Sequence[StudyRecord], keys: Sequence[str]
                        ) -> list[StudyRecord]:
     """``records`` with the last epoch's value of each metrics key in ``keys`` of their
-    succeeded runs (one query per key; a run without that key has no entry for it)."""
+    succeeded runs (one query; a run without that key has no entry for it)."""
     if not keys:
         return list(records)
     from dataclasses import replace
 
     hashes = [r.hash for rec in records for r in rec.runs if r.succeeded]
     finals: dict[str, dict[str, float | None]] = {}
-    for key in keys:
-        for h, _, value in store.metric_values(hashes, key):  # by run, then epoch
-            finals.setdefault(h, {})[key] = value
+    for h, key, value in store.final_metric_values(hashes, keys):
+        finals.setdefault(h, {})[key] = value
     return [replace(rec, finals={r.hash: finals[r.hash] for r in rec.runs
                                  if r.hash in finals}) for rec in records]
 
