@@ -73,7 +73,6 @@ def test_digits_study_with_corruptions_end_to_end(digits_dir: Path, tmp_path: Pa
         assert final.corruption == pytest.approx(rows[-1].corruption)
         assert final.corruptions is not None and set(final.corruptions) == set(CORRUPTIONS)
         assert final.corruption == pytest.approx(np.mean(list(final.corruptions.values())))
-        assert final.corruption < final.top1  # 8x8 digits lose to every corruption
         expected = _recompute(run)
         for key in ("top1", "top5", "val_loss", "ece", "worst_class"):
             assert getattr(final, key) == pytest.approx(expected[key], abs=1e-3), key
