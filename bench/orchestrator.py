@@ -62,6 +62,8 @@ from typing import Any
 
 import yaml
 
+from zoo.contract import METRIC_KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).parent / "results" / "orchestrator.json"
 ABLATE = str(Path(sys.executable).with_name("ablate"))
@@ -336,8 +338,6 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("ema", {"ema": {}}, {}),
     ("lr 0.2", {}, {"optim": {"lr": 0.2}}),
 ]
-METRIC_KEYS = ("train_loss", "lr", "val_loss", "top1", "top5", "eval_images", "images_per_s",
-               "train_seconds", "seconds", "grad_scale")
 
 
 def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[str, Any]:
