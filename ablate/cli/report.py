@@ -115,11 +115,13 @@ def report(
             _html(store, studies, output, plots, margin=margin, holm=not no_adjust,
                   metrics=metrics)
             return
-        from ablate.report.kernels import kernel_notes, with_kernel_notes
+        from ablate.report import load_studies
+        from ablate.report.kernels import records_kernel_notes, with_kernel_notes
 
+        records = load_studies(store, studies)  # once, for the frame and the kernel notes
         frame = build_frame(store, studies, margin=margin, holm=not no_adjust,
-                            metrics=metrics)
-        report = with_kernel_notes(frame, kernel_notes(store, studies))
+                            metrics=metrics, records=records)
+        report = with_kernel_notes(frame, records_kernel_notes(records))
         if plots is not None:
             _plots(report, curves_frame(store, studies), plots)
         reader = output.parent if output is not None else Path.cwd()

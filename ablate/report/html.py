@@ -229,13 +229,13 @@ def build_page(store: Store, studies: Sequence[str] | None = None,
     """The page of the named studies (default: all) from the results database; ``margin``,
     ``holm`` and ``metrics`` as for :func:`ablate.report.aggregate.build_frame`."""
     from ablate.report.aggregate import build_frame
-    from ablate.report.kernels import kernel_note, with_kernel_notes
+    from ablate.report.kernels import records_kernel_notes, with_kernel_notes
 
     records = load_studies(store, studies)
     names = [r.name for r in records]
-    notes = {r.name: note for r in records if (note := kernel_note(r)) is not None}
     frame = with_kernel_notes(build_frame(store, names, margin=margin, holm=holm,
-                                             metrics=metrics), notes)
+                                          metrics=metrics, records=records),
+                              records_kernel_notes(records))
     return render_page(frame, curves_frame(store, names), records,
                        source=store.display_url, refresh_s=refresh_s)
 

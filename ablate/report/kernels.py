@@ -70,8 +70,12 @@ def kernel_note(study: StudyRecord) -> str | None:
 
 def kernel_notes(store: Store, studies: Sequence[str] | None = None) -> dict[str, str]:
     """:func:`kernel_note` of each study that has one, by study name."""
-    return {rec.name: note for rec in load_studies(store, studies)
-            if (note := kernel_note(rec)) is not None}
+    return records_kernel_notes(load_studies(store, studies))
+
+
+def records_kernel_notes(records: Sequence[StudyRecord]) -> dict[str, str]:
+    """:func:`kernel_notes` of studies already loaded."""
+    return {rec.name: note for rec in records if (note := kernel_note(rec)) is not None}
 
 
 def with_kernel_notes(frame: pd.DataFrame, notes: Mapping[str, str]) -> pd.DataFrame:
