@@ -340,6 +340,59 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def _metric_rows(run_hash: str, top1: float, done: int, epochs: int,
+                 rng: random.Random) -> list[dict[str, Any]]:
+    """The metric table's rows of one synthetic run: every key the trainer writes, each
+    epoch done (corruption accuracy at the last epoch only, as eval.corruptions does)."""
+    out = []
+    for epoch in range(1, done + 1):
+        row = {"train_loss": 1.0 / epoch, "lr": 0.1, "val_loss": 1.1 / epoch,
+               "top1": top1 - 10 / epoch, "top5": 99.0, "eval_images": 10000,
+               "images_per_s": 3000.0, "train_seconds": 30.0, "seconds": 36.0,
+               "grad_scale": None, "ece": 5.0 / epoch + rng.gauss(0, 0.2),
+               "worst_class": top1 - 10 / epoch - 5.0,
+               "corruption": top1 - 20.0 if epoch == epochs else None}
+        out += [{"run_hash": run_hash, "epoch": epoch, "key": key, "value": row[key]}
+                for key in METRIC_KEYS]
+    return out
+
+
+def _study_spec(name: str, k: int, seeds: int, epochs: int
+                ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Study ``k``'s base config and study file: its own data set, every variant."""
+    base = {"model": "resnet20", "epochs": epochs, "batch_size": 128,
+            "data": {"train": f"data/set{k}/train", "val": f"data/set{k}/val",
+                     "image_size": 32},
+            "optim": {"lr": 0.1, "weight_decay": 5e-4}, "precision": "fp32"}
+    spec = {"name": name, "base": base, "seeds": list(range(seeds)),
+            "variants": [{"name": v, **({"tricks": t} if t else {}),
+                          **({"set": s} if s else {})} for v, t, s in VARIANTS[1:]]}
+    return base, spec
+
+
+def _run_facts(run_hash: str, now: datetime, failed: bool, finished: bool
+               ) -> dict[str, Any]:
+    """The run table's columns of a synthetic run beyond its config, status and epochs."""
+    return {"run_dir": f"/runs/{run_hash}", "nproc": 1, "images_per_s": 3000.0,
+            "host": "node1", "owner": "node1:1:abc", "attempts": 1,
+            "code_commit": "0123456789abcdef0123456789abcdef01234567", "code_dirty": False,
+            "error": "NonFiniteLossError: loss is nan" if failed else None,
+            "created_at": now, "started_at": now,
+            "finished_at": now + timedelta(hours=1) if finished else None,
+            "heartbeat_at": now}
+
+
+def _result_row(run_hash: str, top1: float, env: dict[str, Any], tricks: Any,
+                rng: random.Random) -> dict[str, Any]:
+    """The result table's row of one synthetic succeeded run."""
+    return {"run_hash": run_hash, "top1": top1, "top5": 99.5 + rng.gauss(0, 0.1),
+            "best_top1": top1 + 0.1, "best_top5": 99.7, "params": 272474,
+            "macs": 41_000_000, "seconds": 3600.0, "device_hours": 1.0,
+            "images_per_s": 3000.0, "world_size": 1, "env": env,
+            "audit": [{"trick": t, "summary": f"{t}: applied", "effective": True}
+                      for t in tricks]}
+
+
 def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[str, Any]:
     """Fill a new SQLite database through ablate.store's schema with synthetic studies."""
     from sqlalchemy import insert
@@ -359,13 +412,7 @@ def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[st
     with store.engine.begin() as conn:
         for k in range(studies):
             name = f"study_{k:03d}"
-            base = {"model": "resnet20", "epochs": epochs, "batch_size": 128,
-                    "data": {"train": f"data/set{k}/train", "val": f"data/set{k}/val",
-                             "image_size": 32},
-                    "optim": {"lr": 0.1, "weight_decay": 5e-4}, "precision": "fp32"}
-            spec = {"name": name, "base": base, "seeds": list(range(seeds)),
-                    "variants": [{"name": v, **({"tricks": t} if t else {}),
-                                  **({"set": s} if s else {})} for v, t, s in VARIANTS[1:]]}
+            base, spec = _study_spec(name, k, seeds, epochs)
             study_id = conn.execute(insert(StudyRow).values(
                 name=name, path=f"studies/{name}.yaml", mode="add_one", spec=spec,
                 created_at=now, updated_at=now)).inserted_primary_key[0]
@@ -387,38 +434,15 @@ def build_database(path: Path, studies: int, seeds: int, epochs: int) -> dict[st
                     top1 = 90 + index * 0.1 + rng.gauss(0, 0.3)
                     runs.append({
                         "hash": h, "config": config, "model": effective_model(config),
-                        "status": status,
-                        "run_dir": f"/runs/{h}", "nproc": 1, "epochs": epochs,
-                        "epochs_done": done, "top1": top1, "images_per_s": 3000.0,
-                        "host": "node1", "owner": "node1:1:abc", "attempts": 1,
-                        "code_commit": "0123456789abcdef0123456789abcdef01234567",
-                        "code_dirty": False,
-                        "error": "NonFiniteLossError: loss is nan" if status == "failed"
-                        else None,
-                        "created_at": now, "started_at": now,
-                        "finished_at": now + timedelta(hours=1) if done == epochs else None,
-                        "heartbeat_at": now})
+                        "status": status, "epochs": epochs, "epochs_done": done,
+                        "top1": top1, **_run_facts(h, now, status == "failed",
+                                                   done == epochs)})
                     links.append({"study_id": study_id, "variant": variant,
                                   "variant_index": index, "change": change, "seed": seed,
                                   "run_hash": h})
                     if status == Status.succeeded:
-                        results.append({
-                            "run_hash": h, "top1": top1, "top5": 99.5 + rng.gauss(0, 0.1),
-                            "best_top1": top1 + 0.1, "best_top5": 99.7, "params": 272474,
-                            "macs": 41_000_000, "seconds": 3600.0, "device_hours": 1.0,
-                            "images_per_s": 3000.0, "world_size": 1, "env": env,
-                            "audit": [{"trick": t, "summary": f"{t}: applied",
-                                       "effective": True} for t in tricks]})
-                    for epoch in range(1, done + 1):
-                        row = {"train_loss": 1.0 / epoch, "lr": 0.1, "val_loss": 1.1 / epoch,
-                               "top1": top1 - 10 / epoch, "top5": 99.0, "eval_images": 10000,
-                               "images_per_s": 3000.0, "train_seconds": 30.0,
-                               "seconds": 36.0, "grad_scale": None,
-                               "ece": 5.0 / epoch + rng.gauss(0, 0.2),
-                               "worst_class": top1 - 10 / epoch - 5.0,
-                               "corruption": top1 - 20.0 if epoch == epochs else None}
-                        metrics += [{"run_hash": h, "epoch": epoch, "key": key,
-                                     "value": row[key]} for key in METRIC_KEYS]
+                        results.append(_result_row(h, top1, env, tricks, rng))
+                    metrics += _metric_rows(h, top1, done, epochs, rng)
             conn.execute(insert(RunRow), runs)
             conn.execute(insert(StudyRunRow), links)
             if results:

@@ -64,77 +64,93 @@ def report(
     95% intervals, a decision per variant (better / worse / equivalent / undecided, Holm-
     adjusted across the study), costs, and what the compared runs differ in."""
     # Here, not at the top: every command imports this module, and the statistics pull in
-    # scipy.stats (about 0.3 s idle), which `ablate status` never needs.
+    # scipy.special and pandas, which `ablate status` never needs.
     from ablate.inference import InferenceError
-    from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
     from ablate.store.db import Store
 
     try:
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
-        metrics = tuple(metric or ())
-        if metrics:
-            from ablate.report.metrics import metric as known_metric
-
-            for name in metrics:
-                known_metric(name)  # an unknown name fails here, with the closest one
+        metrics = _metrics(metric)
         if readme is not None and (margin is not None or no_adjust or metrics):
             fail("--readme renders each study as its study file declares it (its 'margin:', "
                  "'primary:', Holm's adjustment); drop --margin, --no-adjust and --metric")
         store = Store(db, create=False)
         if readme is not None:
-            try:
-                # Bytes, not read_text(): newline translation would rewrite \r\n outside
-                # the markers.
-                text = readme.read_bytes().decode("utf-8")
-            except OSError as exc:
-                fail(f"--readme {readme}: {exc.strerror or exc}")
-            except UnicodeDecodeError:
-                fail(f"--readme {readme}: not a UTF-8 text file")
-            try:
-                names = readme_studies(text)
-                unmarked = [s for s in studies or [] if s not in names]
-                if unmarked:
-                    fail(f"{readme}: no '<!-- ablate:report {unmarked[0]} -->' marker")
-                if studies:
-                    names = [n for n in names if n in studies]
-                new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
-                                    studies=studies)
-            except USER_ERRORS as exc:
-                fail(f"{readme}: {exc}")
-            if plots is not None and names:
-                _plots(build_frame(store, names), curves_frame(store, names), plots)
-            if new != text:
-                atomic_write(readme, new)
-            typer.echo(f"{readme}: {len(names)} table(s) "
-                       f"{'refreshed' if new != text else 'already up to date'}"
-                       + (f" ({', '.join(names)})" if names else "; no report markers found"))
-            return
-        if fmt == "html":
+            _readme(store, readme, studies, plots)
+        elif fmt == "html":
             _html(store, studies, output, plots, margin=margin, holm=not no_adjust,
                   metrics=metrics)
-            return
-        from ablate.report import load_studies
-        from ablate.report.kernels import records_kernel_notes, with_kernel_notes
-
-        records = load_studies(store, studies)  # once, for the frame and the kernel notes
-        frame = build_frame(store, studies, margin=margin, holm=not no_adjust,
-                            metrics=metrics, records=records)
-        report = with_kernel_notes(frame, records_kernel_notes(records))
-        if plots is not None:
-            _plots(report, curves_frame(store, studies), plots)
-        reader = output.parent if output is not None else Path.cwd()
-        text = render(report, fmt, plots_dir=_link_dir(plots, reader))
-        if output is not None:
-            atomic_write(output, text)
-            err_console.print(f"wrote {output}", markup=False)
         else:
-            typer.echo(text, nl=False)
+            _tables(store, studies, fmt, output, plots, margin=margin, holm=not no_adjust,
+                    metrics=metrics)
     except (*USER_ERRORS, InferenceError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+
+
+def _metrics(names: list[str] | None) -> tuple[str, ...]:
+    """``--metric`` names, each a known metric (else an error naming the closest one)."""
+    from ablate.report.metrics import metric
+
+    return tuple(metric(name).name for name in names or ())
+
+
+def _readme(store: Store, readme: Path, studies: list[str] | None, plots: Path | None
+            ) -> None:
+    """``--readme``: refresh the marked blocks of the README in place."""
+    from ablate.report import build_frame, curves_frame, readme_studies, render_readme
+
+    try:
+        # Bytes, not read_text(): newline translation would rewrite \r\n outside the
+        # markers.
+        text = readme.read_bytes().decode("utf-8")
+    except OSError as exc:
+        fail(f"--readme {readme}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"--readme {readme}: not a UTF-8 text file")
+    try:
+        names = readme_studies(text)
+        unmarked = [s for s in studies or [] if s not in names]
+        if unmarked:
+            fail(f"{readme}: no '<!-- ablate:report {unmarked[0]} -->' marker")
+        if studies:
+            names = [n for n in names if n in studies]
+        new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
+                            studies=studies)
+    except USER_ERRORS as exc:
+        fail(f"{readme}: {exc}")
+    if plots is not None and names:
+        _plots(build_frame(store, names), curves_frame(store, names), plots)
+    if new != text:
+        atomic_write(readme, new)
+    typer.echo(f"{readme}: {len(names)} table(s) "
+               f"{'refreshed' if new != text else 'already up to date'}"
+               + (f" ({', '.join(names)})" if names else "; no report markers found"))
+
+
+def _tables(store: Store, studies: list[str] | None, fmt: str, output: Path | None,
+            plots: Path | None, *, margin: float | None, holm: bool,
+            metrics: tuple[str, ...]) -> None:
+    """markdown, csv, latex or json: to ``output`` or stdout."""
+    from ablate.report import build_frame, curves_frame, load_studies, render
+    from ablate.report.kernels import records_kernel_notes, with_kernel_notes
+
+    records = load_studies(store, studies)  # once, for the frame and the kernel notes
+    frame = build_frame(store, studies, margin=margin, holm=holm, metrics=metrics,
+                        records=records)
+    report = with_kernel_notes(frame, records_kernel_notes(records))
+    if plots is not None:
+        _plots(report, curves_frame(store, studies), plots)
+    reader = output.parent if output is not None else Path.cwd()
+    text = render(report, fmt, plots_dir=_link_dir(plots, reader))  # type: ignore[arg-type]
+    if output is not None:
+        atomic_write(output, text)
+        err_console.print(f"wrote {output}", markup=False)
+    else:
+        typer.echo(text, nl=False)
 
 
 def _html(store: Store, studies: list[str] | None, output: Path | None,

@@ -233,6 +233,24 @@ def _metric_notes(records: Sequence[Mapping[str, Any]]) -> list[str]:
     return notes
 
 
+#: How to read the improve column, of a study with a list of seeds and of planned seeds.
+IMPROVE_NOTE = ("improve: top-1 change against the baseline, the mean of the "
+                "paired per-seed differences, with its 95% CI (paired t, "
+                "unadjusted); bold: the decision is better.")
+PLANNED_IMPROVE_NOTE = ("improve: top-1 change against the baseline, the mean of the "
+                        "paired per-seed differences, with its 95% CI (Stein's two-stage "
+                        "interval, unadjusted); bold: the decision is better. Planned "
+                        "seeds: each variant's seeds after the pilot were fixed from the "
+                        "pilot's sd alone, for a CI no wider than ±target (seeds: "
+                        "done/planned); stage: pilot (stage 2 not planned yet), stage 2 "
+                        "(planned seeds missing), done. The 95% coverage holds over "
+                        "all variants together, not for a variant singled out by its "
+                        "pilot: a variant not capped by max: (its pilot's sd came out "
+                        "small) covers less than 95% (about 78% in simulation with 3 pilot "
+                        "seeds, sd 0.5, max 12), a capped one more; capped says only "
+                        "whether the target half-width is guaranteed.")
+
+
 def study_notes(study: pd.DataFrame) -> list[str]:
     """The statements under a study's table: noise floor, how to read the deltas, seeds
     needed for 80% power, and every difference beyond the declared changes."""
@@ -260,23 +278,7 @@ def _notes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         else:
             notes.append(f"Noise floor: unknown with {n} baseline seed(s); run at least two "
                          f"seeds to tell signal from noise.")
-        if base.get("stage") is None:
-            notes.append("improve: top-1 change against the baseline, the mean of the "
-                         "paired per-seed differences, with its 95% CI (paired t, "
-                         "unadjusted); bold: the decision is better.")
-        else:
-            notes.append("improve: top-1 change against the baseline, the mean of the "
-                         "paired per-seed differences, with its 95% CI (Stein's two-stage "
-                         "interval, unadjusted); bold: the decision is better. Planned "
-                         "seeds: each variant's seeds after the pilot were fixed from the "
-                         "pilot's sd alone, for a CI no wider than ±target (seeds: "
-                         "done/planned); stage: pilot (stage 2 not planned yet), stage 2 "
-                         "(planned seeds missing), done. The 95% coverage holds over "
-                         "all variants together, not for a variant singled out by its "
-                         "pilot: a variant not capped by max: (its pilot's sd came out "
-                         "small) covers less than 95% (about 78% in simulation with 3 pilot "
-                         "seeds, sd 0.5, max 12), a capped one more; capped says only "
-                         "whether the target half-width is guaranteed.")
+        notes.append(IMPROVE_NOTE if base.get("stage") is None else PLANNED_IMPROVE_NOTE)
         if base.get("rule"):
             notes.append(f"{str(base['rule'])[0].upper()}{str(base['rule'])[1:]}.")
         notes += [f"{n[0].upper()}{n[1:]}." for n in _metric_notes(rows)]
