@@ -142,15 +142,40 @@ def test_primary_metric_leads_and_is_always_decided(db: str, tmp_path: Path) -> 
     assert "delta_nll" not in frame.columns
 
 
-def test_primary_in_a_study_file_must_be_a_metric(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("line", "error"), [
+    ("primary: ecee", "primary: 'ecee' is not a metric; did you mean 'ece'"),
+    ("metrics: [nll, worst]", "metrics: 'worst' is not a metric; did you mean 'worst_class'"),
+    ("metrics: nll", "metrics: expected a list of metric names")])
+def test_primary_and_metrics_in_a_study_file_must_be_metrics(
+        tmp_path: Path, line: str, error: str) -> None:
     from ablate.errors import StudyError
     from ablate.study.spec import load_study
 
     path = tmp_path / "s.yaml"
     path.write_text("name: s\nbase: {model: resnet20, data: {train: /x, val: /y}}\n"
-                    "seeds: [0]\nprimary: ecee\nvariants: [{name: a, tricks: {mixup: {}}}]\n")
-    with pytest.raises(StudyError, match="primary: 'ecee' is not a metric; did you mean 'ece'"):
+                    f"seeds: [0]\n{line}\nvariants: [{{name: a, tricks: {{mixup: {{}}}}}}]\n")
+    with pytest.raises(StudyError, match=error.replace("[", "\\[")):
         load_study(path, check_paths=False)
+
+
+def test_a_study_declares_its_metrics_and_the_readme_findings_name_trade_offs(
+        db: str, tmp_path: Path) -> None:
+    import shutil
+
+    from ablate.report import render_readme
+
+    path = tmp_path / "results.db"
+    shutil.copy(db.removeprefix("sqlite:///"), path)
+    store = Store(f"sqlite:///{path}")
+    with store.session() as s:
+        study = s.scalar(select(StudyRow).where(StudyRow.name == "calib"))
+        study.spec = {**study.spec, "metrics": ["nll", "ece"]}
+    frame = build_frame(store, ["calib"])  # no --metric: the study file's
+    smooth = frame[frame["variant"] == "label smoothing"].iloc[0]
+    text = render_readme("<!-- ablate:report calib -->\n<!-- /ablate:report -->\n", store)
+    assert (f"Over top-1, NLL and ECE (each its own Holm family), the decided changes: "
+            f"label smoothing: {smooth['changes']}; random rotation: ") in text
+    assert smooth["changes"].endswith("trade-off") and "Δ ECE" in text
 
 
 def test_old_runs_without_the_metrics_still_report(db: str) -> None:

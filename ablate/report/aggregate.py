@@ -338,9 +338,11 @@ def _seed_values(rec: StudyRecord, ok: Sequence[RunRecord], m: Metric) -> dict[i
     return {seed: value for seed, value in pairs if value is not None}
 
 
-def study_primary(rec: StudyRecord) -> str:
-    """The study's ``primary:`` metric (default top1)."""
-    return str(rec.spec.get("primary") or DEFAULT_PRIMARY)
+def study_metrics(rec: StudyRecord, metrics: Sequence[str] = ()) -> tuple[Metric, ...]:
+    """The metrics a study's report decides: its ``primary:`` (default top1) first, top-1,
+    its ``metrics:`` and ``metrics`` (the command line's ``--metric``)."""
+    return chosen(str(rec.spec.get("primary") or DEFAULT_PRIMARY),
+                  [*(rec.spec.get("metrics") or ()), *metrics])
 
 
 def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
@@ -348,8 +350,8 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
     """One row per variant of a study, baseline first, with the aggregated numbers and
     each variant's decision: against ``margin`` (default: the study's ``margin:``), Holm-
     adjusted across the study's variants unless ``holm`` is False. Besides top-1, the
-    study's ``primary:`` metric and ``metrics`` are decided, each its own Holm family
-    (``rec.finals`` holds the values of those not in the result)."""
+    study's ``primary:`` and ``metrics:`` and ``metrics`` are decided, each its own Holm
+    family (``rec.finals`` holds the values of those not in the result)."""
     if rec.spec.get("models"):
         return model_rows(rec, margin, holm, metrics)
     by_variant: dict[int, list[RunRecord]] = {}
@@ -387,7 +389,7 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
 
 def _baseline(rec: StudyRecord, by_variant: Mapping[int, Sequence[RunRecord]],
               margin: float | None, metrics: Sequence[str]) -> _Baseline:
-    decided = chosen(study_primary(rec), metrics)
+    decided = study_metrics(rec, metrics)
     ok = [r for r in by_variant[0] if r.succeeded]
     config = by_variant[0][0].config
     return _Baseline(
@@ -777,7 +779,7 @@ def build_frame(store: Store, studies: Sequence[str] | None = None, *,
 
     if records is None:
         records = load_studies(store, studies)
-    keys = sorted({m.key for rec in records for m in chosen(study_primary(rec), metrics)
+    keys = sorted({m.key for rec in records for m in study_metrics(rec, metrics)
                    if not m.in_result})
     records = with_final_metrics(store, records, keys)
     rows = [row for rec in records for row in study_rows(rec, margin, holm, metrics)]
