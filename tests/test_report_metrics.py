@@ -254,3 +254,23 @@ def test_a_factorial_effect_has_its_standard_error_in_its_own_column(tmp_path: P
         assert pd.isna(r["sd_diff_top1"])
     variants = frame[frame["kind"] == "variant"]
     assert variants["se_effect"].isna().all() and variants["sd_diff_top1"][1:].notna().all()
+
+
+def test_trade_off_plot_draws_each_metric_against_top1_and_cost(db: str, tmp_path: Path) -> None:
+    from ablate.report.metrics import METRICS
+    from ablate.report.plots import tradeoff_points, write_plots
+
+    frame = build_frame(Store(db, create=False), ["calib", "old"], metrics=["nll", "ece"])
+    written = write_plots(frame, pd.DataFrame(columns=["study", "variant", "variant_index",
+                                                       "seed", "epoch", "top1"]), tmp_path)
+    tradeoff = tmp_path / "calib_tradeoff.png"
+    assert tradeoff in written and tradeoff.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # "old" has no ECE: nothing to trade off, no file.
+    assert not (tmp_path / "old_tradeoff.png").exists()
+    rows = frame[(frame["study"] == "calib") & (frame["variant_index"] > 0)].to_dict("records")
+    points = {p[0]: p for p in tradeoff_points(rows, METRICS["ece"], "top1")}
+    smooth = next(r for r in rows if r["variant"] == "label smoothing")
+    assert points["label smoothing"] == (
+        "label smoothing", smooth["delta_ece"], smooth["ci_ece"], smooth["delta_top1"],
+        smooth["ci_top1"], "trade-off")
+    assert "no metrics yet" not in points  # no ECE: no point
