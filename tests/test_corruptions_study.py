@@ -90,3 +90,29 @@ def test_digits_study_with_corruptions_end_to_end(digits_dir: Path, tmp_path: Pa
         assert row[f"delta_{metric}"] == pytest.approx(np.mean(diffs), abs=1e-9), metric
     assert row["verdict_corruption"] in ("better", "worse", "undecided")
     assert row["changes"]
+
+
+def test_two_processes_measure_what_one_computes_from_the_checkpoint(
+        digits_dir: Path, tmp_path: Path) -> None:
+    """DDP: every metric is all-reduced as sums, so 2 processes (363 images, an odd split)
+    record what a plain single-process loop over the checkpoint computes."""
+    import shutil
+
+    from tests.conftest import digits_config, run_train, write_config
+
+    data = tmp_path / "digits"
+    shutil.copytree(digits_dir, data)
+    sorted((data / "val" / "zero").glob("*.png"))[0].unlink()
+    cfg = digits_config(data, epochs=1)
+    cfg["eval"] = {"corruptions": True}
+    out = tmp_path / "ddp"
+    proc = run_train(["--config", str(write_config(tmp_path / "c.yaml", cfg)), "--out",
+                      str(out)], torchrun=2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = contract.RunDir(out).result()
+    assert result is not None and result.world_size == 2
+    expected = _recompute(out)
+    for key in ("top1", "top5", "val_loss", "ece", "worst_class"):
+        assert getattr(result.final, key) == pytest.approx(expected[key], abs=1e-3), key
+    assert result.final.corruptions is not None
+    assert result.final.corruptions["contrast"] == pytest.approx(expected["contrast"], abs=0.3)
