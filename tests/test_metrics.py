@@ -189,3 +189,13 @@ def test_eval_corruptions_off_keeps_the_hashes_of_runs_made_before() -> None:
     on = build_config({"model": "resnet20", "eval": {"corruptions": True}})
     assert run_identity(on.to_dict())["eval"] == {"corruptions": True}
     assert on.identity() != plain.identity()
+
+
+@pytest.mark.parametrize("decode", ["gpu", "auto"])
+def test_eval_corruptions_need_cpu_decoding_and_say_so_before_training(decode: str) -> None:
+    from zoo.config import build_config
+    from zoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval\.corruptions: needs data\.decode: cpu"):
+        build_config({"data": {"decode": decode}, "eval": {"corruptions": True}})
+    assert build_config({"eval": {"corruptions": True}}).eval.corruptions
