@@ -166,6 +166,41 @@ METRIC_KEYS: tuple[str, ...] = tuple(f.name for f in fields(MetricsRow)
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A final number of a run that a report can decide: where it lives and which way is
+    better."""
+
+    #: Its name on the report's command line (``--metric``), in a study's ``primary:`` and
+    #: ``metrics:``, and in the report frame's columns (``delta_<name>``).
+    name: str
+    #: Its key in a run's :class:`Final` / :class:`MetricsRow`.
+    key: str
+    #: How a table names it, and its unit.
+    label: str
+    unit: str
+    #: Whether a larger value is better (lower is better for NLL and ECE).
+    higher_is_better: bool
+    #: Read from the database's result row (top-1, top-5) rather than the run's last
+    #: metrics row.
+    in_result: bool = False
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+#: The metrics a report can decide, by name (:mod:`zoo.metrics` defines the evaluation's).
+REPORTABLE: dict[str, Metric] = {m.name: m for m in (
+    Metric("top1", "top1", "top-1", "%", True, in_result=True),
+    Metric("top5", "top5", "top-5", "%", True, in_result=True),
+    Metric("nll", "val_loss", "NLL", "nats", False),
+    Metric("ece", "ece", "ECE", "%", False),
+    Metric("worst_class", "worst_class", "worst-class top-1", "%", True),
+    Metric("corruption", "corruption", "corruption top-1", "%", True),
+)}
+
+
+@dataclass(frozen=True)
 class Final:
     """The last epoch's numbers."""
 

@@ -1,4 +1,5 @@
-"""The metrics a report can decide, each with its direction and where its value lives.
+"""The metrics a report can decide (:data:`zoo.contract.REPORTABLE`: each with its direction
+and where its value lives), looked up by name, and the frame's columns of each.
 
 A run's top-1 and top-5 are in its result; the others are its last epoch's row of the
 metrics table (``metrics.jsonl``: :mod:`zoo.metrics` defines them). A run from before a
@@ -8,40 +9,13 @@ metric was measured has none: it counts as missing for that metric only.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from ablate.errors import AblateError
+from zoo.contract import REPORTABLE as METRICS
+from zoo.contract import Metric
 
+__all__ = ["DEFAULT_PRIMARY", "METRICS", "Metric", "chosen", "extra_columns", "metric"]
 
-@dataclass(frozen=True)
-class Metric:
-    """One metric of a report."""
-
-    #: Its name on the command line and in the frame's columns (``delta_<name>``).
-    name: str
-    #: Its key in a run's result / metrics row.
-    key: str
-    #: How a table names it, and its unit.
-    label: str
-    unit: str
-    #: Whether a larger value is better (lower is better for NLL and ECE).
-    higher_is_better: bool
-    #: Read from the run's result (top-1, top-5) rather than its last metrics row.
-    in_result: bool = False
-
-    @property
-    def direction(self) -> str:
-        return "higher is better" if self.higher_is_better else "lower is better"
-
-
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("top1", "top1", "top-1", "%", True, in_result=True),
-    Metric("top5", "top5", "top-5", "%", True, in_result=True),
-    Metric("nll", "val_loss", "NLL", "nats", False),
-    Metric("ece", "ece", "ECE", "%", False),
-    Metric("worst_class", "worst_class", "worst-class top-1", "%", True),
-    Metric("corruption", "corruption", "corruption top-1", "%", True),
-)}
 
 #: The metric a study decides first when its file declares no ``primary:``.
 DEFAULT_PRIMARY = "top1"

@@ -307,8 +307,8 @@ def parse_seeds(value: Any) -> tuple[tuple[int, ...], PlannedSeeds | None]:
 def _check_metrics(primary: Any, metrics: Any) -> None:
     """``primary:``, the metric a study's report decides first (default top1), and
     ``metrics:``, the others its report decides besides top-1 (e.g. ``[nll, ece]``): each
-    one the report knows (:data:`ablate.report.metrics.METRICS`)."""
-    from ablate.report.metrics import METRICS
+    one the report knows (:data:`zoo.contract.REPORTABLE`)."""
+    from zoo.contract import REPORTABLE as METRICS
 
     if metrics is not None and not isinstance(metrics, list):
         raise StudyError(f"metrics: expected a list of metric names, e.g. [nll, ece], got "
