@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from ablate.store.db import Store
@@ -52,12 +54,14 @@ class Results:
         """The studies in the database, by name."""
         return self.store.study_names()
 
-    def report(self, study: str | None = None) -> pd.DataFrame:
+    def report(self, study: str | None = None, metrics: Sequence[str] = ()) -> pd.DataFrame:
         """One row per (study, variant), baseline first: the frame ``ablate report``
-        renders (columns: :data:`ablate.report.COLUMNS`). Default: every study."""
+        renders (columns: :data:`ablate.report.COLUMNS`, then those of the metrics decided
+        beyond top-1: the study's ``primary:`` and ``metrics``, as ``--metric``). Default:
+        every study."""
         from ablate.report import build_frame
 
-        return build_frame(self.store, [study] if study else None)
+        return build_frame(self.store, [study] if study else None, metrics=metrics)
 
     def metrics(self, study: str) -> pd.DataFrame:
         """Every epoch's metrics of every run of ``study`` (any status: a running run

@@ -125,3 +125,41 @@ def test_two_stage_report_by_simulation(tmp_path: Path) -> None:
     assert met / studies >= 0.95
     assert capped / studies < 0.01
     assert planned_seeds / studies > 3  # stage 2 really added seeds
+
+
+def test_capped_does_not_tell_which_intervals_cover_and_half_width_is_steins(
+        tmp_path: Path) -> None:
+    """What the notes and docstrings now say: a planned-seeds row's half-width is Stein's,
+    t(0.975, n0-1) * s0 / sqrt(n) with the pilot's sd (scipy's t), not the paired t of its
+    own sd; coverage holds over all variants, but the variants that max: did not cap (a
+    pilot sd that came out small) cover clearly less than 95%."""
+    from scipy import stats
+
+    delta, sigma, h, cap = 0.7, 0.5, 0.3, 12
+    spec = {"pilot": [0, 1, 2], "target_halfwidth": h, "max": cap}
+    study = _load(tmp_path, spec)
+    pilot = {r.hash: (r.variant, r.seed) for r in study.run_specs(tmp_path / "runs")}
+    raw = {**_study_dict(spec), "mode": "add_one"}
+    rng = np.random.default_rng(5)
+    cover = {True: 0, False: 0}
+    count = {True: 0, False: 0}
+    for _ in range(1500):
+        base = rng.normal(80.0, 1.0, cap)
+        other = base + rng.normal(delta, sigma, cap)
+        values = {"baseline": base, "ls": other}
+        top1 = {h_: values[v][s] for h_, (v, s) in pilot.items()}
+        n = study.stein_plans(tmp_path / "runs", lambda hashes, t=top1: t)["ls"].n
+        rec = _record("sim", raw, {v: dict(enumerate(values[v][:n].tolist()))
+                                   for v in ("baseline", "ls")})
+        row = study_rows(rec)[1]
+        diffs = (other - base)[:n]
+        s0 = float(np.std(diffs[:3], ddof=1))
+        assert row["ci_top1"] == pytest.approx(stats.t.ppf(0.975, 2) * s0 / np.sqrt(n))
+        capped = bool(row["capped"])
+        count[capped] += 1
+        cover[capped] += row["ci_top1_low"] <= delta <= row["ci_top1_high"]
+    total = count[True] + count[False]
+    assert (cover[True] + cover[False]) / total >= 0.93  # over all variants: 95%
+    uncapped = cover[False] / count[False]
+    assert count[False] > 200 and uncapped < 0.95 - 4 * np.sqrt(0.05 * 0.95 / count[False])
+    assert cover[True] / count[True] > 0.95

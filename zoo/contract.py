@@ -143,6 +143,14 @@ class MetricsRow:
     seconds: float
     #: The GradScaler's scale (None without one: fp32, bf16).
     grad_scale: float | None = None
+    #: Expected calibration error (%), 15 equal-width bins of the top-1 confidence
+    #: (:mod:`zoo.metrics`); None in runs from before it was measured.
+    ece: float | None = None
+    #: The lowest per-class top-1 (%).
+    worst_class: float | None = None
+    #: Mean top-1 (%) under the corruptions of ``eval.corruptions``: the last epoch only
+    #: (None in other epochs and without ``eval.corruptions``).
+    corruption: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,13 +166,56 @@ METRIC_KEYS: tuple[str, ...] = tuple(f.name for f in fields(MetricsRow)
 
 
 @dataclass(frozen=True)
+class Metric:
+    """A final number of a run that a report can decide: where it lives and which way is
+    better."""
+
+    #: Its name on the report's command line (``--metric``), in a study's ``primary:`` and
+    #: ``metrics:``, and in the report frame's columns (``delta_<name>``).
+    name: str
+    #: Its key in a run's :class:`Final` / :class:`MetricsRow`.
+    key: str
+    #: How a table names it, and its unit.
+    label: str
+    unit: str
+    #: Whether a larger value is better (lower is better for NLL and ECE).
+    higher_is_better: bool
+    #: Read from the database's result row (top-1, top-5) rather than the run's last
+    #: metrics row.
+    in_result: bool = False
+
+    @property
+    def direction(self) -> str:
+        return "higher is better" if self.higher_is_better else "lower is better"
+
+
+#: The metrics a report can decide, by name (:mod:`zoo.metrics` defines the evaluation's).
+REPORTABLE: dict[str, Metric] = {m.name: m for m in (
+    Metric("top1", "top1", "top-1", "%", True, in_result=True),
+    Metric("top5", "top5", "top-5", "%", True, in_result=True),
+    Metric("nll", "val_loss", "NLL", "nats", False),
+    Metric("ece", "ece", "ECE", "%", False),
+    Metric("worst_class", "worst_class", "worst-class top-1", "%", True),
+    Metric("corruption", "corruption", "corruption top-1", "%", True),
+)}
+
+
+@dataclass(frozen=True)
 class Final:
     """The last epoch's numbers."""
 
     top1: float | None = None
     top5: float | None = None
+    #: The evaluation's cross-entropy: the NLL of the true class, in nats per image.
     val_loss: float | None = None
     train_loss: float | None = None
+    #: Expected calibration error (%) and worst-class top-1 (%) (:mod:`zoo.metrics`).
+    ece: float | None = None
+    worst_class: float | None = None
+    #: Mean top-1 (%) under ``eval.corruptions``, and each corruption's mean over its
+    #: five severities (None without ``eval.corruptions``).
+    corruption: float | None = None
+    corruptions: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from torch.optim.lr_scheduler import (
 from zoo.config import RunConfig
 from zoo.data.device import to_device
 from zoo.distributed import all_reduce_sum
+from zoo.metrics import CORRUPTIONS, EvalSums, corruption_summary, corruption_transform
 from zoo.tricks import TrainContext, TrickSet
 
 log = logging.getLogger("zoo")
@@ -292,39 +293,51 @@ def train_one_epoch(
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Iterable[tuple[Any, torch.Tensor]],
     device: torch.device,
     precision: Precision,
     channels_last: bool = False,
+    num_classes: int | None = None,
+    transform: Callable[[Any], Any] | None = None,
 ) -> dict[str, float]:
-    """Loss, top-1 and top-5 (in %) over this process's shard, summed over all processes.
+    """Loss (the NLL), top-1, top-5, ECE and worst-class accuracy (in %) over this
+    process's shard, summed over all processes (:class:`zoo.metrics.EvalSums`).
 
-    Sums of (loss, correct@1, correct@5, count) are all-reduced, so with a sampler that
-    gives every image to exactly one process the result counts each image once.
+    The sums are all-reduced, so with a sampler that gives every image to exactly one
+    process the result counts each image once. ``num_classes``: the model's outputs (all
+    processes must agree; default: read from the first batch's logits). ``transform``: a
+    function of each loader batch before it reaches the device (a corruption).
     """
     model.eval()
-    sums = torch.zeros(4, dtype=torch.float64, device=device)
+    sums = None if num_classes is None else EvalSums(num_classes, device)
     for images, targets in loader:
+        if transform is not None:
+            images = transform(images)
         images, targets = to_device(images, targets, device, precision.dtype, channels_last)
         with precision.autocast():
             logits = model(images)
-        logits = logits.float()
-        loss = nn.functional.cross_entropy(logits, targets, reduction="sum")
-        k = min(5, logits.shape[1])
-        topk = logits.topk(k, dim=1).indices
-        hits = topk == targets[:, None]
-        # The count is added as a Python number: a tensor made for it on the host would
-        # be a blocking host-to-device copy per batch.
-        sums[:3] += torch.stack([
-            loss.double(), hits[:, 0].sum().double(), hits.any(dim=1).sum().double()])
-        sums[3] += targets.shape[0]
-    all_reduce_sum(sums)
-    count = float(sums[3])
-    if count == 0:
-        return {"val_loss": math.nan, "top1": math.nan, "top5": math.nan, "count": 0}
-    return {
-        "val_loss": float(sums[0]) / count,
-        "top1": 100.0 * float(sums[1]) / count,
-        "top5": 100.0 * float(sums[2]) / count,
-        "count": int(count),
-    }
+        if sums is None:
+            sums = EvalSums(logits.shape[1], device)
+        sums.add(logits.float(), targets)
+    return EvalSums(1, device).metrics() if sums is None else sums.metrics()
+
+
+def evaluate_corruptions(
+    model: nn.Module,
+    loader: Iterable[tuple[Any, torch.Tensor]],
+    device: torch.device,
+    precision: Precision,
+    channels_last: bool,
+    num_classes: int,
+    rank: int,
+) -> dict[str, Any]:
+    """Top-1 under each corruption of :data:`zoo.metrics.CORRUPTIONS` at its five
+    severities (25 passes over the evaluation set): their mean (``corruption``) and each
+    corruption's mean over its severities (``corruptions``)."""
+    top1 = {}
+    for name in CORRUPTIONS:
+        for severity in range(1, 6):
+            out = evaluate(model, loader, device, precision, channels_last, num_classes,
+                           corruption_transform(name, severity, rank))
+            top1[(name, severity)] = out["top1"]
+    return corruption_summary(top1)

@@ -46,6 +46,7 @@ from zoo.engine import (
     build_optimizer,
     build_scheduler,
     evaluate,
+    evaluate_corruptions,
     resolve_precision,
     train_one_epoch,
 )
@@ -167,7 +168,8 @@ class TrainState:
     best_top1: float = -1.0
     best_top5: float = -1.0
     best_epoch: int = 0
-    #: The last epoch's metrics: epoch, top1, top5, val_loss, train_loss.
+    #: The last epoch's metrics: epoch, top1, top5, val_loss, train_loss, ece, worst_class,
+    #: corruption and its breakdown (corruptions).
     last: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     images: int = 0
@@ -180,7 +182,8 @@ class TrainState:
     def update(self, row: dict[str, Any]) -> None:
         if row["top1"] > self.best_top1:
             self.best_top1, self.best_top5, self.best_epoch = row["top1"], row["top5"], row["epoch"]
-        self.last = {k: row[k] for k in ("epoch", "top1", "top5", "val_loss", "train_loss")}
+        self.last = {k: row.get(k) for k in ("epoch", "top1", "top5", "val_loss", "train_loss",
+                                             "ece", "worst_class", "corruption", "corruptions")}
         self.seconds += row["seconds"]
         self.train_seconds += row["train_seconds"]
         self.images += round(row["images_per_s"] * row["train_seconds"])
@@ -393,8 +396,12 @@ def _train_epoch(s: Session, epoch: int) -> dict[str, Any]:
             log_every=s.cfg.log_every, channels_last=s.channels_last, progress=progress,
         )
     broadcast_buffers(s.model)  # every shard is scored with rank 0's BN statistics
-    metrics = evaluate(s.tricks.eval_model(s.model), s.val_loader, s.info.device,
-                       s.precision, s.channels_last)
+    model = s.tricks.eval_model(s.model)
+    metrics = evaluate(model, s.val_loader, s.info.device, s.precision, s.channels_last,
+                       num_classes=len(s.classes))
+    if s.cfg.eval.corruptions and epoch == s.cfg.epochs:
+        metrics.update(evaluate_corruptions(model, s.val_loader, s.info.device, s.precision,
+                                            s.channels_last, len(s.classes), s.info.rank))
     return _row(epoch, s.steps_per_epoch, stats, metrics, time.perf_counter() - t0)
 
 
@@ -414,6 +421,10 @@ def _row(epoch: int, steps_per_epoch: int, stats: EpochStats, metrics: dict[str,
         "train_seconds": stats.seconds,
         "seconds": seconds,
         "grad_scale": stats.grad_scale,
+        "ece": metrics["ece"],
+        "worst_class": metrics["worst_class"],
+        "corruption": metrics.get("corruption"),
+        "corruptions": metrics.get("corruptions"),  # result.json only: not a metrics row's
     }
 
 
@@ -422,7 +433,8 @@ def _end_epoch(s: Session, epoch: int, row: dict[str, Any], state: TrainState) -
     rngs = all_gather_objects(rng_state(s.info.device))
     if not s.info.is_main:
         return
-    rundir.append_metrics(s.out / rundir.METRICS, MetricsRow(**row))
+    rundir.append_metrics(s.out / rundir.METRICS,
+                          MetricsRow(**{k: v for k, v in row.items() if k != "corruptions"}))
     if s.board is not None:  # before the checkpoint: a crash between them is purged on resume
         s.board.log_epoch(row)
     rundir.save_checkpoint_keeping_previous(s.out, {
@@ -484,7 +496,10 @@ def _result(s: Session, state: TrainState, status: str, error: str | None,
         "epochs": cfg.epochs,
         "epochs_completed": last.get("epoch", 0),
         "final": {"top1": last.get("top1"), "top5": last.get("top5"),
-                  "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss")},
+                  "val_loss": last.get("val_loss"), "train_loss": last.get("train_loss"),
+                  "ece": last.get("ece"), "worst_class": last.get("worst_class"),
+                  "corruption": last.get("corruption"),
+                  "corruptions": last.get("corruptions")},
         "best": {"top1": state.best_top1 if best else None,
                  "top5": state.best_top5 if best else None,
                  "epoch": state.best_epoch or None},

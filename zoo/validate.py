@@ -36,6 +36,11 @@ def check_values(cfg: RunConfig) -> None:
         raise ConfigError(f"optim.momentum: must be in [0, 1), got {cfg.optim.momentum}")
     if cfg.optim.nesterov and cfg.optim.momentum == 0:
         raise ConfigError("optim.nesterov: needs optim.momentum > 0; set nesterov: false")
+    if cfg.eval.corruptions and cfg.data.decode != "cpu":
+        # Checked here, not after the last epoch: the corruptions act on the uint8 images
+        # the loader workers decode, which the gpu path never has on the host.
+        raise ConfigError(f"eval.corruptions: needs data.decode: cpu, got "
+                          f"{cfg.data.decode!r}")
     if not 0 <= cfg.schedule.warmup_epochs <= cfg.epochs:
         raise ConfigError(
             f"schedule.warmup_epochs: must be in [0, epochs={cfg.epochs}], "

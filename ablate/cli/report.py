@@ -55,6 +55,10 @@ def report(
     no_adjust: Annotated[bool, typer.Option(
         "--no-adjust", help="decide each variant on its own test, without Holm's adjustment "
              "across the study's variants")] = False,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", metavar="NAME", help="decide this metric too, beside top-1 and the "
+             "study's 'primary:' (repeatable): top5, nll, ece, worst_class, corruption; "
+             "each its own Holm family", show_default=False)] = None,
 ) -> None:
     """Compare each variant with its baseline and decide it.
 
@@ -63,86 +67,114 @@ def report(
     undecided; Holm-adjusted across the study), costs, and what the compared runs differ
     in."""
     # Here, not at the top: every command imports this module, and the statistics pull in
-    # scipy.stats (about 0.3 s idle), which `ablate status` never needs.
+    # scipy.special and pandas, which `ablate status` never needs.
     from ablate.inference import InferenceError
-    from ablate.report import build_frame, curves_frame, readme_studies, render, render_readme
     from ablate.store.db import Store
 
     try:
         if readme is not None and (output is not None or fmt != "markdown"):
             fail("--readme rewrites the README's markdown tables in place; "
                  "drop --output and --format")
-        if readme is not None and (margin is not None or no_adjust):
+        metrics = _metrics(metric)
+        if readme is not None and (margin is not None or no_adjust or metrics):
             fail("--readme renders each study as its study file declares it (its 'margin:', "
-                 "Holm's adjustment); drop --margin and --no-adjust")
+                 "'primary:', Holm's adjustment); drop --margin, --no-adjust and --metric")
         store = Store(db, create=False)
         if readme is not None:
-            try:
-                # Bytes, not read_text(): newline translation would rewrite \r\n outside
-                # the markers.
-                text = readme.read_bytes().decode("utf-8")
-            except OSError as exc:
-                fail(f"--readme {readme}: {exc.strerror or exc}")
-            except UnicodeDecodeError:
-                fail(f"--readme {readme}: not a UTF-8 text file")
-            try:
-                names = readme_studies(text)
-                unmarked = [s for s in studies or [] if s not in names]
-                if unmarked:
-                    fail(f"{readme}: no '<!-- ablate:report {unmarked[0]} -->' marker")
-                if studies:
-                    names = [n for n in names if n in studies]
-                new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
-                                    studies=studies)
-            except USER_ERRORS as exc:
-                fail(f"{readme}: {exc}")
-            if plots is not None and names:
-                _plots(build_frame(store, names), curves_frame(store, names), plots)
-            if new != text:
-                atomic_write(readme, new)
-            typer.echo(f"{readme}: {len(names)} table(s) "
-                       f"{'refreshed' if new != text else 'already up to date'}"
-                       + (f" ({', '.join(names)})" if names else "; no report markers found"))
-            return
-        if fmt == "html":
-            _html(store, studies, output, plots, margin=margin, holm=not no_adjust)
-            return
-        from ablate.report.kernels import kernel_notes, with_kernel_notes
-
-        frame = build_frame(store, studies, margin=margin, holm=not no_adjust)
-        report = with_kernel_notes(frame, kernel_notes(store, studies))
-        if plots is not None:
-            _plots(report, curves_frame(store, studies), plots)
-        reader = output.parent if output is not None else Path.cwd()
-        text = render(report, fmt, plots_dir=_link_dir(plots, reader))
-        if output is not None:
-            atomic_write(output, text)
-            err_console.print(f"wrote {output}", markup=False)
+            _readme(store, readme, studies, plots)
+        elif fmt == "html":
+            _html(store, studies, output, plots, margin=margin, holm=not no_adjust,
+                  metrics=metrics)
         else:
-            typer.echo(text, nl=False)
+            _tables(store, studies, fmt, output, plots, margin=margin, holm=not no_adjust,
+                    metrics=metrics)
     except (*USER_ERRORS, InferenceError) as exc:
         fail(str(exc))
     except OSError as exc:
         fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
 
 
+def _metrics(names: list[str] | None) -> tuple[str, ...]:
+    """``--metric`` names, each a known metric (else an error naming the closest one)."""
+    from ablate.report.metrics import metric
+
+    return tuple(metric(name).name for name in names or ())
+
+
+def _readme(store: Store, readme: Path, studies: list[str] | None, plots: Path | None
+            ) -> None:
+    """``--readme``: refresh the marked blocks of the README in place."""
+    from ablate.report import build_frame, curves_frame, readme_studies, render_readme
+
+    try:
+        # Bytes, not read_text(): newline translation would rewrite \r\n outside the
+        # markers.
+        text = readme.read_bytes().decode("utf-8")
+    except OSError as exc:
+        fail(f"--readme {readme}: {exc.strerror or exc}")
+    except UnicodeDecodeError:
+        fail(f"--readme {readme}: not a UTF-8 text file")
+    try:
+        names = readme_studies(text)
+        unmarked = [s for s in studies or [] if s not in names]
+        if unmarked:
+            fail(f"{readme}: no '<!-- ablate:report {unmarked[0]} -->' marker")
+        if studies:
+            names = [n for n in names if n in studies]
+        new = render_readme(text, store, plots_dir=_link_dir(plots, readme.parent),
+                            studies=studies)
+    except USER_ERRORS as exc:
+        fail(f"{readme}: {exc}")
+    if plots is not None and names:
+        _plots(build_frame(store, names), curves_frame(store, names), plots)
+    if new != text:
+        atomic_write(readme, new)
+    typer.echo(f"{readme}: {len(names)} table(s) "
+               f"{'refreshed' if new != text else 'already up to date'}"
+               + (f" ({', '.join(names)})" if names else "; no report markers found"))
+
+
+def _tables(store: Store, studies: list[str] | None, fmt: str, output: Path | None,
+            plots: Path | None, *, margin: float | None, holm: bool,
+            metrics: tuple[str, ...]) -> None:
+    """markdown, csv, latex or json: to ``output`` or stdout."""
+    from ablate.report import build_frame, curves_frame, load_studies, render
+    from ablate.report.kernels import records_kernel_notes, with_kernel_notes
+
+    records = load_studies(store, studies)  # once, for the frame and the kernel notes
+    frame = build_frame(store, studies, margin=margin, holm=holm, metrics=metrics,
+                        records=records)
+    report = with_kernel_notes(frame, records_kernel_notes(records, store))
+    if plots is not None:
+        _plots(report, curves_frame(store, studies), plots)
+    reader = output.parent if output is not None else Path.cwd()
+    text = render(report, fmt, plots_dir=_link_dir(plots, reader))  # type: ignore[arg-type]
+    if output is not None:
+        atomic_write(output, text)
+        err_console.print(f"wrote {output}", markup=False)
+    else:
+        typer.echo(text, nl=False)
+
+
 def _html(store: Store, studies: list[str] | None, output: Path | None,
-          plots: Path | None, *, margin: float | None, holm: bool) -> None:
+          plots: Path | None, *, margin: float | None, holm: bool,
+          metrics: tuple[str, ...] = ()) -> None:
     """``--format html``: the self-contained page (plots embedded), to stdout, one file for
     every study, or one file per study in a directory."""
     from ablate.report import build_frame, curves_frame
     from ablate.report.html import build_page, write_pages
 
     if plots is not None:
-        _plots(build_frame(store, studies, margin=margin, holm=holm),
+        _plots(build_frame(store, studies, margin=margin, holm=holm, metrics=metrics),
                curves_frame(store, studies), plots)
     if output is None:
-        typer.echo(build_page(store, studies, margin=margin, holm=holm), nl=False)
+        typer.echo(build_page(store, studies, margin=margin, holm=holm, metrics=metrics),
+                   nl=False)
         return
     # Path() drops a trailing slash, so the name tells: a page is a .html/.htm file.
     per_study = output.suffix.lower() not in (".html", ".htm")
     for path in write_pages(store, output, studies, per_study=per_study, margin=margin,
-                            holm=holm):
+                            holm=holm, metrics=metrics):
         err_console.print(f"wrote {path}", markup=False)
 
 

@@ -16,6 +16,13 @@ everything), so ``(d̄_n - δ) √n / s0`` is Student's t with ``n0 - 1`` degree
 Its half-width is at most ``h`` by the choice of ``n``, unless ``max_n`` capped it. The
 price of exactness is the pilot's few degrees of freedom (``t(0.975, 2) = 4.30`` with
 three pilot seeds), and that ``n`` must not depend on anything seen after the pilot.
+
+The coverage is over the pilot's sd too: it holds for all variants together, not for the
+variants picked by anything decided from ``s0``. ``capped`` is such a thing: a variant
+whose pilot underestimated ``σ`` plans few seeds, is not capped, and its interval misses
+more often than ``α`` (with 3 pilot seeds, ``h`` = 0.3 and ``max_n`` = 12, the variants
+not capped covered about 0.78 at ``σ`` = 0.5: tests/test_planned_seeds.py); the capped
+ones cover more. ``capped`` says only whether the half-width target is guaranteed.
 """
 
 from __future__ import annotations
@@ -44,7 +51,9 @@ class SteinPlan:
     #: The target half-width ``h`` and the level ``1 - α`` of the planned interval.
     half_width: float
     alpha: float
-    #: Total seeds (pilot included) and whether ``max_n`` cut it below Stein's ``n``.
+    #: Total seeds (pilot included) and whether ``max_n`` cut it below Stein's ``n``
+    #: (whether the target half-width is guaranteed; not whether this variant's interval
+    #: is more or less reliable: see the module docstring).
     n: int
     capped: bool
 

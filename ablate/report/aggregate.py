@@ -6,8 +6,9 @@ the compared runs differ beyond the declared change (code, environment, config).
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
@@ -18,7 +19,9 @@ from ablate.report.load import (
     _commit,
     _env_value,
     load_studies,
+    with_final_metrics,
 )
+from ablate.report.metrics import DEFAULT_PRIMARY, METRICS, Metric, chosen
 from ablate.report.stats import (
     ALPHA,
     PairedDelta,
@@ -44,8 +47,13 @@ COLUMNS = (
     "p_tost", "p_tost_holm", "margin", "adjusted", "rule", "seeds_for_power",
     "device_hours", "device_hours_per_run", "delta_params_m", "delta_macs_g",
     "delta_device_hours", "kind", "aliases", "stage", "target_halfwidth", "capped",
-    "notes", "study_notes",
+    "notes", "study_notes", "changes", "se_effect",
 )
+#: ``changes``: a variant's decided changes over every decided metric, primary first, and
+#: their summary (better / worse / trade-off / no decided change; see :func:`_changes`).
+#: ``se_effect``: a factorial effect row's standard error (``sd_diff_top1`` is the sd of
+#: per-seed differences, in variant rows only). The columns of the metrics beyond top-1 a
+#: report decides follow (:func:`ablate.report.metrics.extra_columns`).
 
 #: ``stage`` of a planned-seeds study's row (None in other studies): the pilot is not
 #: complete (no stage 2 yet), stage-2 seeds are still missing, or every planned seed is in.
@@ -224,8 +232,13 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 
 def _sd(values: Iterable[float]) -> float | None:
+    """The sample sd (n - 1), in floats: statistics.stdev's exact fractions cost a 10,000-
+    run report a quarter of a second."""
     vals = list(values)
-    return statistics.stdev(vals) if len(vals) >= 2 else None
+    if len(vals) < 2:
+        return None
+    mean = sum(vals) / len(vals)
+    return math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
 
 
 def _values(values: Iterable[Any]) -> str:
@@ -299,128 +312,242 @@ def study_margin(rec: StudyRecord, margin: float | None = None) -> float | None:
     return check_margin(rec.spec.get("margin"), f"study '{rec.name}': margin")
 
 
-def study_rows(rec: StudyRecord, margin: float | None = None,
-               holm: bool = True) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class _Baseline:
+    """What every row of a study is compared against: its baseline's runs, config and
+    per-seed values of each decided metric, and the study's settings."""
+
+    rec: StudyRecord
+    metrics: tuple[Metric, ...]
+    margin: float | None
+    planned: Any
+    layout: str
+    ok: list[RunRecord]
+    config: dict[str, Any]
+    flat: dict[str, Any]
+    values: dict[str, dict[int, float]]
+    notes: str
+
+
+def _seed_values(rec: StudyRecord, ok: Sequence[RunRecord], m: Metric) -> dict[int, float]:
+    """Seed -> the metric's final value, over the succeeded runs that have it."""
+    if m.in_result:
+        pairs = [(r.seed, getattr(r, m.key)) for r in ok]
+    else:
+        pairs = [(r.seed, rec.finals.get(r.hash, {}).get(m.key)) for r in ok]
+    return {seed: value for seed, value in pairs if value is not None}
+
+
+def study_metrics(rec: StudyRecord, metrics: Sequence[str] = ()) -> tuple[Metric, ...]:
+    """The metrics a study's report decides: its ``primary:`` (default top1) first, top-1,
+    its ``metrics:`` and ``metrics`` (the command line's ``--metric``)."""
+    return chosen(str(rec.spec.get("primary") or DEFAULT_PRIMARY),
+                  [*(rec.spec.get("metrics") or ()), *metrics])
+
+
+def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
+               metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
     """One row per variant of a study, baseline first, with the aggregated numbers and
     each variant's decision: against ``margin`` (default: the study's ``margin:``), Holm-
-    adjusted across the study's variants unless ``holm`` is False."""
+    adjusted across the study's variants unless ``holm`` is False. Besides top-1, the
+    study's ``primary:`` and ``metrics:`` and ``metrics`` are decided, each its own Holm
+    family (``rec.finals`` holds the values of those not in the result)."""
     if rec.spec.get("models"):
-        return model_rows(rec, margin, holm)
+        return model_rows(rec, margin, holm, metrics)
     by_variant: dict[int, list[RunRecord]] = {}
     for r in rec.runs:
         by_variant.setdefault(r.variant_index, []).append(r)
     if 0 not in by_variant:
         raise AblateError(f"study '{rec.name}': no baseline (variant 0) in the database; "
                           f"run 'ablate run' on its study file again")
-    margin = study_margin(rec, margin)
-    planned = _planned(rec)
-    layout = _layout(by_variant)
-    base_runs = by_variant[0]
-    base_ok = [r for r in base_runs if r.succeeded]
-    base_cfg = base_runs[0].config
-    flat_base = flatten(base_cfg)
-    base_top1 = {r.seed: r.top1 for r in base_ok if r.top1 is not None}
-    base_top5 = {r.seed: r.top5 for r in base_ok if r.top5 is not None}
-    rows = []
-    deltas = []
-    study_notes = _study_notes(rec)
+    base = _baseline(rec, by_variant, margin, metrics)
+    rows: list[dict[str, Any]] = []
+    deltas: dict[str, list[PairedDelta | None]] = {m.name: [] for m in base.metrics}
     for index in sorted(by_variant):
-        runs = by_variant[index]
-        ok = [r for r in runs if r.succeeded]
-        cfg = runs[0].config
-        flat_cfg = flatten(cfg)
-        top1 = {r.seed: r.top1 for r in ok if r.top1 is not None}
-        top5 = {r.seed: r.top5 for r in ok if r.top5 is not None}
-        notes: list[str] = []
-        missing = _missing_note(runs)
-        if missing:
-            notes.append(missing)
-        notes += _internal_notes(ok)
-        d1 = d5 = None
-        diff: dict[str, tuple[Any, Any]] | None = None
-        stage: dict[str, Any] = {"stage": None, "target_halfwidth": None, "capped": None,
-                                 "seeds_planned": len(runs)}
-        if index == 0:
-            verdict = "baseline"
-        else:
-            d1 = paired_delta(base_top1, top1)
-            d5 = paired_delta(base_top5, top5)
-            if planned is not None:
-                d1 = _two_stage(planned, base_top1, top1, d1, stage, notes)
-            verdict = "no pairs" if d1 is None else "n=1" if d1.n < 2 else ""
-            notes += _pair_notes(base_ok, ok)
-            declared = declared_keys(rec.spec, rec.mode, runs[0].variant)
-            diff = _flat_diff(flat_base, flat_cfg)
-            extra = {k: v for k, v in diff.items()
-                     if not _covered(k, declared if declared is not None else {"tricks"})}
-            if extra:
-                notes.append("config differs from the baseline beyond the declared change: "
-                             + ", ".join(f"{k} {_fmt_value(a)} -> {_fmt_value(b)}"
-                                         for k, (a, b) in extra.items()))
-        deltas.append(d1)
-        world = [r.world_size for r in ok if r.world_size is not None]
-        params = _mean(r.params for r in ok)
-        macs = _mean(r.macs for r in ok)
-        hours = [r.device_hours for r in ok if r.device_hours is not None]
-        trick_cfg = cfg.get("tricks") or {}
-        if layout == "models":
-            tricks = _describe_tricks(trick_cfg) or "-"
-        else:
-            tricks = "-" if index == 0 else runs[0].variant
-        rows.append({
-            "study": rec.name,
-            "layout": layout,
-            "variant": runs[0].variant,
-            "variant_index": index,
-            "change": runs[0].change,
-            "model": runs[0].model or _effective_model(cfg),
-            "epochs": cfg.get("epochs"),
-            "dtype": _dtype(cfg, ok),
-            "batch_size": cfg.get("batch_size"),
-            "gpus": max(sorted(set(world)), key=world.count) if world else runs[0].nproc,
-            "lr": (cfg.get("optim") or {}).get("lr"),
-            "tricks": tricks,
-            "degree": "-" if index == 0 else _degree(base_cfg, cfg, flat_base, flat_cfg, diff),
-            "seeds": len(top1),
-            "top1": _mean(top1.values()),
-            "top5": _mean(top5.values()),
-            "top1_sd": _sd(top1.values()),
-            "params_m": None if params is None else params / 1e6,
-            "macs_g": None if macs is None else macs / 1e9,
-            "n_paired": 0 if d1 is None else d1.n,
-            "delta_top1": None if d1 is None else d1.mean,
-            "ci_top1": None if d1 is None else d1.half_width,
-            "ci_top1_low": None if d1 is None else d1.low,
-            "ci_top1_high": None if d1 is None else d1.high,
-            "sd_diff_top1": None if d1 is None else d1.sd,
-            "delta_top5": None if d5 is None else d5.mean,
-            "ci_top5": None if d5 is None else d5.half_width,
-            "verdict": verdict,
-            "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
-            "device_hours": sum(hours) if hours else None,
-            "device_hours_per_run": _mean(hours),
-            "kind": "variant",
-            "aliases": None,
-            **stage,
-            "notes": NOTE_SEP.join(notes),
-            "study_notes": study_notes,
-        })
-    if planned is not None:
-        _baseline_stage(rows, planned)
-    _decide(rows, deltas, margin, holm, two_stage=planned is not None)
+        row, row_deltas = _variant_row(base, index, by_variant[index])
+        rows.append(row)
+        for name, d in row_deltas.items():
+            deltas[name].append(d)
+    if base.planned is not None:
+        _baseline_stage(rows, base.planned)
+    _decide(rows, deltas["top1"], base.margin, holm, two_stage=base.planned is not None)
+    for m in base.metrics:
+        if m.name != "top1":
+            _decide_metric(rows, m, deltas[m.name], holm)
+    _changes(rows, base.metrics)
     _costs(rows)
     if rec.mode == "factorial":
         from ablate.inference import InferenceError
 
         try:
-            rows += effect_rows(rec, rows[0], margin, holm)
+            rows += effect_rows(rec, rows[0], base.margin, holm)
         except InferenceError as exc:  # runs still missing: the per-run table stands alone
             rows[0]["study_notes"] = NOTE_SEP.join(
                 filter(None, [rows[0]["study_notes"], f"no factorial effects yet: {exc}"]))
     return rows
 
 
-def model_rows(rec: StudyRecord, margin: float | None, holm: bool) -> list[dict[str, Any]]:
+def _baseline(rec: StudyRecord, by_variant: Mapping[int, Sequence[RunRecord]],
+              margin: float | None, metrics: Sequence[str]) -> _Baseline:
+    decided = study_metrics(rec, metrics)
+    ok = [r for r in by_variant[0] if r.succeeded]
+    config = by_variant[0][0].config
+    return _Baseline(
+        rec=rec, metrics=decided, margin=study_margin(rec, margin), planned=_planned(rec),
+        layout=_layout(by_variant), ok=ok, config=config, flat=flatten(config),
+        values={m.name: _seed_values(rec, ok, m) for m in (*decided, METRICS["top5"])},
+        notes=_study_notes(rec))
+
+
+def _variant_row(base: _Baseline, index: int, runs: Sequence[RunRecord]
+                 ) -> tuple[dict[str, Any], dict[str, PairedDelta | None]]:
+    """One variant's row, and its paired delta of each decided metric (None for the
+    baseline, or without paired seeds)."""
+    ok = [r for r in runs if r.succeeded]
+    values = {m.name: _seed_values(base.rec, ok, m) for m in (*base.metrics, METRICS["top5"])}
+    notes = list(filter(None, [_missing_note(runs)])) + _internal_notes(ok)
+    stage: dict[str, Any] = {"stage": None, "target_halfwidth": None, "capped": None,
+                             "seeds_planned": len(runs)}
+    deltas: dict[str, PairedDelta | None] = {name: None for name in values}
+    flat = flatten(runs[0].config)
+    diff: dict[str, tuple[Any, Any]] | None = None
+    verdict = "baseline"
+    if index != 0:
+        deltas = {name: paired_delta(base.values[name], v) for name, v in values.items()}
+        if base.planned is not None:
+            deltas["top1"] = _two_stage(base.planned, base.values["top1"], values["top1"],
+                                        deltas["top1"], stage, notes)
+        d1 = deltas["top1"]
+        verdict = "no pairs" if d1 is None else "n=1" if d1.n < 2 else ""
+        diff = _flat_diff(base.flat, flat)
+        notes += _pair_notes(base.ok, ok) + _beyond_notes(base.rec, runs[0].variant, diff)
+    row = {**_describe(base, index, runs, ok, flat, diff),
+           **_top1_cells(values, deltas["top1"], deltas["top5"]), "verdict": verdict, **stage,
+           "notes": NOTE_SEP.join(notes), "study_notes": base.notes}
+    for m in base.metrics:
+        if m.name not in ("top1", "top5"):
+            row.update(_metric_cells(m.name, values[m.name], deltas[m.name]))
+        elif m.name == "top5":
+            row.update(_metric_cells("top5", values["top5"], deltas["top5"]))
+    return row, {m.name: deltas[m.name] for m in base.metrics}
+
+
+def _beyond_notes(rec: StudyRecord, variant: str, diff: Mapping[str, tuple[Any, Any]]
+                  ) -> list[str]:
+    """The config keys a variant changes beyond what its study file declares."""
+    declared = declared_keys(rec.spec, rec.mode, variant)
+    extra = {k: v for k, v in diff.items()
+             if not _covered(k, declared if declared is not None else {"tricks"})}
+    if not extra:
+        return []
+    return ["config differs from the baseline beyond the declared change: "
+            + ", ".join(f"{k} {_fmt_value(a)} -> {_fmt_value(b)}" for k, (a, b) in extra.items())]
+
+
+def _describe(base: _Baseline, index: int, runs: Sequence[RunRecord],
+              ok: Sequence[RunRecord], flat: Mapping[str, Any],
+              diff: Mapping[str, tuple[Any, Any]] | None) -> dict[str, Any]:
+    """The columns that say what a variant is and costs (not its comparison)."""
+    cfg = runs[0].config
+    world = [r.world_size for r in ok if r.world_size is not None]
+    params = _mean(r.params for r in ok)
+    macs = _mean(r.macs for r in ok)
+    hours = [r.device_hours for r in ok if r.device_hours is not None]
+    if base.layout == "models":
+        tricks = _describe_tricks(cfg.get("tricks") or {}) or "-"
+    else:
+        tricks = "-" if index == 0 else runs[0].variant
+    return {
+        "study": base.rec.name, "layout": base.layout, "variant": runs[0].variant,
+        "variant_index": index, "change": runs[0].change,
+        "model": runs[0].model or _effective_model(cfg), "epochs": cfg.get("epochs"),
+        "dtype": _dtype(cfg, ok), "batch_size": cfg.get("batch_size"),
+        "gpus": max(sorted(set(world)), key=world.count) if world else runs[0].nproc,
+        "lr": (cfg.get("optim") or {}).get("lr"), "tricks": tricks,
+        "degree": "-" if index == 0 else _degree(base.config, cfg, base.flat, flat, diff),
+        "params_m": None if params is None else params / 1e6,
+        "macs_g": None if macs is None else macs / 1e9,
+        "device_hours": sum(hours) if hours else None,
+        "device_hours_per_run": _mean(hours), "kind": "variant", "aliases": None,
+    }
+
+
+def _top1_cells(values: Mapping[str, Mapping[int, float]], d1: PairedDelta | None,
+                d5: PairedDelta | None) -> dict[str, Any]:
+    """The top-1 (and top-5) columns of a variant row."""
+    top1 = values["top1"]
+    return {
+        "seeds": len(top1), "top1": _mean(top1.values()), "top5": _mean(values["top5"].values()),
+        "top1_sd": _sd(top1.values()), "n_paired": 0 if d1 is None else d1.n,
+        "delta_top1": None if d1 is None else d1.mean,
+        "ci_top1": None if d1 is None else d1.half_width,
+        "ci_top1_low": None if d1 is None else d1.low,
+        "ci_top1_high": None if d1 is None else d1.high,
+        "sd_diff_top1": None if d1 is None else d1.sd,
+        "delta_top5": None if d5 is None else d5.mean,
+        "ci_top5": None if d5 is None else d5.half_width,
+        "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
+    }
+
+
+def _metric_cells(name: str, values: Mapping[int, float], d: PairedDelta | None
+                  ) -> dict[str, Any]:
+    """A decided metric's columns (:func:`ablate.report.metrics.extra_columns`) but its
+    decision: mean over seeds, paired delta (variant - baseline, in its unit), interval
+    and sd of the differences."""
+    return {
+        name: _mean(values.values()),
+        f"delta_{name}": None if d is None else d.mean,
+        f"ci_{name}": None if d is None else d.half_width,
+        f"ci_{name}_low": None if d is None else d.low,
+        f"ci_{name}_high": None if d is None else d.high,
+        f"sd_diff_{name}": None if d is None else d.sd,
+    }
+
+
+def _oriented(d: PairedDelta | None, m: Metric) -> PairedDelta | None:
+    """``d`` as an improvement: negated for a metric where lower is better (so that
+    the decision's "better" means better)."""
+    if d is None or m.higher_is_better:
+        return d
+    return PairedDelta(d.n, -d.mean, d.sd, d.half_width, tuple(-x for x in d.differences))
+
+
+def _decide_metric(rows: list[dict[str, Any]], m: Metric,
+                   deltas: Sequence[PairedDelta | None], holm: bool) -> None:
+    """A metric beyond top-1: each variant's decision (better / worse in the metric's
+    own direction, or undecided; no equivalence margin), Holm-adjusted across the study's
+    variants with this metric's tests alone as the family."""
+    n = m.name
+    decisions = decide([_oriented(d, m) for d in deltas], None, holm=holm)
+    for row, d, delta in zip(rows, decisions, deltas, strict=True):
+        verdict = ("baseline" if row is rows[0] else "no pairs" if delta is None
+                   else "n=1" if delta.n < 2 else None)
+        row.update({f"p_{n}": None, f"p_{n}_holm": None, f"verdict_{n}": verdict})
+        if d is not None:
+            row.update({f"p_{n}": d.test.p_diff, f"verdict_{n}": d.label,
+                        f"p_{n}_holm": None if d.adjusted is None else d.adjusted.p_diff})
+
+
+def _changes(rows: list[dict[str, Any]], metrics: Sequence[Metric]) -> None:
+    """Each variant's decided changes in one line, primary metric first: "top-1 +0.8,
+    ECE -1.2: trade-off" (better in one metric, worse in another), else "better",
+    "worse" or "no decided change"."""
+    rows[0]["changes"] = "baseline"
+    for row in rows[1:]:
+        parts, kinds = [], []
+        for m in metrics:
+            verdict = row["verdict"] if m.name == "top1" else row[f"verdict_{m.name}"]
+            if verdict in ("better", "worse"):
+                parts.append(f"{m.label} {row[f'delta_{m.name}']:+.3g}")
+                kinds.append(verdict)
+        summary = ("trade-off" if len(set(kinds)) == 2 else kinds[0] if kinds
+                   else "no decided change")
+        row["changes"] = f"{', '.join(parts)}: {summary}" if parts else summary
+
+
+def model_rows(rec: StudyRecord, margin: float | None, holm: bool,
+               metrics: Sequence[str] = ()) -> list[dict[str, Any]]:
     """A study with a models axis: each model's variants against that model's baseline
     (Holm across the variants of one model), then one ``transfer`` row per trick: its
     verdict across the models (:func:`ablate.inference.transfer`)."""
@@ -439,8 +566,8 @@ def model_rows(rec: StudyRecord, margin: float | None, holm: bool) -> list[dict[
         first = min(r.variant_index for r in runs)
         sub = StudyRecord(rec.name, rec.mode, spec, tuple(
             replace(r, variant=r.variant[: -len(suffix)], variant_index=r.variant_index - first)
-            for r in runs))
-        for row in study_rows(sub, margin, holm):
+            for r in runs), rec.finals)
+        for row in study_rows(sub, margin, holm, metrics):
             row.update(variant=f"{row['variant']}{suffix}",
                        variant_index=row["variant_index"] + first)
             rows.append(row)
@@ -520,7 +647,7 @@ def effect_rows(rec: StudyRecord, base: Mapping[str, Any], margin: float | None,
                      "delta_top1": e.estimate, "ci_top1": None if iv is None else iv.half_width,
                      "ci_top1_low": None if iv is None else iv.low,
                      "ci_top1_high": None if iv is None else iv.high,
-                     "sd_diff_top1": e.se,
+                     "se_effect": e.se,
                      "verdict": (adjusted or plain) if tested else "n=1",
                      "label": plain, "label_holm": adjusted, "p_top1": pd_,
                      "p_top1_holm": ad if holm and tested else None, "p_tost": pt,
@@ -638,16 +765,26 @@ def _study_notes(rec: StudyRecord) -> str:
 
 
 def build_frame(store: Store, studies: Sequence[str] | None = None, *,
-                margin: float | None = None, holm: bool = True) -> pd.DataFrame:
+                margin: float | None = None, holm: bool = True,
+                metrics: Sequence[str] = (),
+                records: Sequence[StudyRecord] | None = None) -> pd.DataFrame:
     """One row per (study, variant), baseline first, with the aggregated numbers of its
     succeeded runs, the paired comparison with its study's baseline and the decision (see
     COLUMNS): against ``margin`` (default: each study's ``margin:``), Holm-adjusted across
-    each study's variants unless ``holm`` is False."""
+    each study's variants unless ``holm`` is False. ``metrics``: names of
+    :data:`ablate.report.metrics.METRICS` decided besides top-1 and each study's
+    ``primary:``, with columns of their own. ``records``: the studies already loaded
+    (:func:`ablate.report.load.load_studies` of ``studies``), not read again."""
     import pandas as pd
 
-    rows = [row for rec in load_studies(store, studies)
-            for row in study_rows(rec, margin, holm)]
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    if records is None:
+        records = load_studies(store, studies)
+    keys = sorted({m.key for rec in records for m in study_metrics(rec, metrics)
+                   if not m.in_result})
+    records = with_final_metrics(store, records, keys)
+    rows = [row for rec in records for row in study_rows(rec, margin, holm, metrics)]
+    columns = list(dict.fromkeys([*COLUMNS, *(key for row in rows for key in row)]))
+    frame = pd.DataFrame(rows, columns=columns)
     for col in ("seeds_for_power", "gpus", "epochs", "batch_size"):
         frame[col] = frame[col].astype("Int64")
     return frame

@@ -225,23 +225,25 @@ def render_page(frame: pd.DataFrame, curves: pd.DataFrame, records: Sequence[Stu
 
 def build_page(store: Store, studies: Sequence[str] | None = None,
                refresh_s: int | None = None, *, margin: float | None = None,
-               holm: bool = True) -> str:
-    """The page of the named studies (default: all) from the results database; ``margin``
-    and ``holm`` as for :func:`ablate.report.aggregate.build_frame`."""
+               holm: bool = True, metrics: Sequence[str] = ()) -> str:
+    """The page of the named studies (default: all) from the results database; ``margin``,
+    ``holm`` and ``metrics`` as for :func:`ablate.report.aggregate.build_frame`."""
     from ablate.report.aggregate import build_frame
-    from ablate.report.kernels import kernel_note, with_kernel_notes
+    from ablate.report.kernels import records_kernel_notes, with_kernel_notes
 
     records = load_studies(store, studies)
     names = [r.name for r in records]
-    notes = {r.name: note for r in records if (note := kernel_note(r)) is not None}
-    frame = with_kernel_notes(build_frame(store, names, margin=margin, holm=holm), notes)
+    frame = with_kernel_notes(build_frame(store, names, margin=margin, holm=holm,
+                                          metrics=metrics, records=records),
+                              records_kernel_notes(records, store))
     return render_page(frame, curves_frame(store, names), records,
                        source=store.display_url, refresh_s=refresh_s)
 
 
 def write_pages(store: Store, out: Path, studies: Sequence[str] | None = None,
                 per_study: bool = False, refresh_s: int | None = None, *,
-                margin: float | None = None, holm: bool = True) -> list[Path]:
+                margin: float | None = None, holm: bool = True,
+                metrics: Sequence[str] = ()) -> list[Path]:
     """Write the page(s): one file ``out`` for every study, or with ``per_study`` one
     ``out/<study>.html`` each. Written atomically: a browser reloading it never reads half
     a page."""
@@ -249,14 +251,16 @@ def write_pages(store: Store, out: Path, studies: Sequence[str] | None = None,
 
     if not per_study:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, build_page(store, studies, refresh_s, margin=margin, holm=holm))
+        atomic_write(out, build_page(store, studies, refresh_s, margin=margin, holm=holm,
+                                          metrics=metrics))
         return [out]
     names = [r.name for r in load_studies(store, studies)]
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
         path = out / f"{name}.html"
-        atomic_write(path, build_page(store, [name], refresh_s, margin=margin, holm=holm))
+        atomic_write(path, build_page(store, [name], refresh_s, margin=margin, holm=holm,
+                                          metrics=metrics))
         written.append(path)
     return written
 

@@ -89,8 +89,13 @@ def code_note(study: StudyRecord, cores: Mapping[str, str | None], others: int) 
 
 def kernel_notes(store: Store, studies: Sequence[str] | None = None) -> dict[str, str]:
     """:func:`kernel_note` and :func:`code_note` of each study that has one, by name."""
+    return records_kernel_notes(load_studies(store, studies), store)
+
+
+def records_kernel_notes(records: Sequence[StudyRecord], store: Store) -> dict[str, str]:
+    """:func:`kernel_notes` of studies already loaded (``store``: their runs' code)."""
     out = {}
-    for rec in load_studies(store, studies):
+    for rec in records:
         cores, others = store.code_versions([r.hash for r in rec.runs])
         notes = [n for n in (kernel_note(rec), code_note(rec, cores, others)) if n]
         if notes:

@@ -59,6 +59,9 @@ class StudyRecord:
     mode: str
     spec: dict[str, Any]
     runs: tuple[RunRecord, ...]
+    #: Run hash -> metrics key -> its last epoch's value, for the metrics a report reads
+    #: beyond the result's top-1/top-5 (:func:`with_final_metrics`).
+    finals: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
 
 def load_studies(store: Store, names: Sequence[str] | None = None
@@ -90,6 +93,22 @@ def load_studies(store: Store, names: Sequence[str] | None = None
         by_study[r.study_id].append(RunRecord(**vars(r), env=dict(env or {})))
     return [StudyRecord(name=n, mode=studies[n].mode, spec=dict(studies[n].spec or {}),
                         runs=tuple(by_study[studies[n].id])) for n in wanted]
+
+
+def with_final_metrics(store: Store, records: Sequence[StudyRecord], keys: Sequence[str]
+                       ) -> list[StudyRecord]:
+    """``records`` with the last epoch's value of each metrics key in ``keys`` of their
+    succeeded runs (one query; a run without that key has no entry for it)."""
+    if not keys:
+        return list(records)
+    from dataclasses import replace
+
+    hashes = [r.hash for rec in records for r in rec.runs if r.succeeded]
+    finals: dict[str, dict[str, float | None]] = {}
+    for h, key, value in store.final_metric_values(hashes, keys):
+        finals.setdefault(h, {})[key] = value
+    return [replace(rec, finals={r.hash: finals[r.hash] for r in rec.runs
+                                 if r.hash in finals}) for rec in records]
 
 
 def _json(value: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -17,6 +18,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from zoo.contract import atomic_open
+
+if TYPE_CHECKING:
+    from ablate.report.metrics import Metric
 
 BETTER, WORSE, NOISE, EQUIVALENT = "#1a7f37", "#c0392b", "#7f8c8d", "#2f6db5"
 #: A variant's colour by its decision (undecided and untested: grey).
@@ -193,13 +197,77 @@ def _cycle(n: int) -> list[dict[str, str]]:
     return [{"color": cmap(i % count)} for i in range(max(n, 1))]
 
 
+#: A variant's colour in the trade-off plot, by its ``changes`` summary.
+SUMMARY_COLORS = {"better": BETTER, "worse": WORSE, "trade-off": "#d68910"}
+
+
+def tradeoff_points(rows: list[dict[str, Any]], metric: Metric, other: str
+                    ) -> list[tuple[str, float, float | None, float, float | None, str]]:
+    """(variant, Δ metric, its CI half-width, Δ ``other``, its CI half-width, summary) of
+    each variant with both deltas: what a panel of :func:`plot_tradeoff` draws."""
+    points = []
+    for r in rows:
+        x, y = _num(r.get(f"delta_{metric.name}")), _num(r.get(f"delta_{other}"))
+        if x is None or y is None:
+            continue
+        summary = str(r.get("changes") or "").rsplit(": ", 1)[-1]
+        points.append((str(r["variant"]), x, _num(r.get(f"ci_{metric.name}")), y,
+                       _num(r.get(f"ci_{other}")), summary))
+    return points
+
+
+def plot_tradeoff(frame: pd.DataFrame, study: str, path: Path) -> Path | None:
+    """What a gain in top-1 costs elsewhere: per metric the study decides beyond top-1,
+    each variant's change of it (x, 95% CI; the axis turned so that right is better)
+    against its top-1 change (y, 95% CI), and below against its change of device-hours
+    per run; coloured by its ``changes`` summary: green better, red worse, orange
+    trade-off, grey no decided change. None (no file) when no variant has a paired delta
+    of a metric beyond top-1."""
+    from ablate.report.render import decided_metrics
+
+    records = frame[frame["study"] == study].to_dict("records")
+    rows = [r for r in records if r["verdict"] != "baseline" and r.get("kind") == "variant"]
+    metrics = [m for m in decided_metrics(records) if tradeoff_points(rows, m, "top1")]
+    if not metrics:
+        return None
+    fig = Figure(figsize=(4.4 * len(metrics), 7.6), layout="constrained")
+    axes = fig.subplots(2, len(metrics), squeeze=False)
+    for j, m in enumerate(metrics):
+        for ax, other, label in ((axes[0][j], "top1", "Δ top-1 (points), 95% CI"),
+                                 (axes[1][j], "device_hours", "Δ device-hours per run")):
+            ax.axhline(0.0, color="black", linewidth=0.6, zorder=1)
+            ax.axvline(0.0, color="black", linewidth=0.6, zorder=1)
+            for name, x, xci, y, yci, summary in tradeoff_points(rows, m, other):
+                color = SUMMARY_COLORS.get(summary, NOISE)
+                ax.errorbar([x], [y], xerr=None if xci is None else [[xci], [xci]],
+                            yerr=None if yci is None else [[yci], [yci]], fmt="o",
+                            color=color, ecolor=color, elinewidth=1.2, capsize=3, zorder=3)
+                ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+            if not m.higher_is_better:
+                ax.invert_xaxis()
+            ax.set_xlabel(f"Δ {m.label} ({m.unit}, {m.direction}; right is better)")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    fig.suptitle(f"{study}: each metric's change against top-1's and against cost, each "
+                 f"against the baseline", x=0.01, ha="left")
+    fig.legend(handles=[Line2D([], [], color=c, marker="o", label=k) for k, c in
+                        (*SUMMARY_COLORS.items(), ("no decided change", NOISE))],
+               loc="outside lower center", ncols=4, fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
 def write_plots(frame: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """``<study>_delta.png``, ``<study>_curves.png`` and ``<study>_cost.png`` for every
-    study of the frame."""
+    """``<study>_delta.png``, ``<study>_curves.png``, ``<study>_cost.png`` and, for a study
+    that decides metrics beyond top-1, ``<study>_tradeoff.png``, for every study of the
+    frame."""
     out_dir = Path(out_dir)
     written = []
     for study in dict.fromkeys(frame["study"]):
         written.append(plot_deltas(frame, study, out_dir / f"{study}_delta.png"))
         written.append(plot_curves(curves, frame, study, out_dir / f"{study}_curves.png"))
         written.append(plot_cost(frame, study, out_dir / f"{study}_cost.png"))
+        tradeoff = plot_tradeoff(frame, study, out_dir / f"{study}_tradeoff.png")
+        if tradeoff is not None:
+            written.append(tradeoff)
     return written

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ablate.errors import AblateError
 from ablate.report.aggregate import build_frame
 from ablate.report.kernels import kernel_notes, with_kernel_notes
-from ablate.report.render import _records_by_study, _study_block, image_links
+from ablate.report.render import _records_by_study, _study_block, decided_metrics, image_links
 
 if TYPE_CHECKING:
     from ablate.store.db import Store
@@ -104,6 +104,22 @@ def _interval(row: Mapping[str, Any]) -> str:
     return f"{row['variant']} {delta:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
+def _beyond_top1(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The sentence on the other metrics a study decides: each variant's decided changes
+    (its ``changes``), trade-offs first."""
+    metrics = decided_metrics(records)
+    if not metrics:
+        return []
+    changed = [f"{r['variant']}: {r['changes']}" for r in records[1:]
+               if r.get("changes") not in (None, "no decided change")]
+    changed.sort(key=lambda text: not text.endswith("trade-off"))
+    names = _join(["top-1", *(m.label for m in metrics)])
+    if not changed:
+        return [f"Over {names} (each its own Holm family), no variant has a decided change."]
+    return [f"Over {names} (each its own Holm family), the decided changes: "
+            f"{'; '.join(changed)}."]
+
+
 def findings(records: Sequence[Mapping[str, Any]]) -> str:
     """One paragraph on what a study's table shows, from its rows of the report's frame
     (baseline first): the variants the report decides better, worse or equivalent (its
@@ -157,6 +173,7 @@ def findings(records: Sequence[Mapping[str, Any]]) -> str:
                      f"need to detect its observed delta at 80% power: {_join(needs)}.")
     if unpaired:
         parts.append(f"Too few paired seeds for an interval: {_join(unpaired)}.")
+    parts += _beyond_top1(records)
     if "different kernels" in str(records[0]["study_notes"] or ""):
         parts.append("Its runs were made on different kernels (see the notes): the "
                      "differences include the kernels', not only the declared changes'.")

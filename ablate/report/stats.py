@@ -49,7 +49,10 @@ class PairedDelta:
     mean: float
     #: Standard deviation of the differences (None with a single pair).
     sd: float | None
-    #: Half-width of the 95% interval, t(0.975, n-1) * sd / sqrt(n) (None with one pair).
+    #: Half-width of the 95% interval (None with one pair): the paired t's
+    #: t(0.975, n-1) * sd / sqrt(n), except in a planned-seeds row (``two_stage`` set),
+    #: where it is Stein's t(0.975, n0-1) * s0 / sqrt(n), from the pilot's sd ``s0`` on
+    #: the pilot's n0-1 degrees of freedom: not computable from ``sd`` and ``n``.
     half_width: float | None
     #: The per-seed differences, in seed order (what a two-stage interval reads).
     differences: tuple[float, ...] = ()

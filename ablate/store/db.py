@@ -731,6 +731,21 @@ class Store:
                 .where(m.run_hash.in_(hashes), m.key == key)
                 .order_by(m.run_hash, m.epoch))]
 
+    def final_metric_values(self, hashes: Iterable[str], keys: Sequence[str]
+                            ) -> list[tuple[str, str, float | None]]:
+        """(run hash, key, value) of each of ``keys`` at the runs' last epoch (the run's
+        ``epochs_done``): one indexed lookup per run and key, not every epoch."""
+        hashes = list(hashes)
+        if not hashes or not keys:
+            return []
+        m, run = MetricRow.__table__.c, RunRow.__table__.c
+        with self.session() as s:
+            return [tuple(r) for r in s.execute(  # type: ignore[misc]
+                select(m.run_hash, m.key, m.value)
+                .join_from(MetricRow.__table__, RunRow.__table__,
+                           and_(run.hash == m.run_hash, m.epoch == run.epochs_done))
+                .where(m.run_hash.in_(hashes), m.key.in_(list(keys))))]
+
     def metrics(self, run_hash: str) -> list[dict[str, Any]]:
         """Per-epoch metrics of a run, one dict per epoch."""
         with self.session() as s:

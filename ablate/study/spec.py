@@ -42,7 +42,7 @@ BASELINE = "baseline"
 AT = " @ "
 
 STUDY_KEYS = ("name", "description", "imports", "base", "launch", "seeds", "mode",
-              "variants", "margin", "resolution", "models", "overrides")
+              "variants", "margin", "resolution", "models", "overrides", "primary", "metrics")
 VARIANT_KEYS = ("name", "tricks", "set")
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -313,6 +313,22 @@ def parse_seeds(value: Any) -> tuple[tuple[int, ...], PlannedSeeds | None]:
     return tuple(value), planned
 
 
+def _check_metrics(primary: Any, metrics: Any) -> None:
+    """``primary:``, the metric a study's report decides first (default top1), and
+    ``metrics:``, the others its report decides besides top-1 (e.g. ``[nll, ece]``): each
+    one the report knows (:data:`zoo.contract.REPORTABLE`)."""
+    from zoo.contract import REPORTABLE as METRICS
+
+    if metrics is not None and not isinstance(metrics, list):
+        raise StudyError(f"metrics: expected a list of metric names, e.g. [nll, ece], got "
+                         f"{metrics!r}")
+    for key, value in [("primary", primary), *(("metrics", m) for m in metrics or [])]:
+        if value is not None and value not in METRICS:
+            raise StudyError(f"{key}: {value!r} is not a metric"
+                             f"{did_you_mean(str(value), METRICS)}; give one of "
+                             f"{', '.join(METRICS)}")
+
+
 @dataclass(frozen=True)
 class Study:
     name: str
@@ -559,6 +575,7 @@ def _design(data: Mapping[str, Any], mode: str, variants: tuple[Variant, ...]
                                or not margin > 0):
         raise StudyError(f"margin: {margin!r} is not an equivalence margin; give a positive "
                          f"number of top-1 points, e.g. margin: 0.5")
+    _check_metrics(data.get("primary"), data.get("metrics"))
     resolution = data.get("resolution")
     if resolution is not None and mode != "factorial":
         raise StudyError("resolution: only with mode: factorial (a fractional design)")
