@@ -161,9 +161,10 @@ def _placement(module: str) -> tuple[Path, Path, Path]:
     return path, root, path.parent
 
 
-#: (component, module) -> (the stamps of its files, the component): planning a study
-#: fingerprints the same few components for every run; a hit costs a stat of each file.
-_COMPONENTS: dict[tuple[str, str], tuple[tuple[tuple[str, int, int], ...], Component]] = {}
+#: (component, module, its file) -> (the stamps of its files, the component): planning a
+#: study fingerprints the same few components for every run; a hit stats each file.
+_COMPONENTS: dict[tuple[str, str, str | None],
+                  tuple[tuple[tuple[str, int, int], ...], Component]] = {}
 
 
 def _stamps(files: Iterable[str]) -> tuple[tuple[str, int, int], ...] | None:
@@ -180,7 +181,9 @@ def _stamps(files: Iterable[str]) -> tuple[tuple[str, int, int], ...] | None:
 
 def module_component(name: str, module: str) -> Component:
     """Component ``name`` whose code is ``module`` and its local imports."""
-    hit = _COMPONENTS.get((name, module))
+    # Keyed by the module's file too: two plugins of one module name in one process.
+    key = (name, module, getattr(sys.modules.get(module), "__file__", None))
+    hit = _COMPONENTS.get(key)
     if hit is not None and _stamps(f for f, _, _ in hit[0]) == hit[0]:
         return hit[1]
     path, root, within = _placement(module)
@@ -189,7 +192,7 @@ def module_component(name: str, module: str) -> Component:
                           tuple((n, str(p)) for n, p in files))
     stamps = _stamps(str(p) for _, p in files)
     if stamps is not None:
-        _COMPONENTS[(name, module)] = (stamps, component)
+        _COMPONENTS[key] = (stamps, component)
     return component
 
 
