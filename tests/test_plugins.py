@@ -159,6 +159,27 @@ def test_a_run_directory_of_other_code_is_not_taken_for_this_run(tmp_path: Path)
     assert prepare_run_dir(out, cfg, info, other) == {"status": "succeeded"}
 
 
+def test_a_snapshot_is_taken_once_and_kept(tmp_path: Path) -> None:
+    """The plugin's files as they were when its run directory got them, whatever changes
+    after; the entries name the snapshot's files, and a plugin added later is left out of
+    a run that started without it."""
+    from zoo.plugins import resolve, snapshot
+
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "helpers.py").write_text("K = 1\n")
+    (lab / "mine.py").write_text("from helpers import K\n")
+    (lab / "other.py").write_text("X = 2\n")
+    mine, other = resolve("lab/mine.py", tmp_path), resolve("lab/other.py", tmp_path)
+    run = tmp_path / "run"
+    run.mkdir()
+    assert snapshot([mine], run) == (str(run / "code" / "mine.py"),)
+    assert sorted(p.name for p in (run / "code").iterdir()) == ["helpers.py", "mine.py"]
+    (lab / "helpers.py").write_text("K = 2\n")
+    assert snapshot([mine, other], run) == (str(run / "code" / "mine.py"),)
+    assert (run / "code" / "helpers.py").read_text() == "K = 1\n"
+
+
 # --------------------------------------------------------------------------- bad input
 
 

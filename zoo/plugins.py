@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
+import shutil
 import sys
 import traceback
 from collections.abc import Sequence
@@ -184,18 +186,25 @@ def import_plugins(entries: Sequence[str], base_dir: Path, key: str = "imports"
 
 
 def snapshot(plugins: Sequence[Plugin], run_dir: Path) -> tuple[str, ...]:
-    """Copy each plugin's files into ``run_dir/code`` (files already there are kept: a
-    resumed run keeps the code it started with); the entries the trainer imports."""
+    """Copy each plugin's files into ``run_dir/code`` once: a run directory that has a
+    snapshot keeps it as it is (a resumed run imports the code it started with); the
+    entries the trainer imports, those of the plugins the snapshot holds."""
     from zoo.contract import atomic_write
 
     code = run_dir / CODE_DIR
-    entries = []
-    for plugin in plugins:
-        for _, file in plugin.files():
-            dest = code / file.relative_to(plugin.root)
-            if not dest.exists():
+    if not code.exists():
+        staging = run_dir / f".{CODE_DIR}.new"
+        shutil.rmtree(staging, ignore_errors=True)
+        for plugin in plugins:
+            for _, file in plugin.files():
+                dest = staging / file.relative_to(plugin.root)
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(dest, file.read_bytes())
+        if plugins:
+            os.replace(staging, code)  # the whole snapshot appears at once
+    entries = []
+    for plugin in plugins:
         entry = code / plugin.path.relative_to(plugin.root)
-        entries.append(str(entry.parent if entry.name == "__init__.py" else entry))
+        if entry.exists():
+            entries.append(str(entry.parent if entry.name == "__init__.py" else entry))
     return tuple(entries)

@@ -161,8 +161,9 @@ class Orchestrator:
             record_membership(spec, self.study.name, str(self.study.path), self.study.mode,
                               self.study.raw)
             # The plugins' code as planned, now: an edit while the study trains does not
-            # reach runs planned before it (a resumed run keeps the snapshot it has).
-            snapshot(spec.plugins, Path(spec.run_dir))
+            # reach runs planned before it. A finished run's directory is left as it is.
+            if spec.plugins and not _succeeded(spec.run_dir):
+                snapshot(spec.plugins, Path(spec.run_dir))
         self.store.mark_lost(self.lost_after)
         too_big = [r for r in self.rows if not self.pool.fits_ever(r.nproc_per_node)]
         if too_big:
@@ -512,6 +513,11 @@ class Follower:
 
 #: torchrun's report of a worker that a signal ended ("exitcode  : -9 (pid: 123)").
 _TORCHRUN_EXIT = re.compile(r"^\s*exitcode\s*:\s*(-?\d+)", re.MULTILINE)
+
+
+def _succeeded(run_dir: str) -> bool:
+    done = RunDir(Path(run_dir)).result()
+    return done is not None and done.succeeded
 
 
 def _exit_reason(rc: int, run_dir: Path) -> str:
