@@ -31,6 +31,20 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def _registries_as_they_were(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test's plugins leave the registries as they found them: other tests in this
+    process walk every registered trick, model and format (and expect the zoo's own)."""
+    import zoo.data.formats
+    import zoo.models._registry
+    import zoo.plugins
+    import zoo.tricks.registry
+
+    for module, name in ((zoo.tricks.registry, "_TRICKS"), (zoo.models._registry, "_MODELS"),
+                         (zoo.data.formats, "_FORMATS"), (zoo.plugins, "_LOADED")):
+        monkeypatch.setattr(module, name, dict(getattr(module, name)))
+
+
 # --------------------------------------------------------------------------- numbers
 
 

@@ -129,7 +129,11 @@ def _where(exc: BaseException, plugin: Plugin) -> str:
     return f"{frame.filename}:{frame.lineno}" if frame else str(plugin.path)
 
 
+#: Plugin module -> the stamps of its files when it was imported.
 _LOADED: dict[str, tuple[tuple[str, int, int], ...]] = {}
+#: Every module name a plugin was imported under: another plugin of the same name may
+#: replace it (two studies' own sam.py in one process); a module no plugin made may not.
+_OWNED: set[str] = set()
 
 
 def _stamp(plugin: Plugin) -> tuple[tuple[str, int, int], ...]:
@@ -144,7 +148,7 @@ def import_plugin(plugin: Plugin) -> None:
     """Import ``plugin`` (again, when one of its files changed since)."""
     loaded = sys.modules.get(plugin.module)
     file = getattr(loaded, "__file__", None)
-    if loaded is not None and plugin.module not in _LOADED and (
+    if loaded is not None and plugin.module not in _OWNED and (
             file is None or Path(file).resolve() != plugin.path):
         raise PluginError(f"{plugin.path}: its module name '{plugin.module}' is taken by "
                           f"{file or 'a built-in module'}; rename the file")
@@ -159,6 +163,7 @@ def import_plugin(plugin: Plugin) -> None:
         for name, _ in plugin.files():  # stale versions of its modules
             sys.modules.pop(name, None)
         importlib.invalidate_caches()
+        _OWNED.add(plugin.module)
         importlib.import_module(plugin.module)
         _LOADED[plugin.module] = _stamp(plugin)
     except SyntaxError as exc:  # also from plugin.files(), which parses them

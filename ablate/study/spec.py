@@ -593,15 +593,20 @@ def _design(data: Mapping[str, Any], mode: str, variants: tuple[Variant, ...]
     return None if margin is None else float(margin), resolution, tuple(models)
 
 
-def _seeding(data: Mapping[str, Any], launch: Launch, mode: str, models: tuple[str, ...]
-             ) -> tuple[tuple[int, ...], PlannedSeeds | None]:
-    """The seeds, and the planned-seeds form where it can be used."""
+def _seeding(data: Mapping[str, Any], mode: str) -> tuple[tuple[int, ...], PlannedSeeds | None]:
+    """The seeds, and the planned-seeds form (checked against the mode)."""
     seeds, planned = parse_seeds(data.get("seeds", [0]))
-    if planned is None:
-        return seeds, None
-    if mode == "factorial":
+    if planned is not None and mode == "factorial":
         raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
                          "its baseline; not with mode: factorial, give a list")
+    return seeds, planned
+
+
+def _check_planned(planned: PlannedSeeds | None, launch: Launch,
+                   models: tuple[str, ...]) -> None:
+    """Planned seeds where the launch and the models axis allow them."""
+    if planned is None:
+        return
     if launch.backend == "local" and launch.nnodes > 1:
         # The other nodes' followers walk a fixed plan: a stage 2 that node 0 adds would
         # wait at the rendezvous for agents that never come.
@@ -610,7 +615,6 @@ def _seeding(data: Mapping[str, Any], launch: Launch, mode: str, models: tuple[s
     if models:
         raise StudyError("seeds: planned seeds (a mapping) fix each variant's seeds against "
                          "its baseline; not with models:, give a list")
-    return seeds, planned
 
 
 def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Study:
@@ -629,12 +633,13 @@ def _load(path: Path, check_paths: bool, overrides: tuple[str, ...] = ()) -> Stu
     if not isinstance(launch_raw, Mapping):
         raise StudyError(f"launch: expected a mapping, got {launch_raw!r}")
     launch = parse_launch(launch_raw)
+    seeds, planned = _seeding(data, data.get("mode", "add_one"))
     mode = data.get("mode", "add_one")
     if mode not in MODES:
         raise StudyError(f"mode: '{mode}' is not one of {', '.join(MODES)}")
     variants = _variants(data.get("variants") or [])
     margin, resolution, models = _design(data, mode, variants)
-    seeds, planned = _seeding(data, launch, mode, models)
+    _check_planned(planned, launch, models)
     study = Study(
         name=name, path=path, base=dict(base), launch=launch, seeds=seeds, planned=planned,
         mode=mode, variants=variants, description=str(data.get("description", "")),
