@@ -118,6 +118,8 @@ def run(
         f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
+        + (f", {outcome.cancelled} cancelled (the next run resumes them)"
+           if outcome.cancelled else "")
         + f"; results in {escape(store.url)}"
     )
     store.close()

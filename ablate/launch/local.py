@@ -207,6 +207,10 @@ class Job:
         result.json and the logs)."""
         return None
 
+    def cancelled(self) -> bool:
+        """Whether it ended because a person cancelled it outside ablate (``scancel``)."""
+        return False
+
     def stop(self, grace: float = 30.0) -> None:
         """Stop it now; the run's checkpoint stays, so it resumes later."""
         raise NotImplementedError
@@ -320,10 +324,12 @@ class Launcher:
     def start(self, run: RunSpec, devices: list[int]) -> Job:
         raise NotImplementedError
 
-    def cancel_stale(self, run: RunSpec, job_id: str) -> None:
-        """Stop the scheduler job ``job_id`` of an earlier attempt at ``run``, which may
-        still be running if the orchestrator that submitted it died, before this attempt
-        starts. Launchers whose jobs die with their orchestrator have nothing to do."""
+    def adopt(self, run: RunSpec, job_id: str) -> Job | None:
+        """The scheduler job ``job_id`` of an earlier attempt at ``run`` (its orchestrator
+        stopped beating), to follow instead of starting the run again, if the scheduler
+        still holds it; else None. Launchers whose jobs die with their orchestrator have
+        none to adopt."""
+        return None
 
 
 @dataclass
