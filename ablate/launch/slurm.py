@@ -301,10 +301,10 @@ class SlurmJob(Job):
         if exc is None:
             return 0, None
         if "timed-out too many times" in str(exc):
-            return 1, (f"the job reached its time limit (launch.time: {self.time_min} min) "
-                       f"{self.max_timeouts + 1} times, more than launch.max_timeouts "
-                       f"({self.max_timeouts}) requeues; raise launch.time or "
-                       f"launch.max_timeouts and run again: it resumes from its checkpoint")
+            return 1, (f"time limit reached {self.max_timeouts + 1} times (launch.time: "
+                       f"{self.time_min} min; launch.max_timeouts: {self.max_timeouts} "
+                       f"requeues): raise either and run again; the run resumes from its "
+                       f"checkpoint")
         return 1, _reason(exc)
 
     def error(self) -> str | None:
