@@ -224,3 +224,22 @@ def test_a_lost_runs_job_still_held_is_adopted_not_submitted_again(
         [("adopt", f"{held}:4242"), ("adopt", f"{gone}:4343")])  # only lost runs' jobs
     assert ("start", held) not in events  # adopted: never submitted again
     assert ("start", gone) in events and ("start", queued_with_job) in events
+
+
+def test_trainers_wait_passively_unless_the_caller_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMP_WAIT_POLICY=PASSIVE for every trainer, local or in a SLURM job (bench/threads.py:
+    spinning threads collapse beside other work); a caller's own value wins."""
+    from ablate.launch.local import LocalLauncher, trainer_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    env = trainer_env({"PATH": "/bin"}, 2)
+    assert (env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]) == ("2", "PASSIVE")
+    assert "OMP_NUM_THREADS" not in trainer_env({}, None)
+    assert trainer_env({"OMP_WAIT_POLICY": "ACTIVE"}, 1)["OMP_WAIT_POLICY"] == "ACTIVE"
+    local = LocalLauncher(use_gpus=False, threads=3).env([0])
+    assert (local["OMP_NUM_THREADS"], local["OMP_WAIT_POLICY"]) == ("3", "PASSIVE")
+    assert local["CUDA_VISIBLE_DEVICES"] == ""
+    gpu = LocalLauncher(use_gpus=True, threads=3).env([1])
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "1" and gpu["OMP_WAIT_POLICY"] == "PASSIVE"

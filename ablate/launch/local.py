@@ -134,6 +134,23 @@ class DevicePool:
         return self.gpus is None or n <= len(self.gpus)
 
 
+#: OpenMP's wait policy for trainers, unless the caller's environment sets one: a thread that
+#: waits at a barrier sleeps at once instead of spinning first (libgomp's default), so
+#: trainers on a machine that does other things leave its cores to the work; see
+#: bench/threads.py for the figures, idle and beside other jobs.
+WAIT_POLICY = "PASSIVE"
+
+
+def trainer_env(env: Mapping[str, str], threads: int | None) -> dict[str, str]:
+    """``env`` for a trainer: ``threads`` OpenMP threads per process (None: as ``env``
+    has it) that sleep when they wait (:data:`WAIT_POLICY`)."""
+    out = {**env, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        out["OMP_NUM_THREADS"] = str(threads)
+    out.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    return out
+
+
 def cpu_threads(max_parallel: int, nproc: int) -> int:
     """Threads per training process so that parallel runs share the CPU cores evenly."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -347,13 +364,8 @@ class LocalLauncher(Launcher):
     node_rank: int = 0
 
     def env(self, devices: Sequence[int]) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.use_gpus:
-            env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices)
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = trainer_env(os.environ, None if self.use_gpus else self.threads)
+        env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices) if self.use_gpus else ""
         return env
 
     def log_name(self) -> str:

@@ -46,6 +46,7 @@ from ablate.launch.local import (
     Job,
     Launcher,
     torchrun_command,
+    trainer_env,
     write_run_config,
 )
 from ablate.study.spec import Launch, RunSpec
@@ -135,9 +136,7 @@ class TrainJob:
         job_env = submitit.JobEnvironment()
         node = job_env.node
         cmd = self.command(job_env.hostnames[0] if self.nnodes > 1 else None)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if self.threads is not None:
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = trainer_env(os.environ, self.threads)
         log_path = Path(self.run_dir) / launch_log(node)
         # In place of submitit's handler, which only logs it: SIGTERM is SLURM stopping
         # the job (requeue, scancel), which is not the trainer failing.
