@@ -17,6 +17,7 @@ a core another process wants steals it from that process and from its own siblin
     apt-get install -y stress-ng
     .venv/bin/python bench/threads.py                      # 1 vs nproc threads, 3 repeats
     .venv/bin/python bench/threads.py --repeats 1 --no-load
+    .venv/bin/python bench/threads.py --configs 1xdefault,Nxdefault,NxPASSIVE
 
 Writes bench/results/threads.json (every repeat kept).
 """
@@ -41,11 +42,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "threads.json"
 
 
-def configurations(cores: int) -> list[tuple[int, str]]:
-    """(threads, wait policy); "default" leaves OMP_WAIT_POLICY unset (libgomp's own)."""
+def configurations(cores: int, names: str | None) -> list[tuple[int, str]]:
+    """(threads, wait policy); "default" leaves OMP_WAIT_POLICY unset (libgomp's own).
+    ``names``: a comma-separated subset such as ``1xdefault,Nxdefault,NxPASSIVE``."""
     many = max(2, cores)
-    return [(1, "default"), (1, "PASSIVE"), (many, "default"), (many, "PASSIVE"),
-            (many, "ACTIVE")]
+    every = [(1, "default"), (1, "PASSIVE"), (many, "default"), (many, "PASSIVE"),
+             (many, "ACTIVE")]
+    if not names:
+        return every
+    wanted = {n.strip().replace("N", str(many), 1) for n in names.split(",")}
+    return [c for c in every if f"{c[0]}x{c[1]}" in wanted]
 
 
 def digits_config(data: Path, epochs: int) -> dict[str, Any]:
@@ -74,18 +80,25 @@ def train_once(config: Path, out: Path, threads: int, policy: str) -> dict[str, 
     return {"wall_s": wall, "epoch_s": float(rows[-1]["seconds"])}
 
 
-def measure(config: Path, tmp: Path, repeats: int, cores: int) -> dict[str, list[dict]]:
-    configs = configurations(cores)
+def measure(config: Path, tmp: Path, repeats: int, configs: list[tuple[int, str]],
+            report: dict[str, Any], half: str) -> dict[str, list[dict]]:
     out: dict[str, list[dict[str, float]]] = {f"{t}x{p}": [] for t, p in configs}
+    report[half] = out
     for r in range(repeats):
         order = configs[r % len(configs):] + configs[:r % len(configs)]
         for threads, policy in order:
             got = train_once(config, tmp / "run", threads, policy)
             got["load1"] = os.getloadavg()[0]
             out[f"{threads}x{policy}"].append(got)
+            save(report)  # every repeat kept as it comes (a long loaded half)
             print(f"  {threads} threads, {policy:8s}: epoch {got['epoch_s']:6.2f} s, "
                   f"process {got['wall_s']:6.2f} s (load {got['load1']:.1f})", flush=True)
     return out
+
+
+def save(report: dict[str, Any]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
 
 
 def summary(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
@@ -98,8 +111,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--no-load", action="store_true", help="idle only (no stress-ng)")
+    ap.add_argument("--configs", help="e.g. 1xdefault,NxPASSIVE (N: the cores); default all")
     args = ap.parse_args()
     cores = len(os.sched_getaffinity(0))
+    configs = configurations(cores, args.configs)
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         sys.path.insert(0, str(ROOT))
@@ -111,7 +126,7 @@ def main() -> None:
         report: dict[str, Any] = {"cores": cores, "repeats": args.repeats,
                                   "epochs": args.epochs, "when": time.strftime("%F %T")}
         print(f"idle ({cores} cores, load {os.getloadavg()[0]:.1f} before)")
-        report["idle"] = measure(config, tmp, args.repeats, cores)
+        measure(config, tmp, args.repeats, configs, report, "idle")
         if not args.no_load:
             if shutil.which("stress-ng") is None:
                 sys.exit("stress-ng not found: apt-get install -y stress-ng (or --no-load)")
@@ -119,7 +134,7 @@ def main() -> None:
             try:
                 time.sleep(5)  # let the load average see it
                 print(f"beside stress-ng --cpu {cores}")
-                report["loaded"] = measure(config, tmp, args.repeats, cores)
+                measure(config, tmp, args.repeats, configs, report, "loaded")
             finally:
                 stress.terminate()
                 stress.wait()
@@ -129,8 +144,7 @@ def main() -> None:
             print(f"{half} medians:")
             for name, med in report[f"{half}_median"].items():
                 print(f"  {name:12s} epoch {med['epoch_s']:6.2f} s, process {med['wall_s']:6.2f} s")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=1) + "\n")
+    save(report)
     print(f"wrote {RESULTS}")
 
 

@@ -278,7 +278,7 @@ def test_a_time_limit_signal_twice_then_the_run_succeeds(
         held.append(pid)
     out = finish(proc)
     assert proc.returncode == 0 and "1 trained, 0 reused, 0 failed" in out, out
-    logs = "".join(p.read_text() for p in (victim / SUBMITIT_DIR).glob("*_log.*"))
+    logs = "".join(p.read_text() for p in (victim / SUBMITIT_DIR).glob("*_log.out"))
     assert logs.count("this job is timed-out") == 2, logs[-3000:]
     assert "Requeued job" in logs and "(0 remaining timeouts)" in logs, logs[-3000:]
     assert job_ids(victim) == {job}
