@@ -41,7 +41,8 @@ TAG_COMMIT = "mlflow.source.git.commit"
 PARAM_VALUE_LIMIT = 500
 #: ablate's run status -> MLflow's (mlflow.entities.RunStatus names).
 MLFLOW_STATUS = {"succeeded": "FINISHED", "failed": "FAILED", "interrupted": "KILLED",
-                 "lost": "KILLED", "running": "RUNNING", "queued": "SCHEDULED"}
+                 "lost": "KILLED", "cancelled": "KILLED", "running": "RUNNING",
+                 "queued": "SCHEDULED"}
 _TERMINAL = {"FINISHED", "FAILED", "KILLED"}
 #: metrics.jsonl keys that are the step, not a metric.
 _NOT_METRICS = {"epoch", "step"}

@@ -183,21 +183,23 @@ def test_execution_only_settings_do_not_change_a_runs_identity(digits_dir: Path,
 
 
 def test_hashes_of_the_committed_results_still_hold() -> None:
-    """Every run in results.db (made before compile and per-model channels_last existed)
-    keeps its hash: no study of it is retrained or forked by an upgrade."""
+    """Every run in results.db keeps its id: its config's hash is the one recorded with the
+    code of its components, and the run's id is the hash of both, as the planner makes it
+    now, so the committed runs are reused by the code that made them, never forked by an
+    upgrade that changes no component."""
     import json
     import sqlite3
 
-    from zoo.config import from_dict
-    from zoo.train import config_hash
+    from zoo.config import config_hash, from_dict, run_hash
 
     with sqlite3.connect(ROOT / "results.db") as con:
-        rows = con.execute("select hash, config from run").fetchall()
-    assert len(rows) >= 21
-    for run_hash, config in rows:
+        rows = con.execute("select r.hash, r.config, c.config_hash, c.code from run r "
+                           "join run_code c on c.run_hash = r.hash").fetchall()
+        assert len(rows) == con.execute("select count(*) from run").fetchone()[0] >= 21
+    for run_id, config, recorded_config_hash, code in rows:
         cfg = from_dict(RunConfig, json.loads(config))
-        assert "compile" not in json.loads(config)  # older than the key
-        assert config_hash(cfg) == run_hash
+        assert config_hash(cfg) == recorded_config_hash
+        assert run_hash(cfg, json.loads(code)) == run_id
 
 
 def test_validating_studies_imports_no_torch() -> None:

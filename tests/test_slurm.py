@@ -177,76 +177,69 @@ def test_study_through_submitit_equals_local_even_when_preempted(
     assert "scheduler jobs" in table and jobs[0][0] in table and "FINISHED" in table
 
 
-def test_a_lost_runs_job_is_cancelled_before_the_run_is_submitted_again(
+def test_a_lost_runs_job_still_held_is_adopted_not_submitted_again(
     digits_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An orchestrator that died (not one that was stopped: that one cancels its jobs)
-    leaves its SLURM jobs running. The next one, claiming their lost runs, scancels each
-    recorded job and waits for it to end before submitting the run again, so the old
-    trainer neither trains alongside the new one nor makes it fail on the run lock."""
+    """Which runs the orchestrator asks its launcher to adopt, and what it does with the
+    answer: a lost run's recorded job that the scheduler still holds is followed to its
+    end (never a second job); one it no longer holds is started again. A real cluster
+    does the rest (tests/test_slurm_cluster.py: SIGKILL of the orchestrator, held jobs)."""
     from sqlalchemy import update
 
     from ablate.launch import orchestrator as orchestrate
-    from ablate.launch import slurm
     from ablate.launch.orchestrator import Orchestrator
     from ablate.store.db import RunRow, Status, Store
     from ablate.study.spec import load_study
     from tests.test_packing import RecordingLauncher
 
-    calls: list[tuple[str, Any]] = []
-
-    class FakeSubmititJob:  # submitit.SlurmJob(folder, job_id): scancel and sacct
-        def __init__(self, folder: Path, job_id: str) -> None:
-            calls.append(("job", (Path(folder), job_id)))
-            self.polls = 0
-
-        def cancel(self, check: bool = True) -> None:
-            calls.append(("scancel", check))
-
-        def done(self, force_check: bool = False) -> bool:
-            self.polls += 1
-            return self.polls >= 3  # ended on the third look
-
-    monkeypatch.setattr(slurm.submitit, "SlurmJob", FakeSubmititJob)
-    monkeypatch.setattr(slurm.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(slurm.time, "sleep", lambda s: None)
-    launcher = SlurmLauncher(parse_launch({"backend": "slurm", "time": 60}))
-    run = _spec("abc", str(tmp_path / "runs" / "abc"))
-    launcher.cancel_stale(run, "4242")
-    assert calls == [("job", (tmp_path / "runs" / "abc" / SUBMITIT_DIR, "4242")),
-                     ("scancel", False)]
-    local = SlurmLauncher(parse_launch({"backend": "slurm", "executor": "local"}))
-    calls.clear()
-    local.cancel_stale(run, "4242")  # a LocalExecutor job: no id to cancel from here
-    assert calls == []
-
-    # The orchestrator: which runs it asks to cancel, and when.
     monkeypatch.setattr(orchestrate, "POLL_S", 0.001)
     study = load_study(write_study(tmp_path / "s.yaml", study_dict(digits_dir, seeds=[0])))
     store = Store(f"sqlite:///{tmp_path / 'j.db'}")
     events: list[tuple[str, str]] = []
 
     class Recording(RecordingLauncher):
-        def cancel_stale(self, run: RunSpec, job_id: str) -> None:
-            events.append(("cancel", f"{run.hash}:{job_id}"))
+        def adopt(self, run: RunSpec, job_id: str) -> Any:
+            events.append(("adopt", f"{run.hash}:{job_id}"))
+            if job_id != "4242":
+                return None  # over: the run starts again
+            return super().start(run, [0])  # stands in for the job SLURM still holds
 
         def start(self, run: RunSpec, devices: list[int]) -> Any:
             events.append(("start", run.hash))
             return super().start(run, devices)
 
-    launcher2 = Recording({})
-    orch = Orchestrator(study, store, tmp_path / "runs", gpus=[0], launcher=launcher2)
+    launcher = Recording({})
+    orch = Orchestrator(study, store, tmp_path / "runs", gpus=[0], launcher=launcher)
     for row in orch.rows:
-        launcher2.ticks[row.hash] = 1
+        launcher.ticks[row.hash] = 1
     store.register_study(study.name, str(study.path), study.mode, study.raw, orch.rows)
-    lost, queued_with_job, plain = (r.hash for r in orch.rows)
+    held, gone, queued_with_job = (r.hash for r in orch.rows)
     with store.session() as s:
-        s.execute(update(RunRow).where(RunRow.hash == lost)
-                  .values(status=Status.lost, job_id="4242", owner="dead-orchestrator"))
-        s.execute(update(RunRow).where(RunRow.hash == queued_with_job)
-                  .values(job_id="77"))  # not lost: its job is not this attempt's worry
+        for h, job in ((held, "4242"), (gone, "4343")):
+            s.execute(update(RunRow).where(RunRow.hash == h)
+                      .values(status=Status.lost, job_id=job, owner="dead-orchestrator"))
+        s.execute(update(RunRow).where(RunRow.hash == queued_with_job).values(job_id="77"))
     assert orch.run().succeeded == 3
-    assert events.count(("cancel", f"{lost}:4242")) == 1
-    assert events.index(("cancel", f"{lost}:4242")) < events.index(("start", lost))
-    assert [e for e in events if e[0] == "cancel"] == [("cancel", f"{lost}:4242")]
-    assert ("start", plain) in events
+    assert sorted(e for e in events if e[0] == "adopt") == sorted(
+        [("adopt", f"{held}:4242"), ("adopt", f"{gone}:4343")])  # only lost runs' jobs
+    assert ("start", held) not in events  # adopted: never submitted again
+    assert ("start", gone) in events and ("start", queued_with_job) in events
+
+
+def test_trainers_wait_passively_unless_the_caller_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OMP_WAIT_POLICY=PASSIVE for every trainer, local or in a SLURM job (bench/threads.py:
+    spinning threads collapse beside other work); a caller's own value wins."""
+    from ablate.launch.local import LocalLauncher, trainer_env
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    env = trainer_env({"PATH": "/bin"}, 2)
+    assert (env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]) == ("2", "PASSIVE")
+    assert "OMP_NUM_THREADS" not in trainer_env({}, None)
+    assert trainer_env({"OMP_WAIT_POLICY": "ACTIVE"}, 1)["OMP_WAIT_POLICY"] == "ACTIVE"
+    local = LocalLauncher(use_gpus=False, threads=3).env([0])
+    assert (local["OMP_NUM_THREADS"], local["OMP_WAIT_POLICY"]) == ("3", "PASSIVE")
+    assert local["CUDA_VISIBLE_DEVICES"] == ""
+    gpu = LocalLauncher(use_gpus=True, threads=3).env([1])
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "1" and gpu["OMP_WAIT_POLICY"] == "PASSIVE"

@@ -149,6 +149,8 @@ def _say_outcome(study: Any, study_file: Path, outcome: Any, url: str) -> None:
         f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
         + (f", {outcome.elsewhere} running elsewhere" if outcome.elsewhere else "")
+        + (f", {outcome.cancelled} cancelled (the next run resumes them)"
+           if outcome.cancelled else "")
         + f"; results in {escape(url)}"
     )
     if outcome.failed_left:

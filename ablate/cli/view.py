@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from zoo.contract import MetricsRow
 
 STATUS_STYLE = {"succeeded": "green", "failed": "red", "running": "cyan",
-                "interrupted": "yellow", "lost": "magenta", "queued": "dim"}
+                "interrupted": "yellow", "lost": "magenta", "queued": "dim",
+                "cancelled": "yellow"}
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -73,7 +74,7 @@ def schedule_eta(active_left: Iterable[float], queued: Iterable[float], parallel
 
 
 #: Statuses whose runs the next ``ablate run`` trains (failed ones only with --retry-failed).
-_TO_TRAIN = ("queued", "interrupted", "lost")
+_TO_TRAIN = ("queued", "interrupted", "lost", "cancelled")
 
 
 def study_eta(runs: Sequence[RunState], now: datetime | None = None) -> float | None:
@@ -204,7 +205,8 @@ def plan_table(study: str, rows: Sequence[RunSpec], statuses: dict[str, str],
     """A dry run's plan: each (variant, seed) with its run and what the next run does;
     ``stage_two``: planned seeds' lines, one per variant, under the table."""
     label = {"succeeded": "done", "running": "running", "failed": "failed (--retry-failed)",
-             "interrupted": "to resume", "lost": "to resume", "queued": "to do"}
+             "interrupted": "to resume", "lost": "to resume", "cancelled": "to resume",
+             "queued": "to do"}
     header = ("variant", "change", "seed", "epochs", "run", "state")
     cells = ([r.variant, r.change, str(r.seed), str(r.epochs), r.hash[:8],
               label.get(statuses.get(r.hash) or "queued", statuses.get(r.hash) or "to do")]
@@ -327,9 +329,9 @@ class LiveView:
             if epochs:
                 self.last_epoch[run.hash] = self.clock()
                 self.pace[run.hash] = (self.last_epoch[run.hash] - started) / epochs
-        elif event.kind in ("done", "failed", "interrupted"):
+        elif event.kind in ("done", "failed", "interrupted", "cancelled"):
             self.active.pop(run.hash, None)
-            if event.kind != "interrupted":
+            if event.kind not in ("interrupted", "cancelled"):
                 self.finished.add(run.hash)
         name = f"{escape(run.variant)} seed {run.seed} ({run.hash[:8]})"
         if event.kind in ("done", "failed"):
@@ -342,6 +344,7 @@ class LiveView:
             "done": f"done    {name}",
             "failed": f"[red]failed[/]  {name}: {escape(event.detail)}",
             "interrupted": f"[yellow]stopped[/] {name} (resumes on the next run)",
+            "cancelled": f"[yellow]cancelled[/] {name}: {escape(event.detail)}",
         }[event.kind]
         if event.kind == "epoch" and self.tty:
             return  # the live table shows epochs

@@ -135,6 +135,23 @@ class DevicePool:
         return self.gpus is None or n <= len(self.gpus)
 
 
+#: OpenMP's wait policy for trainers, unless the caller's environment sets one: a thread that
+#: waits at a barrier sleeps at once instead of spinning first (libgomp's default), so
+#: trainers on a machine that does other things leave its cores to the work; see
+#: bench/threads.py for the figures, idle and beside other jobs.
+WAIT_POLICY = "PASSIVE"
+
+
+def trainer_env(env: Mapping[str, str], threads: int | None) -> dict[str, str]:
+    """``env`` for a trainer: ``threads`` OpenMP threads per process (None: as ``env``
+    has it) that sleep when they wait (:data:`WAIT_POLICY`)."""
+    out = {**env, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        out["OMP_NUM_THREADS"] = str(threads)
+    out.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    return out
+
+
 def cpu_threads(max_parallel: int, nproc: int) -> int:
     """Threads per training process so that parallel runs share the CPU cores evenly."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -211,6 +228,10 @@ class Job:
         """Why it failed, as far as the launcher knows (the trainer's own reason is in
         result.json and the logs)."""
         return None
+
+    def cancelled(self) -> bool:
+        """Whether it ended because a person cancelled it outside ablate (``scancel``)."""
+        return False
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop it now; the run's checkpoint stays, so it resumes later."""
@@ -325,10 +346,12 @@ class Launcher:
     def start(self, run: RunSpec, devices: list[int]) -> Job:
         raise NotImplementedError
 
-    def cancel_stale(self, run: RunSpec, job_id: str) -> None:
-        """Stop the scheduler job ``job_id`` of an earlier attempt at ``run``, which may
-        still be running if the orchestrator that submitted it died, before this attempt
-        starts. Launchers whose jobs die with their orchestrator have nothing to do."""
+    def adopt(self, run: RunSpec, job_id: str) -> Job | None:
+        """The scheduler job ``job_id`` of an earlier attempt at ``run`` (its orchestrator
+        stopped beating), to follow instead of starting the run again, if the scheduler
+        still holds it; else None. Launchers whose jobs die with their orchestrator have
+        none to adopt."""
+        return None
 
 
 @dataclass
@@ -346,13 +369,8 @@ class LocalLauncher(Launcher):
     node_rank: int = 0
 
     def env(self, devices: Sequence[int]) -> dict[str, str]:
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
-        if self.use_gpus:
-            env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices)
-        else:
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = trainer_env(os.environ, None if self.use_gpus else self.threads)
+        env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices) if self.use_gpus else ""
         return env
 
     def log_name(self) -> str:

@@ -51,7 +51,7 @@ MAX_BACKOFF_S = 10.0
 class Event:
     """What happened to a run, as the live view learns it (it reads nothing else)."""
 
-    kind: str  # start | epoch | done | failed | interrupted | planned (stage 2 of seeds)
+    kind: str  # start | epoch | done | failed | interrupted | cancelled | planned (stage 2)
     run: RunSpec
     detail: str = ""
     #: With ``epoch``: the epoch's numbers as the run wrote them.
@@ -63,6 +63,8 @@ class Outcome:
     succeeded: int = 0
     failed: int = 0
     interrupted: int = 0
+    #: Runs whose scheduler job a person cancelled (scancel) during this invocation.
+    cancelled: int = 0
     reused: int = 0
     elsewhere: int = 0
     #: Runs of the study that are failed when it ends (this time's or an earlier one's).
@@ -108,6 +110,8 @@ class Orchestrator:
         #: until it has failed ``max_attempts`` times (``--retry-failed``: runs that had
         #: failed before start over at zero).
         self.failures: dict[str, int] = {}
+        #: Runs whose job a person cancelled while this orchestrator ran: left for the next.
+        self.cancelled: set[str] = set()
         self.outcome = Outcome()
         self.rows = tuple(specs) if specs is not None else study.run_specs(runs_dir)
         #: Planned seeds: a run succeeded since the stage 2 was last planned.
@@ -132,9 +136,10 @@ class Orchestrator:
         self.threads = cpu_threads or launch.cpu_threads(max_parallel, lc.nproc_per_node)
         if launcher is None:
             if lc.backend == "slurm":
-                from ablate.launch.slurm import SlurmLauncher
+                from ablate.launch.slurm import SlurmLauncher, log_submitit_to
 
                 launcher = SlurmLauncher(lc, threads=cpu_threads)
+                log_submitit_to(runs_dir / "submitit.log")
             else:
                 launcher = launch.LocalLauncher(self.use_gpus, self.threads, lc.nnodes,
                                                 lc.rdzv_endpoint)
@@ -268,7 +273,7 @@ class Orchestrator:
         out = []
         for r in self.rows:
             h = r.hash
-            if h in seen or h in self.active:
+            if h in seen or h in self.active or h in self.cancelled:
                 continue
             seen.add(h)
             status = statuses.get(h)
@@ -289,18 +294,25 @@ class Orchestrator:
         while len(self.active) < self.max_parallel:
             fits = [r for r in self._claimable() if self.pool.can_take(r.nproc_per_node)]
             # Read before the claim, which clears them: a run claimed while lost may still
-            # have its job running, from an orchestrator that died (not one that stopped).
+            # have its job queued or running, from an orchestrator that died (not one that
+            # stopped: that one cancels its jobs).
             stale = self.store.stale_jobs(r.hash for r in fits)
             retry = [r.hash for r in fits if self._may_retry(r.hash)]
             h = self.store.claim_next([r.hash for r in fits], self.owner, retry)
             if h is None:
                 return  # nothing fits, or other orchestrators took what did
             row = next(r for r in fits if r.hash == h)
-            if h in stale:
-                self.launcher.cancel_stale(row, stale[h])
             devices = self.pool.take(row.nproc_per_node)
             assert devices is not None  # fits, and nothing else took devices meanwhile
-            self._begin(row, devices)
+            adopted = self.launcher.adopt(row, stale[h]) if h in stale else None
+            if adopted is None:
+                self._begin(row, devices)
+                continue
+            adopted.devices = devices
+            self.active[h] = adopted
+            self.epochs_seen[h] = 0
+            self.store.set_job(h, self.owner, adopted.job_id, adopted.state())
+            self.on_event(Event("start", row, f"adopted job {adopted.job_id}"), self)
 
     def _begin(self, row: RunSpec, devices: list[int]) -> None:
         """Train a run this orchestrator has claimed, on ``devices`` — unless its run
@@ -373,6 +385,9 @@ class Orchestrator:
             run_dir = Path(job.run.run_dir)
             result = self.store.ingest(h, run_dir)
             succeeded = rc == 0 and result is not None and result.succeeded
+            if job.cancelled():
+                self._cancel(h, job, outcome)
+                continue
             if isinstance(job, launch.AdoptedJob) and not succeeded:
                 # The trainer we waited for stopped short (its orchestrator died): this
                 # orchestrator resumes the run from its checkpoint, on the same devices.
@@ -402,6 +417,20 @@ class Orchestrator:
                                     f"{error} (attempt {self.failures[h]} of "
                                     f"{self.max_attempts})"), self)
             # else it is claimable again (see _may_retry) and starts at the next _fill
+
+    def _cancel(self, h: str, job: launch.Job, outcome: Outcome) -> None:
+        """Record a run whose job a person cancelled (``scancel``): ``cancelled``, not
+        failed, and not started again by this orchestrator; the next ``ablate run``
+        resumes it from its checkpoint."""
+        error = f"{job.error()}; the next 'ablate run' resumes it"
+        self.store.finish(h, self.owner, Status.cancelled, error=error,
+                          log_tail=launch.log_tail(Path(job.run.run_dir)))
+        job.close()
+        del self.active[h]
+        self.pool.give(job.devices)
+        self.cancelled.add(h)
+        outcome.cancelled += 1
+        self.on_event(Event("cancelled", job.run, error), self)
 
     def _interrupt(self, outcome: Outcome, best_effort: bool = False) -> None:
         """Stop every trainer and mark its run interrupted. ``best_effort``: the loop

@@ -10,7 +10,13 @@ the agents meet by c10d rendezvous on the allocation's first node (``launch.rdzv
 under the run's hash. Near its time limit, or when pre-empted, SLURM signals the job;
 submitit then calls :meth:`TrainJob.checkpoint`, which stops the trainer (its last epoch's
 checkpoint stays in RUN_DIR) and hands submitit the same callable to requeue: the requeued
-job starts the trainer on the same RUN_DIR, and the trainer resumes from the checkpoint.
+job starts the trainer on the same RUN_DIR, and the trainer resumes from the checkpoint. A
+job SLURM stops with SIGTERM (``scontrol requeue``, ``PreemptMode=REQUEUE``, ``scancel``)
+ends without a result: it is the same attempt, requeued and resumed, or cancelled.
+
+The orchestrator reads job states from ``squeue`` (:class:`SlurmQueue`), not ``sacct``, so
+clusters without accounting show real states; a job it finds still held by SLURM after a
+restart is adopted (:meth:`SlurmLauncher.adopt`), never submitted twice.
 
 ``launch.executor: local`` uses submitit's LocalExecutor instead: the same callable, the
 same files, run as local processes (no SLURM needed), to try a study before the cluster.
@@ -19,14 +25,17 @@ same files, run as local processes (no SLURM needed), to try a study before the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import submitit
@@ -37,6 +46,7 @@ from ablate.launch.local import (
     Job,
     Launcher,
     torchrun_command,
+    trainer_env,
     write_run_config,
 )
 from ablate.study.spec import Launch, RunSpec
@@ -44,9 +54,6 @@ from zoo.contract import RUN_CONFIG, launch_log
 
 #: submitit's files (pickled job, its stdout/stderr) live in RUN_DIR/SUBMITIT_DIR.
 SUBMITIT_DIR = "submitit"
-#: Seconds to wait for a lost attempt's job to end after scancel (SLURM sends SIGTERM,
-#: then SIGKILL after its KillWait, 30 s by default).
-STALE_GRACE_S = 60.0
 
 #: Wall-clock limit for jobs of ``executor: local`` when the study gives none (submitit's
 #: own default, two minutes, would stop most runs).
@@ -54,6 +61,16 @@ LOCAL_TIME_MIN = 7 * 24 * 60
 
 # The torchrun agent this job process started (one per process): checkpoint() stops it.
 _CHILD: subprocess.Popen[bytes] | None = None
+# The signal that SLURM stopped this job with (SIGTERM: requeue, scancel, pre-emption
+# without a signal of its own), or None.
+_STOPPED_BY: int | None = None
+
+
+def _on_stop(signum: int, _frame: FrameType | None) -> None:
+    """Remember that SLURM is stopping the job (it signals every process of the job: the
+    torchrun agent and its trainers stop by themselves)."""
+    global _STOPPED_BY
+    _STOPPED_BY = signum
 
 
 def _stop_child(grace: float) -> None:
@@ -119,10 +136,11 @@ class TrainJob:
         job_env = submitit.JobEnvironment()
         node = job_env.node
         cmd = self.command(job_env.hostnames[0] if self.nnodes > 1 else None)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        if self.threads is not None:
-            env["OMP_NUM_THREADS"] = str(self.threads)
+        env = trainer_env(os.environ, self.threads)
         log_path = Path(self.run_dir) / launch_log(node)
+        # In place of submitit's handler, which only logs it: SIGTERM is SLURM stopping
+        # the job (requeue, scancel), which is not the trainer failing.
+        signal.signal(signal.SIGTERM, _on_stop)
         with open(log_path, "ab") as log:
             log.write(f"$ {' '.join(cmd)}  # job {job_env.job_id}, node {node}\n".encode())
             log.flush()
@@ -131,11 +149,19 @@ class TrainJob:
             try:
                 # Sleep, not Popen.wait(): submitit's signal handler (checkpoint) must be
                 # able to run, and to reap the child, at any moment.
-                while not _reaped(child, 1.0):
+                while not _reaped(child, 1.0) and _STOPPED_BY is None:
                     pass
-                rc = child.returncode
             finally:  # cancelled (SIGINT, SIGTERM) or requeued: never leave the agent behind
                 _stop_child(grace=20.0)
+            rc = child.returncode
+            if rc != 0 and _STOPPED_BY is not None:
+                # No result for submitit to record: SLURM either requeues the job, which
+                # resumes the run from its checkpoint, or ends it (CANCELLED).
+                log.write(f"# job {job_env.job_id}: stopped by SLURM "
+                          f"({signal.Signals(_STOPPED_BY).name}), not by the trainer\n"
+                          .encode())
+                sys.exit(f"stopped by {signal.Signals(_STOPPED_BY).name}: requeued or "
+                         f"cancelled by SLURM")
         if rc != 0:
             raise RuntimeError(f"torchrun exited with code {rc} (see {log_path})")
         return rc
@@ -150,32 +176,135 @@ class TrainJob:
         return DelayedSubmission(TrainJob(**self.__dict__))
 
 
+#: SLURM job states in which SLURM still holds the job: it runs, or runs again later
+#: (requeued, pre-empted with PreemptMode=REQUEUE, suspended). No second job is submitted
+#: for a run while its job is in one of them.
+HELD_STATES = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_FED",
+    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED",
+    "PREEMPTED", "SPECIAL_EXIT", "RESV_DEL_HOLD"})
+#: What :class:`SlurmQueue` answers for a job slurmctld no longer knows (it forgets ended
+#: jobs after MinJobAge, 300 s by default).
+GONE = "GONE"
+#: Seconds between two ``squeue`` calls (one call answers for every job).
+QUEUE_REFRESH_S = 5.0
+#: Seconds a job may have ended before its result file shows (a network file system).
+RESULT_GRACE_S = 10.0
+
+
+class SlurmQueue:
+    """Job states as slurmctld has them, from ``squeue``: pending, running, and ended jobs
+    for MinJobAge seconds. It works without SLURM's accounting database, which ``sacct``
+    (submitit's source of states) needs; small clusters often have none. One call answers
+    for every job asked about, at most every ``refresh`` seconds."""
+
+    def __init__(self, refresh: float = QUEUE_REFRESH_S) -> None:
+        self.refresh = refresh
+        self.states: dict[str, str] = {}
+        self._asked_at = -float("inf")
+
+    def state(self, job_id: str, fresh: bool = False) -> str | None:
+        """``job_id``'s state (PENDING, RUNNING, COMPLETED, CANCELLED, ..., or :data:`GONE`);
+        None while squeue cannot answer (slurmctld restarting) and nothing is known."""
+        if job_id not in self.states or fresh or \
+                time.monotonic() - self._asked_at >= self.refresh:
+            self.states.setdefault(job_id, "")
+            self._ask()
+        return self.states[job_id] or None
+
+    def forget(self, job_id: str) -> None:
+        self.states.pop(job_id, None)
+
+    def _ask(self) -> None:
+        ids = sorted(self.states)
+        try:
+            out = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T",
+                                  f"--jobs={','.join(ids)}"], capture_output=True,
+                                 text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return  # keep what is known; asked again at the next refresh
+        if out.returncode != 0 and "Invalid job id" not in out.stderr:
+            return
+        self._asked_at = time.monotonic()
+        seen = dict(line.split("|", 1) for line in out.stdout.splitlines() if "|" in line)
+        for job_id in ids:
+            self.states[job_id] = seen.get(job_id, GONE).split()[0]
+
+
 @dataclass(kw_only=True)
 class SlurmJob(Job):
-    """A submitted run, as the orchestrator sees it."""
+    """A submitted run, as the orchestrator sees it. Its end is its result file (submitit
+    writes it when the job returns or raises); its state is SLURM's (``queue``), so a job
+    that SLURM requeues, or a person cancels, is told apart from one that failed."""
 
     job: Any  # submitit.Job
+    #: None for a LocalExecutor job (submitit knows its processes).
+    queue: SlurmQueue | None = None
+    #: The study's launch.time and launch.max_timeouts, for the message of the last timeout.
+    time_min: int | None = None
+    max_timeouts: int = 3
     _outcome: tuple[int, str | None] | None = None
+    _cancelled: bool = False
+    _ended_at: float | None = None
 
     @property
     def job_id(self) -> str:
         return str(self.job.job_id)
 
     def state(self) -> str:
-        """submitit's view of the job: PENDING, RUNNING, COMPLETED, TIMEOUT, ... (SLURM),
-        RUNNING, FINISHED, INTERRUPTED (local)."""
+        """SLURM's state of the job (PENDING, RUNNING, COMPLETED, CANCELLED, ...), or
+        submitit's of a LocalExecutor job (RUNNING, FINISHED, INTERRUPTED)."""
+        if self.queue is not None:
+            return self.queue.state(self.job_id) or "UNKNOWN"
         try:
             return str(self.job.state)
-        except Exception:  # sacct unreachable for a moment: not a reason to stop
+        except Exception:  # not a reason to stop
             return "UNKNOWN"
 
     def poll(self) -> int | None:
         if self._outcome is None:
-            if not self.job.done():
+            self._outcome = self._ending()
+        return None if self._outcome is None else self._outcome[0]
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def _ending(self) -> tuple[int, str | None] | None:
+        """(exit code, reason) once the job is over; None while SLURM holds it."""
+        if self.queue is None:
+            return self._result() if self.job.done() else None
+        state = self.queue.state(self.job_id)  # before the file: it may end in between
+        now = time.monotonic()
+        if self.job.paths.result_pickle.exists():
+            # Recorded once SLURM has let the job go too (a study never says it is done
+            # while one of its jobs is still in the queue), or after a grace.
+            self._ended_at = self._ended_at or now
+            if state in HELD_STATES and now - self._ended_at < 6 * RESULT_GRACE_S:
                 return None
-            exc = self.job.exception()
-            self._outcome = (0, None) if exc is None else (1, _reason(exc))
-        return self._outcome[0]
+            return self._result()
+        if state is None or state in HELD_STATES:
+            return None
+        self._ended_at = self._ended_at or now
+        if now - self._ended_at < RESULT_GRACE_S:
+            return None
+        if state == "CANCELLED":
+            self._cancelled = True
+            return 1, f"SLURM job {self.job_id} was cancelled (scancel)"
+        if state == GONE:
+            return 1, (f"SLURM job {self.job_id} ended without a result, and SLURM no "
+                       f"longer says how (see {self.job.paths.stderr})")
+        return 1, f"SLURM job {self.job_id} ended {state} (see {self.job.paths.stderr})"
+
+    def _result(self) -> tuple[int, str | None]:
+        exc = self.job.exception()
+        if exc is None:
+            return 0, None
+        if "timed-out too many times" in str(exc):
+            return 1, (f"time limit reached {self.max_timeouts + 1} times (launch.time: "
+                       f"{self.time_min} min; launch.max_timeouts: {self.max_timeouts} "
+                       f"requeues): raise either and run again; the run resumes from its "
+                       f"checkpoint")
+        return 1, _reason(exc)
 
     def error(self) -> str | None:
         return None if self._outcome is None else self._outcome[1]
@@ -186,9 +315,13 @@ class SlurmJob(Job):
             self.job.cancel(check=False)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                if self.job.done(force_check=True):
-                    return
+            if self.queue is None:
+                with contextlib.suppress(Exception):
+                    if self.job.done(force_check=True):
+                        return
+            elif (state := self.queue.state(self.job_id, fresh=True)) is not None and \
+                    state not in HELD_STATES:
+                return
             time.sleep(0.5)
 
 
@@ -206,6 +339,7 @@ class SlurmLauncher(Launcher):
     launch: Launch
     #: OMP_NUM_THREADS per process; default: the job's CPUs split between its processes.
     threads: int | None = None
+    queue: SlurmQueue = field(default_factory=SlurmQueue)
 
     def __post_init__(self) -> None:
         if self.launch.executor == "slurm":
@@ -247,15 +381,25 @@ class SlurmLauncher(Launcher):
                         nproc_per_node=lc.nproc_per_node, rdzv_port=lc.rdzv_port,
                         threads=threads)
 
-    def cancel_stale(self, run: RunSpec, job_id: str) -> None:
-        """scancel the job of a lost attempt at ``run`` and wait (up to a minute) for it to
-        end, so that its trainer releases the run directory before the new job's starts.
-        LocalExecutor jobs have no id another process can cancel; they are left alone."""
+    def adopt(self, run: RunSpec, job_id: str) -> SlurmJob | None:
+        """The job ``job_id`` of an earlier attempt at ``run`` (its orchestrator stopped
+        beating), if SLURM still holds it (pending, running, requeued): this orchestrator
+        follows it to its end instead of submitting a second job. None when it is over, or
+        is a LocalExecutor job (no id another process can follow)."""
         if self.launch.executor != "slurm":
-            return
+            return None
         folder = Path(run.run_dir) / SUBMITIT_DIR
-        stale = SlurmJob(run=run, devices=[], job=submitit.SlurmJob(folder, job_id))
-        stale.stop(grace=STALE_GRACE_S)
+        job = self._job(run, [], submitit.SlurmJob(folder, job_id))
+        if job.queue is not None and job.queue.state(job_id, fresh=True) in HELD_STATES:
+            return job
+        if job.queue is not None:
+            job.queue.forget(job_id)
+        return None
+
+    def _job(self, run: RunSpec, devices: list[int], job: Any) -> SlurmJob:
+        queue = self.queue if self.launch.executor == "slurm" else None
+        return SlurmJob(run=run, devices=devices, job=job, queue=queue,
+                        time_min=self.launch.time, max_timeouts=self.launch.max_timeouts)
 
     def start(self, run: RunSpec, devices: list[int]) -> SlurmJob:
         write_run_config(run)
@@ -266,5 +410,34 @@ class SlurmLauncher(Launcher):
             local_max_num_timeout=self.launch.max_timeouts,
         )
         executor.update_parameters(**self.parameters(run))
-        job = executor.submit(self.train_job(run))
-        return SlurmJob(run=run, devices=devices, job=job)
+        return self._job(run, devices, executor.submit(self.train_job(run)))
+
+
+class _Once(logging.Filter):
+    """Lets each message through once (its numbers aside: "Call #12 - ...")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = re.sub(r"\d+", "#", record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+def log_submitit_to(path: Path) -> None:
+    """Send the orchestrator's submitit log (its warnings, e.g. "Bypassing sacct error" on
+    a cluster without accounting) to ``path``, each message once, instead of the terminal,
+    where it would break the live view."""
+    logger = logging.getLogger("submitit")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.addFilter(_Once())
+    logger.addHandler(handler)
+    logger.propagate = False

@@ -73,7 +73,7 @@ from zoo.contract import METRIC_KEYS, RunDir, RunResult
 from zoo.errors import did_you_mean
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
-CLAIMABLE = (Status.queued, Status.interrupted, Status.lost)
+CLAIMABLE = (Status.queued, Status.interrupted, Status.lost, Status.cancelled)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -47,6 +47,8 @@ class Status(enum.StrEnum):
     failed = "failed"
     interrupted = "interrupted"
     lost = "lost"
+    #: Its scheduler job was cancelled by a person (scancel); resumed by the next run.
+    cancelled = "cancelled"
 
 
 def default_url() -> str:
