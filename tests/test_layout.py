@@ -131,3 +131,21 @@ def test_ablate_errors_are_not_the_trainers(module: str) -> None:
     from zoo.errors import ZooError
 
     assert not issubclass(AblateError, ZooError)
+
+
+#: The longest a function of zoo/ or ablate/ may be, its signature and docstring included.
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_is_longer_than_sixty_lines() -> None:
+    """Small explicit functions (the house rule): a longer one is split, not excused."""
+    long = []
+    for root in (ROOT, ZOO):
+        for path in sorted(root.rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > MAX_FUNCTION_LINES:
+                        long.append(f"{path.relative_to(root.parent)}:{node.lineno} "
+                                    f"{node.name} ({lines} lines)")
+    assert long == []

@@ -53,6 +53,12 @@ def check_values(cfg: RunConfig) -> None:
         )
     if any(s <= 0 for s in cfg.data.std):
         raise ConfigError(f"data.std: every value must be positive, got {list(cfg.data.std)}")
+    check_components(cfg)
+
+
+def check_components(cfg: RunConfig) -> None:
+    """The data format, the model, the tricks and the model options they set, checked
+    against what is registered."""
     # The declarations alone (zoo/models/catalog.py, the trick classes): no torch here.
     # Imported here, when a config is checked: a report imports the study module, which
     # imports this one, but never checks a config nor needs the registries.
@@ -61,7 +67,6 @@ def check_values(cfg: RunConfig) -> None:
     from zoo.tricks import TrickSet
 
     get_data_format(cfg.data.format)  # raises with the known formats
-
     if not is_model(cfg.model.name):
         get_model_info(cfg.model.name)  # raises with the closest names
     tricks = TrickSet(cfg.tricks, cfg.model.name)  # validates names, parameters, the model

@@ -31,23 +31,28 @@ def _link_dir(plots: Path | None, reader_dir: Path) -> str | None:
     return Path(os.path.relpath(plots.resolve(), reader_dir.resolve())).as_posix()
 
 
+OutputOption = Annotated[Path | None, typer.Option(
+    "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout; "
+         "with --format html, FILE.html is one page for every study, any other "
+         "name a directory with a self-contained <study>.html per study",
+    show_default=False)]
+PlotsOption = Annotated[Path | None, typer.Option(
+    metavar="DIR", help="write <study>_delta.png, <study>_curves.png and "
+    "<study>_cost.png into DIR", show_default=False)]
+ReadmeOption = Annotated[Path | None, typer.Option(
+    metavar="FILE", help="refresh the tables between <!-- ablate:report STUDY --> and "
+         "<!-- /ablate:report --> in this file, in place", show_default=False)]
+
+
 def report(
     studies: Annotated[list[str] | None, typer.Argument(
         help="study names (default: every study in the database)", show_default=False)] = None,
     db: DbOption = None,
     fmt: Annotated[Literal["markdown", "csv", "latex", "html", "json"], typer.Option(
         "--format", "-f", help="markdown, csv, latex, html or json")] = "markdown",
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", metavar="FILE", help="write the report to FILE instead of stdout; "
-             "with --format html, FILE.html is one page for every study, any other "
-             "name a directory with a self-contained <study>.html per study",
-        show_default=False)] = None,
-    plots: Annotated[Path | None, typer.Option(
-        metavar="DIR", help="write <study>_delta.png, <study>_curves.png and "
-        "<study>_cost.png into DIR", show_default=False)] = None,
-    readme: Annotated[Path | None, typer.Option(
-        metavar="FILE", help="refresh the tables between <!-- ablate:report STUDY --> and "
-             "<!-- /ablate:report --> in this file, in place", show_default=False)] = None,
+    output: OutputOption = None,
+    plots: PlotsOption = None,
+    readme: ReadmeOption = None,
     margin: Annotated[float | None, typer.Option(
         metavar="M", help="equivalence margin in top-1 points for every study (default: each "
              "study's 'margin:'); a variant whose 90% CI lies inside ±M is equivalent (TOST)",

@@ -126,6 +126,39 @@ def parse_slurm_time(value: Any, where: str = "launch.time") -> int:
     return minutes
 
 
+def _slurm_launch(launch: Launch, raw: Mapping[str, Any]) -> Launch:
+    """The SLURM backend's keys checked, and the sizes they imply (nodes, processes)."""
+    if "rdzv_endpoint" in raw:
+        raise StudyError("launch.rdzv_endpoint: not with backend: slurm (the first node "
+                         "of each job's allocation hosts the rendezvous; see rdzv_port)")
+    if launch.nodes is not None:
+        if "nnodes" in raw and launch.nnodes != launch.nodes:
+            raise StudyError(f"launch.nodes ({launch.nodes}) and launch.nnodes "
+                             f"({launch.nnodes}) disagree; give one of them")
+        launch = replace(launch, nnodes=launch.nodes)
+    gpus = launch.gpus_per_node
+    if gpus is not None and gpus < 0:
+        raise StudyError("launch.gpus_per_node: must be 0 or more")
+    if gpus:
+        if "nproc_per_node" in raw and launch.nproc_per_node != gpus:
+            raise StudyError(f"launch.nproc_per_node ({launch.nproc_per_node}) must equal "
+                             f"launch.gpus_per_node ({gpus}): one process per GPU")
+        launch = replace(launch, nproc_per_node=gpus)
+    launch = replace(launch, nodes=launch.nnodes)
+    if launch.cpus_per_task is not None and launch.cpus_per_task < 1:
+        raise StudyError("launch.cpus_per_task: must be at least 1")
+    if launch.max_timeouts < 0:
+        raise StudyError("launch.max_timeouts: must be 0 or more")
+    if launch.mem_gb is not None and launch.mem_gb <= 0:
+        raise StudyError("launch.mem_gb: must be positive")
+    if not 0 < launch.rdzv_port < 65536:
+        raise StudyError(f"launch.rdzv_port: {launch.rdzv_port} is not a port")
+    if launch.executor == "local" and launch.nnodes > 1:
+        raise StudyError("launch.executor: local runs one node only; set nodes: 1 to try "
+                         "the study here")
+    return launch
+
+
 def parse_launch(raw: Mapping[str, Any]) -> Launch:
     """Validate the ``launch:`` mapping into a :class:`Launch`, every problem one line."""
     from zoo.config import from_dict
@@ -149,34 +182,7 @@ def parse_launch(raw: Mapping[str, Any]) -> Launch:
         if slurm_only:
             raise StudyError(f"launch.{slurm_only[0]}: only with backend: slurm")
     else:
-        if "rdzv_endpoint" in raw:
-            raise StudyError("launch.rdzv_endpoint: not with backend: slurm (the first node "
-                             "of each job's allocation hosts the rendezvous; see rdzv_port)")
-        if launch.nodes is not None:
-            if "nnodes" in raw and launch.nnodes != launch.nodes:
-                raise StudyError(f"launch.nodes ({launch.nodes}) and launch.nnodes "
-                                 f"({launch.nnodes}) disagree; give one of them")
-            launch = replace(launch, nnodes=launch.nodes)
-        gpus = launch.gpus_per_node
-        if gpus is not None and gpus < 0:
-            raise StudyError("launch.gpus_per_node: must be 0 or more")
-        if gpus:
-            if "nproc_per_node" in raw and launch.nproc_per_node != gpus:
-                raise StudyError(f"launch.nproc_per_node ({launch.nproc_per_node}) must equal "
-                                 f"launch.gpus_per_node ({gpus}): one process per GPU")
-            launch = replace(launch, nproc_per_node=gpus)
-        launch = replace(launch, nodes=launch.nnodes)
-        if launch.cpus_per_task is not None and launch.cpus_per_task < 1:
-            raise StudyError("launch.cpus_per_task: must be at least 1")
-        if launch.max_timeouts < 0:
-            raise StudyError("launch.max_timeouts: must be 0 or more")
-        if launch.mem_gb is not None and launch.mem_gb <= 0:
-            raise StudyError("launch.mem_gb: must be positive")
-        if not 0 < launch.rdzv_port < 65536:
-            raise StudyError(f"launch.rdzv_port: {launch.rdzv_port} is not a port")
-        if launch.executor == "local" and launch.nnodes > 1:
-            raise StudyError("launch.executor: local runs one node only; set nodes: 1 to try "
-                             "the study here")
+        launch = _slurm_launch(launch, raw)
     if launch.nproc_per_node < 1 or launch.nnodes < 1:
         raise StudyError("launch.nproc_per_node and launch.nnodes: must be at least 1")
     if launch.backend == "local" and launch.nnodes > 1:
