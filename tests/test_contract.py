@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import LIMIT, ROOT, digits_config, read_result, run_train, write_config
 from zoo import contract
 
@@ -55,3 +57,28 @@ def test_trained_run_reads_back_through_the_contract(tmp_path: Path, digits_dir:
     config = rd.config()
     assert config is not None and config.hash == raw["hash"]
     assert config.to_dict() == json.loads((out / contract.CONFIG).read_text())
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_files_written_atomically_get_the_mode_the_umask_gives(tmp_path: Path,
+                                                               mask: int) -> None:
+    """A run directory on a lab's shared file system reads as the umask says: a file
+    renamed into place has 0666 less the umask, as a plain open() gives, not mkstemp's
+    0600 (config.json, result.json, checkpoints, snapshots)."""
+    import os
+    import stat
+
+    from zoo.contract import atomic_write, umask, write_json
+
+    old = os.umask(mask)
+    try:
+        assert umask() == mask
+        write_json(tmp_path / "config.json", {"a": 1})
+        atomic_write(tmp_path / "b.bin", b"x")
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"config.json": 0o666 & ~mask, "b.bin": 0o666 & ~mask,
+                     "plain.txt": 0o666 & ~mask}

@@ -216,6 +216,29 @@ def test_a_run_that_always_fails_stops_after_three_attempts(
     assert db_rows(db, "select count(*) from attempt") == [(5,)]  # 4 failed + 1 succeeded
 
 
+def test_a_failure_every_attempt_repeats_is_said_once(digits_dir: Path, tmp_path: Path) -> None:
+    """A bad image without data.skip_bad fails every start of the run the same way: one
+    attempt, the image named, 'not retried', not three trainer starts."""
+    data = tmp_path / "digits"
+    shutil.copytree(digits_dir, data)
+    bad = sorted((data / "train").rglob("*.png"))[5]
+    bad.write_bytes(bad.read_bytes()[:40])  # a truncated PNG
+    spec = study_dict(data, seeds=[0], variants=[{"name": "lr", "set": {"optim.lr": 0.05}}])
+    spec["base"]["epochs"] = 1
+    study = write_study(tmp_path / "s.yaml", spec)
+    db, runs = tmp_path / "f.db", tmp_path / "runs"
+    proc = subprocess.run(run_args(study, db, runs), cwd=tmp_path, env=ENV,
+                          capture_output=True, text=True, timeout=LIMIT_S)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "0 trained, 0 reused, 2 failed" in proc.stdout
+    assert proc.stdout.count("not retried: it fails the same way every time") == 2
+    assert db_rows(db, "select attempts from run") == [(1,), (1,)]
+    errors = db_rows(db, "select error from attempt")
+    assert len(errors) == 2 and all(bad.name in e for e, in errors)
+    results = [json.loads(p.read_text()) for p in runs.glob("*/result.json")]
+    assert [r["retryable"] for r in results] == [False, False]
+
+
 @pytest.fixture
 def in_process() -> Iterator[None]:
     """The orchestrator in this process: its trainers read the tree through PYTHONPATH."""

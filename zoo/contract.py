@@ -54,14 +54,31 @@ def launch_log(node_rank: int = 0) -> str:
 # --------------------------------------------------------------------------- writing
 
 
+def umask() -> int:
+    """The process's file mode creation mask, read without changing it (Linux's
+    ``/proc/self/status``; elsewhere set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: Path | str, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file next to ``path``; rename it over ``path`` on success (a
     reader sees the old file or the new one, never half of one). fsync'd first: after a
-    crash the rename never points at unwritten blocks."""
+    crash the rename never points at unwritten blocks. The file gets the mode a plain
+    ``open`` would give it (0666 less the umask), not the temporary file's 0600: a run
+    directory on a lab's shared file system reads as its umask says."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
@@ -270,6 +287,10 @@ class RunResult:
     session_seconds: float | None = None
     finished_at: str | None = None
     failed_epoch: int | None = None
+    #: Whether another attempt could end otherwise: False for a failure the same config,
+    #: data and checkpoint repeat every time (a config or data error, a bad image without
+    #: ``data.skip_bad``), which the orchestrator does not retry.
+    retryable: bool = True
 
     @property
     def succeeded(self) -> bool:

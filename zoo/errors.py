@@ -10,9 +10,22 @@ from typing import Any
 class ZooError(Exception):
     """Base class: a problem the user can fix, reported as one line."""
 
+    #: Whether the same run, started again as it is, could end otherwise (a full disk
+    #: freed meanwhile); False where config, data or checkpoint repeat it every time, so
+    #: that an orchestrator says it once instead of retrying it.
+    retryable: bool = True
+
 
 class ConfigError(ZooError):
     """A run config that cannot be used: unknown key, wrong type, missing path."""
+
+    retryable = False
+
+
+class CheckpointError(ZooError):
+    """A run directory whose checkpoints cannot be read: every start of the run meets it."""
+
+    retryable = False
 
 
 class UnknownNameError(ConfigError, KeyError):

@@ -87,7 +87,7 @@ def load_latest_checkpoint(
     """The newest readable checkpoint of ``run_dir`` (``checkpoint.pt``, else
     ``checkpoint.prev.pt``), None when there is none; raises :class:`ZooError` naming
     the files and the fix when checkpoints exist but none can be read."""
-    from zoo.errors import ZooError
+    from zoo.errors import CheckpointError
 
     candidates = [p for p in (Path(run_dir) / CHECKPOINT, Path(run_dir) / PREVIOUS_CHECKPOINT)
                   if p.exists()]
@@ -104,7 +104,7 @@ def load_latest_checkpoint(
             if warn is not None:
                 warn(f"{path}: unreadable checkpoint ({reason}); trying an older one")
     if problems:
-        raise ZooError(f"{'; '.join(problems)}: no readable checkpoint; delete "
+        raise CheckpointError(f"{'; '.join(problems)}: no readable checkpoint; delete "
                        f"{CHECKPOINT} and {PREVIOUS_CHECKPOINT} in {run_dir} to train the "
                        f"run from the start")
     return None

@@ -233,7 +233,11 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None,
     s = _build_session(cfg, out, info)
     s.wall_start = wall_start
     s.components = components
-    start_epoch, state = _resume(s)
+    try:
+        start_epoch, state = _resume(s)
+    except ZooError as exc:  # no readable checkpoint: every start would meet it again
+        log.error("%s", exc)
+        return _finish(s, TrainState(), "failed", str(exc), 0, exc.retryable)
     if info.is_main:
         # A run restarted without a checkpoint starts its metrics over: every epoch once.
         rundir.truncate_metrics(out / rundir.METRICS, start_epoch - 1)
@@ -242,7 +246,7 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None,
     # earlier session wrote are dropped (purge_step), so a resume adds each epoch once.
     s.board = RunBoard(out, cfg.to_dict(), run_name=os.environ.get(RUN_NAME_ENV),
                        enabled=cfg.tensorboard and info.is_main, start_epoch=start_epoch)
-    status, error, epoch = "succeeded", None, start_epoch - 1
+    status, error, epoch, retryable = "succeeded", None, start_epoch - 1, True
     try:
         for epoch in range(start_epoch, cfg.epochs + 1):
             row = _train_epoch(s, epoch)
@@ -256,14 +260,14 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None,
     except NonFiniteLossError as exc:
         status, error = "failed", str(exc)
         log.error("%s: %s", out, exc)
-    except ZooError as exc:  # e.g. the disk filled up while checkpointing
-        status, error = "failed", str(exc)
+    except ZooError as exc:  # e.g. the disk filled up while checkpointing, a bad image
+        status, error, retryable = "failed", str(exc), exc.retryable
         log.error("%s", exc)
     except Exception as exc:  # any failure is recorded in result.json
         # A KeyboardInterrupt is not caught: the checkpoint stays, no result is written.
         status, error = "failed", f"{type(exc).__name__}: {exc}"
         log.exception("%s: training failed", out)
-    return _finish(s, state, status, error, epoch)
+    return _finish(s, state, status, error, epoch, retryable)
 
 
 def _build_session(cfg: RunConfig, out: Path, info: DistInfo) -> Session:
@@ -456,14 +460,16 @@ def _end_epoch(s: Session, epoch: int, row: dict[str, Any], state: TrainState) -
 
 
 def _finish(s: Session, state: TrainState, status: str, error: str | None,
-            epoch: int) -> int:
-    """Agree on the status over all ranks, write result.json; the exit code."""
-    failed = all_reduce_sum(torch.tensor([0 if status == "succeeded" else 1],
-                                         device=s.info.device))
-    if status == "succeeded" and int(failed.item()) > 0:
+            epoch: int, retryable: bool = True) -> int:
+    """Agree on the status (and whether a failure could end otherwise) over all ranks,
+    write result.json; the exit code."""
+    failed = all_reduce_sum(torch.tensor([0 if status == "succeeded" else 1,
+                                          0 if retryable else 1], device=s.info.device))
+    if status == "succeeded" and int(failed[0].item()) > 0:
         status, error = "failed", "another process failed (see train.log)"
     if s.info.is_main:
-        result = _result(s, state, status, error, epoch)
+        result = _result(s, state, status, error, epoch,
+                         retryable=status == "succeeded" or int(failed[1].item()) == 0)
         rundir.write_json(s.out / rundir.RESULT, result)
         if s.board is not None:
             s.board.log_result(result)
@@ -483,7 +489,7 @@ def _audits(tricks: TrickSet) -> list[dict[str, Any]]:
 
 
 def _result(s: Session, state: TrainState, status: str, error: str | None,
-            epoch: int) -> dict[str, Any]:
+            epoch: int, retryable: bool = True) -> dict[str, Any]:
     """The content of result.json."""
     cfg, info, params, macs, tricks = s.cfg, s.info, s.params, s.macs, s.tricks
     last, seconds, train_s = state.last, state.seconds, state.train_seconds
@@ -515,6 +521,7 @@ def _result(s: Session, state: TrainState, status: str, error: str | None,
         "session_seconds": time.perf_counter() - s.wall_start,
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "failed_epoch": epoch if status == "failed" else None,
+        "retryable": retryable,
     }).to_dict()
 
 

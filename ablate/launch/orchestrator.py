@@ -410,13 +410,25 @@ class Orchestrator:
                 outcome.trained.append(h)
                 self.on_event(Event("done", job.run), self)
                 continue
-            self.failures[h] = self.failures.get(h, 0) + 1
-            if self.failures[h] >= self.max_attempts:
-                outcome.failed += 1
-                self.on_event(Event("failed", job.run,
-                                    f"{error} (attempt {self.failures[h]} of "
-                                    f"{self.max_attempts})"), self)
-            # else it is claimable again (see _may_retry) and starts at the next _fill
+            self._failed(job, error, result is None or result.retryable, outcome)
+
+    def _failed(self, job: launch.Job, error: str, retryable: bool, outcome: Outcome) -> None:
+        """Count a failed attempt; the run fails for good after ``max_attempts``, or at
+        once when the trainer says the same run fails the same way each time (a config or
+        data error, an unreadable checkpoint): said once, not retried."""
+        h = job.run.hash
+        self.failures[h] = self.failures.get(h, 0) + 1
+        if not retryable:
+            self.failures[h] = max(self.failures[h], self.max_attempts)
+            outcome.failed += 1
+            self.on_event(Event("failed", job.run, f"{error} (not retried: it fails the "
+                                                   f"same way every time)"), self)
+        elif self.failures[h] >= self.max_attempts:
+            outcome.failed += 1
+            self.on_event(Event("failed", job.run,
+                                f"{error} (attempt {self.failures[h]} of "
+                                f"{self.max_attempts})"), self)
+        # else it is claimable again (see _may_retry) and starts at the next _fill
 
     def _cancel(self, h: str, job: launch.Job, outcome: Outcome) -> None:
         """Record a run whose job a person cancelled (``scancel``): ``cancelled``, not

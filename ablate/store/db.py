@@ -798,7 +798,7 @@ class Store:
             if result is not None and config and config.code.components \
                     and config.hash != run_hash:
                 # The trainer's code is not the code the run was planned with.
-                result = replace(result, status="failed", error=(
+                result = replace(result, status="failed", retryable=False, error=(
                     f"the code changed after the run was planned (its hash became "
                     f"{config.hash}); run 'ablate run' again to plan it anew"))
             if result is not None and result.succeeded:

@@ -61,6 +61,8 @@ BAD_IMAGE_FIX = ("replace or remove the file (or the LMDB's source image, then c
 class BadImageError(ZooError):
     """An image that cannot be read or decoded; the message names it and the fix."""
 
+    retryable = False
+
 
 class Encoded(NamedTuple):
     """An image file's bytes, not yet decoded, and where they came from (for errors)."""

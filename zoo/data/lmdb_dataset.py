@@ -55,6 +55,8 @@ class LmdbFormatError(ConfigError):
 class BadRecordError(ZooError):
     """One record that cannot be parsed or decoded; names its key and source path."""
 
+    retryable = False
+
 
 class Record(NamedTuple):
     """One parsed record: the label, the source path and the encoded image bytes."""
