@@ -321,7 +321,10 @@ def test_no_readable_checkpoint_is_one_line_naming_the_files_and_the_fix(
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert str(out / rundir.CHECKPOINT) in line and "no readable checkpoint" in line
     assert f"delete {rundir.CHECKPOINT} and {rundir.PREVIOUS_CHECKPOINT}" in line
-    assert not (out / rundir.RESULT).exists()
+    # Recorded too, as a failure every start repeats: an orchestrator does not retry it.
+    result = read_result(out)
+    assert (result["status"], result["retryable"]) == ("failed", False)
+    assert "no readable checkpoint" in result["error"]
 
 
 def test_a_run_restarted_without_its_checkpoint_writes_each_epoch_once(

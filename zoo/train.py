@@ -236,8 +236,8 @@ def _train(cfg: RunConfig, out: Path, info: DistInfo, stop_after: int | None,
     try:
         start_epoch, state = _resume(s)
     except ZooError as exc:  # no readable checkpoint: every start would meet it again
-        log.error("%s", exc)
-        return _finish(s, TrainState(), "failed", str(exc), 0, exc.retryable)
+        _finish(s, TrainState(), "failed", str(exc), 0, exc.retryable)  # recorded, and
+        raise  # said once, on stderr, with the exit code of a config error
     if info.is_main:
         # A run restarted without a checkpoint starts its metrics over: every epoch once.
         rundir.truncate_metrics(out / rundir.METRICS, start_epoch - 1)
