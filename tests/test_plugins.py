@@ -551,3 +551,36 @@ def test_the_guides_complete_trick_works(tmp_path: Path) -> None:
     assert set(noisy.tolist()) == set(range(10))
     with pytest.raises(ConfigError, match=r"tricks\.noisy_labels\.rate: must be in"):
         TrickSet({"noisy_labels": {"rate": 2.0}})
+
+
+def test_a_finished_run_of_other_code_is_not_reused(tmp_path: Path) -> None:
+    """A run directory under a run's id whose result was trained by other code (a copied
+    directory) is neither reused nor trained over: the run fails once, saying why."""
+    for split in ("train", "val"):
+        (tmp_path / "data" / split / "a").mkdir(parents=True)
+    study = tmp_path / "s.yaml"
+    study.write_text(yaml.safe_dump({
+        "name": "copied", "seeds": [0], "variants": [],
+        "base": {"model": "resnet20", "epochs": 1, "data": {
+            "train": str(tmp_path / "data" / "train"), "val": str(tmp_path / "data" / "val")}}}))
+    (spec,) = load_study(study).run_specs(tmp_path / "runs")
+    run_dir = Path(spec.run_dir)
+    run_dir.mkdir(parents=True)
+    other = {k: {"fingerprint": "0" * 16} for k in spec.code}
+    (run_dir / "config.json").write_text(json.dumps({
+        "hash": "f" * 16, "config_hash": "e" * 16, "config": spec.config,
+        "code": {"components": other}}))
+    (run_dir / "result.json").write_text(json.dumps({
+        "status": "succeeded", "error": None, "hash": "f" * 16, "model": "resnet20",
+        "epochs": 1, "epochs_completed": 1, "final": {"top1": 50.0}, "best": {},
+        "params": 1, "macs": 1, "wall_seconds": 1.0, "device_hours": 0.0,
+        "images_per_s": 1.0, "world_size": 1, "device_type": "cpu"}))
+    db = tmp_path / "r.db"
+    out = runner.invoke(app, ["run", str(study), "--db", f"sqlite:///{db}",
+                              "--runs-dir", str(tmp_path / "runs")])
+    assert out.exit_code == 1, out.output
+    assert "0 trained, 0 reused, 1 failed" in out.output
+    assert _db(db, "select status, error from run") == [(
+        "failed", "the code changed after the run was planned (its hash became "
+                  "ffffffffffffffff); run 'ablate run' again to plan it anew")]
+    assert _db(db, "select count(*) from result") == [(0,)]

@@ -327,10 +327,15 @@ class Orchestrator:
         done = RunDir(run_dir).result()
         if done is not None and done.succeeded:
             self.pool.give(devices)
-            self.store.ingest(h, run_dir)
-            self.store.finish(h, self.owner, Status.succeeded)
-            self.outcome.reused += 1
-            self._replan = self.study.planned is not None
+            done = self.store.ingest(h, run_dir)  # which checks the code it trained with
+            if done is not None and done.succeeded:
+                self.store.finish(h, self.owner, Status.succeeded)
+                self.outcome.reused += 1
+                self._replan = self.study.planned is not None
+            else:
+                error = done.error if done is not None else "unreadable result"
+                self.store.finish(h, self.owner, Status.failed, error=error)
+                self._failed(row, error, retryable=False)
             return
         try:
             job = self.launcher.start(row, devices)
@@ -410,22 +415,22 @@ class Orchestrator:
                 outcome.trained.append(h)
                 self.on_event(Event("done", job.run), self)
                 continue
-            self._failed(job, error, result is None or result.retryable, outcome)
+            self._failed(job.run, error, result is None or result.retryable)
 
-    def _failed(self, job: launch.Job, error: str, retryable: bool, outcome: Outcome) -> None:
+    def _failed(self, run: RunSpec, error: str, retryable: bool) -> None:
         """Count a failed attempt; the run fails for good after ``max_attempts``, or at
         once when the trainer says the same run fails the same way each time (a config or
         data error, an unreadable checkpoint): said once, not retried."""
-        h = job.run.hash
+        h, outcome = run.hash, self.outcome
         self.failures[h] = self.failures.get(h, 0) + 1
         if not retryable:
             self.failures[h] = max(self.failures[h], self.max_attempts)
             outcome.failed += 1
-            self.on_event(Event("failed", job.run, f"{error} (not retried: it fails the "
-                                                   f"same way every time)"), self)
+            self.on_event(Event("failed", run, f"{error} (not retried: it fails the same "
+                                               f"way every time)"), self)
         elif self.failures[h] >= self.max_attempts:
             outcome.failed += 1
-            self.on_event(Event("failed", job.run,
+            self.on_event(Event("failed", run,
                                 f"{error} (attempt {self.failures[h]} of "
                                 f"{self.max_attempts})"), self)
         # else it is claimable again (see _may_retry) and starts at the next _fill
