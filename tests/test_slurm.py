@@ -226,20 +226,81 @@ def test_a_lost_runs_job_still_held_is_adopted_not_submitted_again(
     assert ("start", gone) in events and ("start", queued_with_job) in events
 
 
-def test_trainers_wait_passively_unless_the_caller_says_otherwise(
+def test_trainers_spin_briefly_unless_the_caller_says_otherwise(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """OMP_WAIT_POLICY=PASSIVE for every trainer, local or in a SLURM job (bench/threads.py:
-    spinning threads collapse beside other work); a caller's own value wins."""
+    """GOMP_SPINCOUNT=30000 for every trainer, local or in a SLURM job (bench/threads.py:
+    libgomp's longer default spin slows beside other work, PASSIVE idle); a caller's own
+    spin count or wait policy wins."""
+    import ablate.launch.local
     from ablate.launch.local import LocalLauncher, trainer_env
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setattr(ablate.launch.local, "cores_taken", lambda threads: False)  # idle
     env = trainer_env({"PATH": "/bin"}, 2)
-    assert (env["OMP_NUM_THREADS"], env["OMP_WAIT_POLICY"]) == ("2", "PASSIVE")
+    assert (env["OMP_NUM_THREADS"], env["GOMP_SPINCOUNT"]) == ("2", "30000")
+    assert "OMP_WAIT_POLICY" not in env
     assert "OMP_NUM_THREADS" not in trainer_env({}, None)
-    assert trainer_env({"OMP_WAIT_POLICY": "ACTIVE"}, 1)["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert trainer_env({"GOMP_SPINCOUNT": "5"}, 1)["GOMP_SPINCOUNT"] == "5"
+    passive = trainer_env({"OMP_WAIT_POLICY": "PASSIVE"}, 1)
+    assert passive["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in passive
     local = LocalLauncher(use_gpus=False, threads=3).env([0])
-    assert (local["OMP_NUM_THREADS"], local["OMP_WAIT_POLICY"]) == ("3", "PASSIVE")
+    assert (local["OMP_NUM_THREADS"], local["GOMP_SPINCOUNT"]) == ("3", "30000")
     assert local["CUDA_VISIBLE_DEVICES"] == ""
     gpu = LocalLauncher(use_gpus=True, threads=3).env([1])
-    assert gpu["CUDA_VISIBLE_DEVICES"] == "1" and gpu["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "1" and gpu["GOMP_SPINCOUNT"] == "30000"
+
+
+def test_a_cpu_trainer_sleeps_when_it_waits_only_where_other_work_wants_its_cores(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local launcher looks at the idle cores as it starts a CPU trainer: PASSIVE where
+    they cannot hold its threads, the short spin where they can; a caller's own policy is
+    taken without looking; GPU runs keep the spin."""
+    import ablate.launch.local as local
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    asked: list[int] = []
+
+    def taken(threads: int) -> bool:
+        asked.append(threads)
+        return verdict
+
+    monkeypatch.setattr(local, "cores_taken", taken)
+    verdict = True
+    env = local.LocalLauncher(use_gpus=False, threads=2).env([])
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in env
+    verdict = False
+    env = local.LocalLauncher(use_gpus=False, threads=2).env([])
+    assert env["GOMP_SPINCOUNT"] == local.SPIN_COUNT and "OMP_WAIT_POLICY" not in env
+    assert asked == [2, 2]
+    assert local.LocalLauncher(use_gpus=True, threads=2).env([0])["GOMP_SPINCOUNT"] == "30000"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert local.LocalLauncher(use_gpus=False, threads=2).env([])["OMP_WAIT_POLICY"] == "ACTIVE"
+    assert asked == [2, 2]  # neither the GPU run nor the caller's policy looked
+
+
+def test_idle_cores_sees_processes_that_keep_the_cores_busy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Against the kernel's own view: with one busy loop per core running, fewer than one
+    core is idle, so a two-thread trainer would share its cores; unreadable counters say
+    nothing (None, and the spin stays)."""
+    from ablate.launch import cpuload
+
+    cores = len(os.sched_getaffinity(0))
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+             for _ in range(cores)]
+    try:
+        idle = cpuload.idle_cores(1.0)
+        assert idle is not None and 0 <= idle < 1.0, idle
+        assert cpuload.cores_taken(max(2, cores))
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+    assert not cpuload.cores_taken(1)  # one thread waits for no sibling
+    monkeypatch.setattr(cpuload, "PROC_STAT", tmp_path / "missing")
+    assert cpuload.idle_cores(0.01) is None and not cpuload.cores_taken(2)

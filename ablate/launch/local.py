@@ -25,6 +25,7 @@ from typing import IO, Any
 import yaml
 
 from ablate.errors import AblateError
+from ablate.launch.cpuload import cores_taken
 from ablate.study.spec import RunSpec
 from zoo.contract import LAUNCH_LOG, LOCK, LOG, RUN_CONFIG, atomic_write, launch_log
 from zoo.plugins import snapshot
@@ -135,20 +136,30 @@ class DevicePool:
         return self.gpus is None or n <= len(self.gpus)
 
 
-#: OpenMP's wait policy for trainers, unless the caller's environment sets one: a thread that
-#: waits at a barrier sleeps at once instead of spinning first (libgomp's default), so
-#: trainers on a machine that does other things leave its cores to the work; see
-#: bench/threads.py for the figures, idle and beside other jobs.
-WAIT_POLICY = "PASSIVE"
+#: How long an OpenMP thread that waits at a barrier spins before it sleeps, for trainers
+#: on cores of their own (GNU OpenMP's ``GOMP_SPINCOUNT``; its own default spins ten times
+#: longer). Trainers that would share their cores with other work get
+#: ``OMP_WAIT_POLICY=PASSIVE`` instead (sleep at once). bench/threads.py on digits: idle,
+#: this spin was the fastest and PASSIVE's every-barrier sleep doubled an epoch; beside
+#: other jobs, spinning took 1.4x (2 stressors) to 3.6x (6 stressors) one thread's epoch,
+#: PASSIVE 1.4x. Figures in docs/clusters.md.
+SPIN_COUNT = "30000"
 
 
-def trainer_env(env: Mapping[str, str], threads: int | None) -> dict[str, str]:
+def trainer_env(env: Mapping[str, str], threads: int | None, *, shared: bool = False
+                ) -> dict[str, str]:
     """``env`` for a trainer: ``threads`` OpenMP threads per process (None: as ``env``
-    has it) that sleep when they wait (:data:`WAIT_POLICY`)."""
+    has it) that, when they wait, spin briefly (:data:`SPIN_COUNT`) or, where other work
+    wants their cores (``shared``), sleep at once. The caller's own ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` wins."""
     out = {**env, "PYTHONUNBUFFERED": "1"}
     if threads is not None:
         out["OMP_NUM_THREADS"] = str(threads)
-    out.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    if "OMP_WAIT_POLICY" not in out and "GOMP_SPINCOUNT" not in out:
+        if shared:
+            out["OMP_WAIT_POLICY"] = "PASSIVE"
+        else:
+            out["GOMP_SPINCOUNT"] = SPIN_COUNT
     return out
 
 
@@ -369,7 +380,11 @@ class LocalLauncher(Launcher):
     node_rank: int = 0
 
     def env(self, devices: Sequence[int]) -> dict[str, str]:
-        env = trainer_env(os.environ, None if self.use_gpus else self.threads)
+        """The trainer's environment; a CPU run's threads sleep when they wait if the
+        machine's idle cores, looked at now, cannot hold them (:func:`cores_taken`)."""
+        shared = (not self.use_gpus and "OMP_WAIT_POLICY" not in os.environ
+                  and "GOMP_SPINCOUNT" not in os.environ and cores_taken(self.threads))
+        env = trainer_env(os.environ, None if self.use_gpus else self.threads, shared=shared)
         env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices) if self.use_gpus else ""
         return env
 
