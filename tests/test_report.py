@@ -571,7 +571,9 @@ def test_readme_blocks_are_replaced_and_nothing_else(db: str, tmp_path: Path) ->
 
     new = render_readme(README, store)
     names = ["tricks", "one_seed"]
-    frame = with_kernel_notes(build_frame(store, names), kernel_notes(store, names))
+    from ablate.report import build_rows, frame_of
+
+    frame = frame_of(with_kernel_notes(build_rows(store, names), kernel_notes(store, names)))
 
     def block(study: str) -> str:  # the generated findings, then the table and notes
         summary = findings(frame[frame["study"] == study].to_dict("records"))
@@ -634,3 +636,28 @@ def test_study_files_validate_in_a_dry_run(study: str, digits_dir: Path, tmp_pat
     assert res.exit_code == 0, res.output
     assert res.output.count("to do") == (14 if study == "resnet50_tricks" else 15) * 3
     assert not db.exists()
+
+
+def assert_markdown_needs_no_frame(url: str, *args: str) -> None:
+    """The markdown report renders build_rows' records as the frame renders them, and
+    `ablate report` (markdown) imports no pandas: the same text, without its import."""
+    import subprocess
+    import sys
+
+    from ablate.report import build_rows, frame_of, render
+
+    rows = build_rows(Store(url, create=False))
+    assert render(rows, "markdown") == render(frame_of(rows), "markdown")
+    assert render(rows, "csv") == frame_of(rows).to_csv(index=False)
+    code = ("import sys\nfrom ablate.cli import app\ntry:\n    app(sys.argv[1:])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('pandas' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, "report", "--db", url, *args],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stderr.strip().splitlines()[-1] == "False", done.stderr
+    studies = list(dict.fromkeys(r["study"] for r in rows))
+    assert [ln[3:] for ln in done.stdout.splitlines() if ln.startswith("## ")] == studies
+
+
+def test_the_markdown_report_renders_rows_without_pandas(db: str) -> None:
+    assert_markdown_needs_no_frame(db)

@@ -274,3 +274,10 @@ def test_trade_off_plot_draws_each_metric_against_top1_and_cost(db: str, tmp_pat
         "label smoothing", smooth["delta_ece"], smooth["ci_ece"], smooth["delta_top1"],
         smooth["ci_top1"], "trade-off")
     assert "no metrics yet" not in points  # no ECE: no point
+
+
+def test_the_markdown_report_of_every_metric_renders_rows_without_pandas(db: str) -> None:
+    from tests.test_report import assert_markdown_needs_no_frame
+
+    assert_markdown_needs_no_frame(db, *[a for m in ("nll", "ece", "top5")
+                                         for a in ("--metric", m)])

@@ -143,15 +143,17 @@ def _tables(store: Store, studies: list[str] | None, fmt: str, output: Path | No
             plots: Path | None, *, margin: float | None, holm: bool,
             metrics: tuple[str, ...]) -> None:
     """markdown, csv, latex or json: to ``output`` or stdout."""
-    from ablate.report import build_frame, curves_frame, load_studies, render
+    from ablate.report import build_rows, curves_frame, load_studies, render
     from ablate.report.kernels import records_kernel_notes, with_kernel_notes
 
-    records = load_studies(store, studies)  # once, for the frame and the kernel notes
-    frame = build_frame(store, studies, margin=margin, holm=holm, metrics=metrics,
-                        records=records)
-    report = with_kernel_notes(frame, records_kernel_notes(records, store))
+    records = load_studies(store, studies)  # once, for the rows and the kernel notes
+    rows = build_rows(store, studies, margin=margin, holm=holm, metrics=metrics,
+                      records=records)
+    report = with_kernel_notes(rows, records_kernel_notes(records, store))
     if plots is not None:
-        _plots(report, curves_frame(store, studies), plots)
+        from ablate.report.aggregate import frame_of
+
+        _plots(frame_of(report), curves_frame(store, studies), plots)
     reader = output.parent if output is not None else Path.cwd()
     text = render(report, fmt, plots_dir=_link_dir(plots, reader))  # type: ignore[arg-type]
     if output is not None:

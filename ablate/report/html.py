@@ -228,14 +228,14 @@ def build_page(store: Store, studies: Sequence[str] | None = None,
                holm: bool = True, metrics: Sequence[str] = ()) -> str:
     """The page of the named studies (default: all) from the results database; ``margin``,
     ``holm`` and ``metrics`` as for :func:`ablate.report.aggregate.build_frame`."""
-    from ablate.report.aggregate import build_frame
+    from ablate.report.aggregate import build_rows, frame_of
     from ablate.report.kernels import records_kernel_notes, with_kernel_notes
 
     records = load_studies(store, studies)
     names = [r.name for r in records]
-    frame = with_kernel_notes(build_frame(store, names, margin=margin, holm=holm,
-                                          metrics=metrics, records=records),
-                              records_kernel_notes(records, store))
+    frame = frame_of(with_kernel_notes(build_rows(store, names, margin=margin, holm=holm,
+                                                  metrics=metrics, records=records),
+                                       records_kernel_notes(records, store)))
     return render_page(frame, curves_frame(store, names), records,
                        source=store.display_url, refresh_s=refresh_s)
 

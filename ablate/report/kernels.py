@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ablate.report.aggregate import NOTE_SEP
 from ablate.report.load import RunRecord, StudyRecord, load_studies
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ablate.store.db import Store
 
 #: The key of a run's environment that holds the kernel facts.
@@ -103,13 +101,11 @@ def records_kernel_notes(records: Sequence[StudyRecord], store: Store) -> dict[s
     return out
 
 
-def with_kernel_notes(frame: pd.DataFrame, notes: Mapping[str, str]) -> pd.DataFrame:
-    """The report's frame with each study's kernel note added to its ``study_notes`` (the
-    column every renderer prints once under a study's table)."""
-    if not notes:
-        return frame
-    frame = frame.copy()
-    frame["study_notes"] = [
-        NOTE_SEP.join(x for x in (str(old or ""), notes.get(study, "")) if x)
-        for study, old in zip(frame["study"], frame["study_notes"], strict=True)]
-    return frame
+def with_kernel_notes(rows: Sequence[Mapping[str, Any]], notes: Mapping[str, str]
+                      ) -> list[dict[str, Any]]:
+    """The report's rows (:func:`ablate.report.aggregate.build_rows`) with each study's
+    kernel note added to its ``study_notes`` (the column every renderer prints once under
+    a study's table)."""
+    return [{**row, "study_notes": NOTE_SEP.join(
+                x for x in (str(row["study_notes"] or ""), notes.get(row["study"], "")) if x)}
+            if row["study"] in notes else dict(row) for row in rows]

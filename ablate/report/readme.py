@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
-from ablate.report.aggregate import build_frame
+from ablate.report.aggregate import build_rows
 from ablate.report.kernels import kernel_notes, with_kernel_notes
 from ablate.report.render import _records_by_study, _study_block, decided_metrics, image_links
 
@@ -60,8 +60,8 @@ def render_readme(text: str, store: Store, plots_dir: str | None = None,
         names = [n for n in names if n in set(studies)]
     if not names:
         return text
-    frame = with_kernel_notes(build_frame(store, names), kernel_notes(store, names))
-    by_study = _records_by_study(frame)
+    by_study = _records_by_study(with_kernel_notes(build_rows(store, names),
+                                                   kernel_notes(store, names)))
 
     def replace(m: re.Match[str]) -> str:
         study = m.group("study")

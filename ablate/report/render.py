@@ -433,17 +433,20 @@ def _studies(frame: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(frame["study"]))
 
 
-def _records_by_study(report: pd.DataFrame
+def _records_by_study(report: pd.DataFrame | Sequence[Mapping[str, Any]]
                       ) -> dict[str, list[dict[str, Any]]]:
-    """The report's rows as records, grouped by study in the report's order (one pass over
-    a frame, not one filter per study: pandas' cost is per call)."""
+    """The report's rows as records (a frame's, or :func:`ablate.report.aggregate.
+    build_rows`' as they are), grouped by study in the report's order (one pass over a
+    frame, not one filter per study: pandas' cost is per call)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for record in report.to_dict("records"):
+    records = report if isinstance(report, list) else report.to_dict("records")
+    for record in records:
         out.setdefault(record["study"], []).append(record)
     return out
 
 
-def to_markdown(report: pd.DataFrame, plots_dir: str | None = None) -> str:
+def to_markdown(report: pd.DataFrame | list[dict[str, Any]], plots_dir: str | None = None
+                ) -> str:
     """Every study as a heading, its table and its notes."""
     return "\n".join(
         f"## {s}\n\n" + _study_block(records, image_links(s, plots_dir) if plots_dir else ())
@@ -513,13 +516,19 @@ def to_html(frame: pd.DataFrame, plots_dir: str | None = None) -> str:
     return "\n".join(parts)
 
 
-def render(frame: pd.DataFrame, fmt: Format, plots_dir: str | None = None) -> str:
+def render(frame: pd.DataFrame | list[dict[str, Any]], fmt: Format,
+           plots_dir: str | None = None) -> str:
     """The report in one format: markdown/latex/html are the tables a person reads; csv
-    and json are the whole frame, every number unrounded."""
+    and json are the whole frame, every number unrounded. ``frame``: the report's frame or
+    its rows (:func:`ablate.report.aggregate.build_rows`; markdown needs no frame)."""
     if fmt == "markdown":
         return to_markdown(frame, plots_dir)
     if fmt not in FORMATS:
         raise AblateError(f"--format {fmt}: not one of {', '.join(FORMATS)}")
+    if isinstance(frame, list):
+        from ablate.report.aggregate import frame_of
+
+        frame = frame_of(frame)
     if fmt == "csv":
         return frame.to_csv(index=False)
     if fmt == "latex":
