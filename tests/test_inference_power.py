@@ -89,9 +89,26 @@ def test_seeds_for_power_edge_cases() -> None:
     (1.0, 100), (0.3, 100), (0.3, 89), (0.3, 90), (0.3, 64), (0.1, 2000), (0.1, 700),
     (2.0, 3), (0.5, 10)])
 def test_seeds_for_power_against_a_scan_of_statsmodels(effect: float, limit: int) -> None:
-    """Across the vectorised first block (n <= 64), the doubling past it and the limit: the
+    """Small and large answers (a bisection below the z-test's start, the doubling past
+    it) and the limit: the
     first n whose power (statsmodels' one-sample t) reaches 80%, or None beyond ``limit``."""
     power = TTestPower()
     first = next((n for n in range(2, limit + 1)
                   if power.power(effect_size=effect, nobs=n, alpha=0.05) >= 0.8), None)
     assert seeds_for_power(effect, 1.0, limit=limit) == first
+
+
+def test_seeds_for_power_each_answers_a_whole_report_at_once_as_statsmodels() -> None:
+    """Pairs of many effect sizes (and the cases without an answer) searched together, as
+    a report does: each the first n whose power (statsmodels' one-sample t) reaches 80%."""
+    from ablate.inference import seeds_for_power_each
+
+    power = TTestPower()
+    effects = [2.0, 1.0, 0.7, 0.5, 0.3, 0.25, 0.15]
+    deltas = [e * sd for e, sd in zip(effects, [1.0, 0.5, 2.0, 1.0, 3.0, 1.0, 0.2],
+                                      strict=True)]
+    sds = [1.0, 0.5, 2.0, 1.0, 3.0, 1.0, 0.2]
+    got = seeds_for_power_each([*deltas, None, 0.0, 0.4], [*sds, 1.0, 1.0, 0.0])
+    want = [next(n for n in range(2, 2000)
+                 if power.power(effect_size=e, nobs=n, alpha=0.05) >= 0.8) for e in effects]
+    assert got == [*want, None, None, 2]

@@ -33,7 +33,7 @@ from ablate.inference.paired import (
     t_sf,
     t_two_sided,
 )
-from ablate.inference.power import paired_power, seeds_for_power
+from ablate.inference.power import paired_power, seeds_for_power, seeds_for_power_each
 from ablate.inference.stein import SteinPlan, TwoStage, stein_interval, stein_plan, two_stage
 from ablate.inference.transfer import Transfer, Verdict, Welch, transfer, welch_anova
 
@@ -41,6 +41,7 @@ __all__ = [
     "GENERATORS", "LABELS", "Adjusted", "Design", "Effect", "Equivalence", "FactorialFit",
     "Holm", "InferenceError", "Interval", "Label", "Paired", "SteinPlan", "Transfer", "TwoStage",
     "Verdict", "Welch", "adjust", "equivalence_test", "estimate_effects", "factorial_design",
-    "holm", "label", "paired", "paired_power", "seeds_for_power", "stein_interval",
+    "holm", "label", "paired", "paired_power", "seeds_for_power", "seeds_for_power_each",
+    "stein_interval",
     "stein_plan", "t_interval", "t_sf", "t_two_sided", "transfer", "two_stage", "welch_anova",
 ]

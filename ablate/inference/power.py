@@ -21,6 +21,7 @@ to import), and wherever that gives anything but a probability (NaN: ``ν = 1`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -46,19 +47,23 @@ def _power_integral(df: int, nc: float, crit: float) -> float:
     return float(integrate.quad(weighted, 0, math.inf, epsabs=1e-12, epsrel=1e-10)[0])
 
 
-def _powers(ns: np.ndarray, delta: float, sd: float, alpha: float) -> np.ndarray:
+def _powers(ns: np.ndarray, delta: float | np.ndarray, sd: float | np.ndarray, alpha: float
+            ) -> np.ndarray:
     """:func:`paired_power` at each of ``ns`` (integers >= 2) in one vectorised scipy call:
     a call of ``nct.sf`` costs about 0.1 ms of argument handling whatever its length, and a
-    report asks for the seeds of every variant."""
+    report asks for the seeds of every variant. ``delta`` and ``sd`` may be arrays that
+    broadcast with ``ns`` (a column of variants against a row of n)."""
     df = ns - 1
-    nc = abs(delta) / sd * np.sqrt(ns)
+    nc = np.abs(delta) / sd * np.sqrt(ns)
     crit = special.stdtrit(df, 1 - alpha / 2)  # scipy.stats.t.ppf's own function
     # nct's survival function as 1 - its CDF (special.nctdtr, public; scipy.stats' sf
     # calls a private ufunc): an absolute error of about 1e-16, on a power >= alpha / 2.
-    power = np.asarray(2.0 - special.nctdtr(df, nc, crit) - special.nctdtr(df, -nc, crit),
-                       dtype=float)
-    for i in np.flatnonzero(~((power >= 0) & (power <= 1))):  # NaN: nct's series failed
-        power[i] = _power_integral(int(df[i]), float(nc[i]), float(crit[i]))
+    df, nc, crit = np.broadcast_arrays(df, nc, crit)
+    power = np.array(2.0 - special.nctdtr(df, nc, crit) - special.nctdtr(df, -nc, crit),
+                     dtype=float)
+    for i in np.argwhere(~((power >= 0) & (power <= 1))):  # NaN: nct's series failed
+        at = tuple(i)
+        power[at] = _power_integral(int(df[at]), float(nc[at]), float(crit[at]))
     return np.clip(power, 0.0, 1.0)
 
 
@@ -72,55 +77,73 @@ def paired_power(n: int, delta: float, sd: float, alpha: float = 0.05) -> float:
     return float(_powers(np.array([n]), delta, sd, alpha)[0])
 
 
-#: :func:`seeds_for_power` bisects below the z-test's answer when it exceeds BLOCK, and
-#: otherwise tries n from 2 up in blocks of FIRST_BLOCK n at first, doubling each time
-#: (nctdtr costs per n: most answers lie in the first block of 8).
-BLOCK = 64
-FIRST_BLOCK = 8
-
-
 def seeds_for_power(delta: float | None, sd: float | None, power: float = 0.80,
                     alpha: float = 0.05, limit: int = 1 << 20) -> int | None:
     """The fewest pairs (seeds) with which the paired t-test at ``alpha`` detects ``delta``
     with at least ``power``, given the differences' sd. ``None`` when it cannot be said: no
     sd or delta, a zero delta, or more than ``limit`` seeds. With ``sd == 0`` (every pair
-    moved by the same amount) the smallest test, 2 seeds, sees it.
+    moved by the same amount) the smallest test, 2 seeds, sees it. One pair of
+    :func:`seeds_for_power_each`."""
+    return seeds_for_power_each([delta], [sd], power, alpha, limit)[0]
 
-    Power grows with ``n``. The z-test's answer ``((z(1-α/2) + z(power)) σ/δ)²`` lies just
-    below the t-test's, so the search starts there (or at 2 when that is small) and tries
-    blocks of n in one vectorised call each; should the start already be enough, bisection
-    below it finds the answer.
+
+def seeds_for_power_each(deltas: Sequence[float | None], sds: Sequence[float | None],
+                         power: float = 0.80, alpha: float = 0.05, limit: int = 1 << 20
+                         ) -> list[int | None]:
+    """:func:`seeds_for_power` of each (delta, sd) pair, all searched together: a report
+    asks it of every variant, and a call of nctdtr costs more than its length.
+
+    Power grows with ``n``, so the answer is found by bisection between n known too few
+    and n known enough. The z-test's answer ``((z(1-α/2) + z(power)) σ/δ)²`` lies just
+    below the t-test's: the first n tried is its ceiling (at least 2), doubled until
+    enough (or ``limit``); each step of the bisection is one vectorised call for every
+    pair still open (about log2 of the answer steps).
     """
     if not 0 < power < 1:
         raise InferenceError(f"power={power}: a target power lies strictly between 0 and 1, "
                              f"e.g. 0.8")
     check_alpha(alpha)
-    if delta is None or sd is None or not math.isfinite(delta) or not math.isfinite(sd):
-        return None
-    if delta == 0:
-        return None
-    if sd == 0:
-        return 2
+    out: list[int | None] = [None] * len(deltas)
     z = NormalDist()
-    guess = ((z.inv_cdf(1 - alpha / 2) + z.inv_cdf(power)) * sd / abs(delta)) ** 2
-    lo = 1  # known too few: one pair tests nothing
-    if guess > BLOCK:
-        start = min(int(guess), limit)
-        if paired_power(start, delta, sd, alpha) >= power:
-            hi = start
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if paired_power(mid, delta, sd, alpha) >= power:
-                    hi = mid
-                else:
-                    lo = mid
-            return hi
-        lo = start
-    size = FIRST_BLOCK
-    while lo < limit:
-        ns = np.arange(lo + 1, min(lo + size, limit) + 1)
-        enough = np.flatnonzero(_powers(ns, delta, sd, alpha) >= power)
-        if enough.size:
-            return int(ns[enough[0]])
-        lo, size = int(ns[-1]), 2 * size
-    return None
+    scale = z.inv_cdf(1 - alpha / 2) + z.inv_cdf(power)
+    todo, starts = [], []
+    for i, (delta, sd) in enumerate(zip(deltas, sds, strict=True)):
+        if delta is None or sd is None or not math.isfinite(delta) or not math.isfinite(sd) \
+                or delta == 0:
+            continue
+        if sd == 0:
+            out[i] = 2
+            continue
+        todo.append(i)
+        starts.append(min(max(2, math.ceil((scale * sd / abs(delta)) ** 2)), limit))
+    if not todo or limit < 2:
+        return out
+    d = np.array([deltas[i] for i in todo], dtype=float)
+    s = np.array([sds[i] for i in todo], dtype=float)
+    lo, hi = _bracket(np.array(starts, dtype=np.int64), d, s, power, alpha, limit)
+    while (open_ := np.flatnonzero((hi - lo > 1) & (hi <= limit))).size:
+        mid = (lo[open_] + hi[open_]) // 2
+        enough = _powers(mid, d[open_], s[open_], alpha) >= power
+        hi[open_] = np.where(enough, mid, hi[open_])
+        lo[open_] = np.where(enough, lo[open_], mid)
+    for i, n in zip(todo, hi.tolist(), strict=True):
+        out[i] = int(n) if n <= limit else None
+    return out
+
+
+def _bracket(start: np.ndarray, d: np.ndarray, s: np.ndarray, power: float, alpha: float,
+             limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per pair: n = lo known too few (1 at first: one pair tests nothing), n = hi
+    enough, found by doubling from ``start``; hi = limit + 1 where even ``limit`` is not."""
+    lo = np.ones_like(start)
+    hi = start.copy()
+    open_ = np.arange(len(start))
+    while open_.size:
+        enough = _powers(hi[open_], d[open_], s[open_], alpha) >= power
+        short = open_[~enough]
+        lo[short] = hi[short]
+        at_limit = short[hi[short] >= limit]
+        hi[at_limit] = limit + 1  # never enough within the limit
+        open_ = short[hi[short] < limit]
+        hi[open_] = np.minimum(2 * hi[open_], limit)
+    return lo, hi

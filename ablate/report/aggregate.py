@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
+from ablate.inference.power import seeds_for_power_each
 from ablate.report.load import (
     ENV_KEYS,
     RunRecord,
@@ -29,7 +30,6 @@ from ablate.report.stats import (
     decide,
     paired_delta,
     rule,
-    seeds_for_power,
 )
 
 if TYPE_CHECKING:
@@ -368,6 +368,7 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
         rows.append(row)
         for name, d in row_deltas.items():
             deltas[name].append(d)
+    _seeds_needed(rows)
     if base.planned is not None:
         _baseline_stage(rows, base.planned)
     _decide(rows, deltas["top1"], base.margin, holm, two_stage=base.planned is not None)
@@ -385,6 +386,16 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
             rows[0]["study_notes"] = NOTE_SEP.join(
                 filter(None, [rows[0]["study_notes"], f"no factorial effects yet: {exc}"]))
     return rows
+
+
+def _seeds_needed(rows: Sequence[dict[str, Any]]) -> None:
+    """Each compared variant's seeds for 80% power at its observed delta and sd, the
+    study's variants in one vectorised search (:func:`seeds_for_power_each`)."""
+    asked = [r for r in rows if r["delta_top1"] is not None]
+    for row, n in zip(asked, seeds_for_power_each([r["delta_top1"] for r in asked],
+                                                  [r["sd_diff_top1"] for r in asked]),
+                      strict=True):
+        row["seeds_for_power"] = n
 
 
 def _baseline(rec: StudyRecord, by_variant: Mapping[int, Sequence[RunRecord]],
@@ -486,7 +497,7 @@ def _top1_cells(values: Mapping[str, Mapping[int, float]], d1: PairedDelta | Non
         "sd_diff_top1": None if d1 is None else d1.sd,
         "delta_top5": None if d5 is None else d5.mean,
         "ci_top5": None if d5 is None else d5.half_width,
-        "seeds_for_power": None if d1 is None else seeds_for_power(d1.mean, d1.sd),
+        "seeds_for_power": None,  # every variant's at once: _seeds_needed
     }
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
@@ -32,6 +33,12 @@ class RunRecord(ReportRun):
 
     env: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not self.env and self.env_json:  # as the store read it: decoded here, shared
+            text = self.env_json
+            object.__setattr__(self, "env", _env(text) if isinstance(text, str)
+                               else dict(text))
+
     @property
     def succeeded(self) -> bool:
         """Only succeeded runs with a final result count in a report."""
@@ -47,8 +54,12 @@ class RunRecord(ReportRun):
     def provenance(self) -> tuple[Any, ...] | None:
         """Its code commit and environment facts (ENV_KEYS), to compare runs in one step
         (None where one is NaN, which equals nothing: compared fact by fact)."""
-        facts = (_commit(self), *(_env_value(self, key) for key in ENV_KEYS))
-        return facts if all(v == v for v in facts) else None
+        if isinstance(self.env_json, str) and self.env is _env(self.env_json):
+            # Runs of one commit and environment share one answer (10,000 runs: a tenth
+            # of a second otherwise).
+            return _provenance(self.code_commit, self.code_dirty, self.world_size,
+                               self.env_json)
+        return _facts(self)
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,7 @@ def load_studies(store: Store, names: Sequence[str] | None = None
     closest known names). One query for the runs of all of them (``report_runs``): a
     database of 10,000 runs loads in a fraction of a second.
     """
-    studies, rows = store.report_runs(names)
+    studies, rows = store.report_runs(names, make=RunRecord)
     known = list(studies)
     if not known:
         raise AblateError(f"{store.display_url}: the database has no studies yet; run "
@@ -84,13 +95,9 @@ def load_studies(store: Store, names: Sequence[str] | None = None
 
             raise AblateError(f"unknown study '{name}'{did_you_mean(name, known)} "
                               f"(known: {', '.join(known)})")
-    envs: dict[str, Any] = {}  # the same environment for many runs: decoded once
     by_study: dict[int, list[RunRecord]] = {studies[n].id: [] for n in wanted}
     for r in rows:
-        env = r.env_json
-        if isinstance(env, str):
-            env = envs[env] if env in envs else envs.setdefault(env, json.loads(env))
-        by_study[r.study_id].append(RunRecord(**vars(r), env=dict(env or {})))
+        by_study[r.study_id].append(r)
     return [StudyRecord(name=n, mode=studies[n].mode, spec=dict(studies[n].spec or {}),
                         runs=tuple(by_study[studies[n].id])) for n in wanted]
 
@@ -142,6 +149,26 @@ def curves_frame(store: Store, names: Sequence[str] | None = None
     return pd.DataFrame(rows, columns=["study", "variant", "variant_index", "seed", "epoch",
                                        "top1"])
 
+
+
+@lru_cache(maxsize=4096)
+def _env(text: Any) -> dict[str, Any]:
+    """A run's environment from its JSON column, decoded once for the many runs that
+    share it (read only: one dict for them all)."""
+    return dict(_json(text) or {})
+
+
+@lru_cache(maxsize=4096)
+def _provenance(commit: str | None, dirty: bool | None, world_size: int | None,
+                env_json: str) -> tuple[Any, ...] | None:
+    """:attr:`RunRecord.provenance` of every run with these columns."""
+    return _facts(SimpleNamespace(code_commit=commit, code_dirty=dirty,
+                                  world_size=world_size, env=_env(env_json)))
+
+
+def _facts(r: Any) -> tuple[Any, ...] | None:
+    facts = (_commit(r), *(_env_value(r, key) for key in ENV_KEYS))
+    return facts if all(v == v for v in facts) else None
 
 
 def _commit(r: RunRecord) -> str:

@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -470,11 +470,13 @@ class Store:
     def study_names_in(s: Session) -> list[str]:
         return list(s.scalars(select(StudyRow.name)))
 
-    def report_runs(self, names: Sequence[str] | None = None
+    def report_runs(self, names: Sequence[str] | None = None,
+                    make: Callable[..., ReportRun] = ReportRun
                     ) -> tuple[dict[str, StudyInfo], list[ReportRun]]:
         """What a report reads, in one transaction: every study by name, and each (variant,
         seed) of the named studies that exist (default: all) with its run's result (None
-        fields without one), by study, variant and seed."""
+        fields without one), by study, variant and seed; ``make``: the class of those (a
+        subclass of :class:`ReportRun` whose other fields have defaults)."""
         run, link = RunRow.__table__.c, StudyRunRow.__table__.c
         result, study = ResultRow.__table__.c, StudyRow.__table__.c
         with self.session() as s:
@@ -495,7 +497,7 @@ class Store:
                 .outerjoin(ResultRow.__table__, result.run_hash == run.hash)
                 .where(link.study_id.in_(ids))
                 .order_by(link.study_id, link.variant_index, link.seed)).all()
-        return studies, [ReportRun(*r[1:6], str(r[6]), *r[7:], study_id=r[0]) for r in rows]
+        return studies, [make(*r[1:6], str(r[6]), *r[7:], study_id=r[0]) for r in rows]
 
     # ------------------------------------------------------------------ runs
 
