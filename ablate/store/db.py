@@ -27,8 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.request import pathname2url
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Text,
@@ -67,10 +66,11 @@ from ablate.store.schema import (
     sqlite_setup,
     utcnow,
 )
-from ablate.study.spec import RunSpec
-from zoo.config import config_hash
 from zoo.contract import METRIC_KEYS, RunDir, RunResult
 from zoo.errors import did_you_mean
+
+if TYPE_CHECKING:
+    from ablate.study.spec import RunSpec
 
 #: Statuses a new orchestrator may claim (failed only with --retry-failed).
 CLAIMABLE = (Status.queued, Status.interrupted, Status.lost, Status.cancelled)
@@ -222,6 +222,8 @@ def _connect_readonly(db_path: Path) -> sqlite3.Connection:
     index): no writer can be using it, since a writer must create that ``-wal`` file in this
     directory first (only root could, and ``ablate run`` as root beside a reader in a
     read-only directory is not a case worth locks)."""
+    from urllib.request import pathname2url  # here: http.client and email come with it
+
     uri = f"file:{pathname2url(str(db_path.resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
     try:
@@ -368,6 +370,8 @@ class Store:
 
         An existing run (any study) keeps its status and results.
         """
+        from zoo.config import config_hash  # here: a report or status needs no yaml
+
         with self.session() as s:
             if self.postgres:
                 _pg_lock(s)  # two orchestrators registering one study at once
