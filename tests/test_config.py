@@ -183,21 +183,24 @@ def test_execution_only_settings_do_not_change_a_runs_identity(digits_dir: Path,
 
 
 def test_hashes_of_the_committed_results_still_hold() -> None:
-    """Every run in results.db (made before compile, per-model channels_last and code
-    fingerprints existed) keeps its config's hash: the config part of a run's id holds
-    across upgrades (the committed runs record no code, so their ids are config hashes)."""
+    """Every run in results.db keeps its id: the hash of its config's identity and of the
+    code fingerprints recorded beside it (run_code), and its config's own hash is the one
+    recorded there, so the config part and the code part of an id both hold across
+    upgrades."""
     import json
     import sqlite3
 
-    from zoo.config import config_hash, from_dict
+    from zoo.config import config_hash, from_dict, run_hash
 
     with sqlite3.connect(ROOT / "results.db") as con:
-        rows = con.execute("select hash, config from run").fetchall()
-    assert len(rows) >= 21
-    for run_hash, config in rows:
+        rows = con.execute("select run.hash, run.config, run_code.config_hash, run_code.code "
+                           "from run join run_code on run_code.run_hash = run.hash").fetchall()
+        runs = con.execute("select count(*) from run").fetchone()[0]
+    assert len(rows) == runs >= 21  # every run records its code
+    for hash_, config, recorded_config_hash, code in rows:
         cfg = from_dict(RunConfig, json.loads(config))
-        assert "compile" not in json.loads(config)  # older than the key
-        assert config_hash(cfg) == run_hash
+        assert config_hash(cfg) == recorded_config_hash
+        assert run_hash(cfg, json.loads(code)) == hash_
 
 
 def test_validating_studies_imports_no_torch() -> None:

@@ -383,3 +383,27 @@ def test_train_py_functions_are_short() -> None:
     lengths = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
                if isinstance(n, ast.FunctionDef)}
     assert max(lengths.values()) < 60, max(lengths.items(), key=lambda kv: kv[1])
+
+
+def test_a_checkout_is_dirty_when_code_differs_not_a_results_database(tmp_path: Path) -> None:
+    """The dirty flag a run records: a changed tracked file makes it dirty, a changed
+    results database (what `make results` writes while the demo trains) does not."""
+    import subprocess
+
+    from zoo.rundir import code_info
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "trick.py").write_text("x = 1\n")
+    (tmp_path / "results.db").write_bytes(b"v1")
+    git("add", "-A")
+    git("commit", "-qm", "one")
+    assert code_info(tmp_path)["dirty"] is False
+    (tmp_path / "results.db").write_bytes(b"v2")
+    assert code_info(tmp_path)["dirty"] is False
+    (tmp_path / "trick.py").write_text("x = 2\n")
+    info = code_info(tmp_path)
+    assert info["dirty"] is True and len(info["commit"]) == 40

@@ -110,9 +110,12 @@ def load_latest_checkpoint(
     return None
 
 
-def code_info() -> dict[str, Any]:
-    """Git commit and dirty flag of the checkout this code runs from (None outside git)."""
-    root = Path(__file__).resolve().parent.parent
+def code_info(root: Path | None = None) -> dict[str, Any]:
+    """Git commit and dirty flag of the checkout this code runs from (None outside git).
+    Dirty: a tracked file differs from the commit, results databases (``*.db``) aside:
+    they are what runs write, not code (``make results`` writes the committed one while
+    its runs train)."""
+    root = root or Path(__file__).resolve().parent.parent
 
     def git(*args: str) -> str | None:
         try:
@@ -124,7 +127,8 @@ def code_info() -> dict[str, Any]:
         return out.stdout.strip() if out.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = (git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)*.db") if commit else None)
     return {"commit": commit, "dirty": bool(status) if commit else None}
 
 
