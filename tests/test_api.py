@@ -40,7 +40,14 @@ def test_studies_report_and_metrics_match_the_raw_rows(db: Path) -> None:
     store = Store(f"sqlite:///{db}", create=False)
     pd.testing.assert_frame_equal(report, build_frame(store, [STUDY]))
     store.close()
-    assert tuple(report.columns) == COLUMNS
+    from ablate.report.metrics import METRICS, extra_columns
+
+    # The fixed columns, then those of the metrics the study decides (metrics: [nll, ece]).
+    columns = tuple(report.columns)
+    assert columns[:len(COLUMNS)] == COLUMNS
+    assert sorted(columns[len(COLUMNS):]) == sorted(extra_columns([METRICS["nll"],
+                                                                   METRICS["ece"]]))
+    assert report["verdict_ece"].iloc[1:].notna().all()  # every variant's ECE decided
     means = dict(sql(db, "SELECT sr.variant, avg(res.top1) FROM study_run sr JOIN result res "
                          "ON res.run_hash = sr.run_hash GROUP BY sr.variant"))
     assert dict(zip(report.variant, report.top1, strict=True)) == pytest.approx(means)
@@ -52,7 +59,9 @@ def test_studies_report_and_metrics_match_the_raw_rows(db: Path) -> None:
     got = sorted(metrics[["variant", "seed", "hash", "epoch", "metric", "value"]]
                  .itertuples(index=False, name=None))
     assert got == sorted(raw)
-    assert len(metrics) == len(raw) == 21 * 4 * 9  # 21 runs, 4 epochs, 9 metrics
+    # 21 runs, 4 epochs, 11 keys: loss, lr, val loss (NLL), top-1, top-5, images, speed,
+    # two timings, ECE, worst class (no corruptions in the demo)
+    assert len(metrics) == len(raw) == 21 * 4 * 11
     assert set(metrics.status) == {"succeeded"} and (metrics.study == STUDY).all()
     # The mean curve of a variant, as the docstring says a notebook gets it.
     curve = metrics[metrics.metric == "top1"].pivot_table(index="epoch", columns="variant",
