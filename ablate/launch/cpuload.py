@@ -31,12 +31,11 @@ def _counters(cores: set[str] | None) -> tuple[int, int, int]:
     """(idle, total) CPU time since boot, in ticks, summed over ``cores`` (None: the
     machine's ``cpu`` line), and how many cores that is. Each line of /proc/stat is
     ``cpuN user nice system idle iowait irq softirq steal guest guest_nice``."""
+    wanted = {"cpu"} if cores is None else cores
     idle = total = n = 0
     for line in PROC_STAT.read_text().splitlines():
         name, *fields = line.split()
-        if not name.startswith("cpu") or (name != "cpu") == (cores is None):
-            continue
-        if cores is not None and name not in cores:
+        if name not in wanted:
             continue
         ticks = [int(v) for v in fields[:8]]  # guest time is inside user time already
         idle, total, n = idle + ticks[3] + ticks[4], total + sum(ticks), n + 1

@@ -146,6 +146,11 @@ class DevicePool:
 SPIN_COUNT = "30000"
 
 
+def sets_wait(env: Mapping[str, str]) -> bool:
+    """Whether ``env`` says itself how OpenMP threads wait (then ablate does not)."""
+    return "OMP_WAIT_POLICY" in env or "GOMP_SPINCOUNT" in env
+
+
 def trainer_env(env: Mapping[str, str], threads: int | None, *, shared: bool = False
                 ) -> dict[str, str]:
     """``env`` for a trainer: ``threads`` OpenMP threads per process (None: as ``env``
@@ -155,7 +160,7 @@ def trainer_env(env: Mapping[str, str], threads: int | None, *, shared: bool = F
     out = {**env, "PYTHONUNBUFFERED": "1"}
     if threads is not None:
         out["OMP_NUM_THREADS"] = str(threads)
-    if "OMP_WAIT_POLICY" not in out and "GOMP_SPINCOUNT" not in out:
+    if not sets_wait(out):
         if shared:
             out["OMP_WAIT_POLICY"] = "PASSIVE"
         else:
@@ -382,8 +387,8 @@ class LocalLauncher(Launcher):
     def env(self, devices: Sequence[int]) -> dict[str, str]:
         """The trainer's environment; a CPU run's threads sleep when they wait if the
         machine's idle cores, looked at now, cannot hold them (:func:`cores_taken`)."""
-        shared = (not self.use_gpus and "OMP_WAIT_POLICY" not in os.environ
-                  and "GOMP_SPINCOUNT" not in os.environ and cores_taken(self.threads))
+        shared = (not self.use_gpus and not sets_wait(os.environ)
+                  and cores_taken(self.threads))
         env = trainer_env(os.environ, None if self.use_gpus else self.threads, shared=shared)
         env["CUDA_VISIBLE_DEVICES"] = child_visible_devices(devices) if self.use_gpus else ""
         return env
