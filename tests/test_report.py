@@ -659,3 +659,42 @@ def assert_markdown_needs_no_frame(url: str, *args: str) -> None:
 
 def test_the_markdown_report_renders_rows_without_pandas(db: str) -> None:
     assert_markdown_needs_no_frame(db)
+
+
+def test_config_diff_compares_leaves_and_skips_containers() -> None:
+    """What a variant changes, key by key: values that differ, keys one side lacks, an
+    empty mapping (``tricks: {}``) against its filled form compared by its entries, and a
+    mapping against a scalar by the mapping's entries; the seed is never a change."""
+    from ablate.report import config_diff
+
+    base = {"seed": 0, "epochs": 90, "optim": {"lr": 0.4, "momentum": 0.9}, "tricks": {},
+            "model": {"name": "resnet50"}, "data": {"mean": [0.5, 0.5, 0.5]}}
+    other = {"seed": 1, "epochs": 90, "optim": {"lr": 0.2, "momentum": 0.9, "nesterov": True},
+             "tricks": {"mixup": {"alpha": 0.2}, "no_bias_decay": {}},
+             "model": "resnet50", "data": {"mean": [0.4, 0.5, 0.5]}}
+    assert config_diff(base, other) == {
+        "data.mean": ((0.5, 0.5, 0.5), (0.4, 0.5, 0.5)),
+        "model.name": ("resnet50", None),
+        "optim.lr": (0.4, 0.2),
+        "optim.nesterov": (None, True),
+        "tricks.mixup.alpha": (None, 0.2),
+        "tricks.no_bias_decay": (None, {}),
+    }
+    assert config_diff(other, other) == {}
+    assert config_diff(base, other, ignore=("seed", "optim", "tricks", "data", "model")) == {}
+
+
+def test_seeds_for_power_of_all_studies_at_once_equal_each_study_alone(db: str) -> None:
+    """build_rows searches every study's seeds for power in one vectorised call; each row
+    gets what its study alone would give it (study_rows), and what seeds_for_power gives
+    its delta and sd."""
+    from ablate.report import build_rows, load_studies, study_rows
+
+    store = Store(db, create=False)
+    rows = build_rows(store)
+    alone = [r for rec in load_studies(store) for r in study_rows(rec)]
+    assert [r["seeds_for_power"] for r in rows] == [r["seeds_for_power"] for r in alone]
+    asked = [r for r in rows if r["kind"] == "variant" and r["sd_diff_top1"] is not None]
+    assert asked and all(r["seeds_for_power"] == seeds_for_power(r["delta_top1"],
+                                                                 r["sd_diff_top1"])
+                         for r in asked)

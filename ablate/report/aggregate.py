@@ -78,14 +78,16 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in config.items():
         dotted = f"{prefix}{key}"
-        if value is None or isinstance(value, (str, int, float)):  # the common leaves, fast
+        # The common cases first, by concrete type (an ABC's isinstance costs more).
+        if value is None or isinstance(value, (str, int, float)):
             out[dotted] = value
-        elif isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{dotted}."))
-        elif isinstance(value, Mapping):
-            out[dotted] = {}
         elif isinstance(value, list):
             out[dotted] = tuple(value)
+        elif isinstance(value, (dict, Mapping)):
+            if value:
+                out.update(flatten(value, f"{dotted}."))
+            else:
+                out[dotted] = {}
         else:
             out[dotted] = value
     return out
@@ -141,18 +143,12 @@ def _flat_diff(a: Mapping[str, Any], b: Mapping[str, Any],
                ignore: Iterable[str] = ("seed",)) -> dict[str, tuple[Any, Any]]:
     """:func:`config_diff` of two flattened configs."""
     skip = tuple(ignore)
-    keys = set(a) | set(b)
+    keys = a.keys() | b.keys()
+    differ = [k for k in keys if a.get(k) != b.get(k) and not _covered(k, skip)]
     # An empty mapping on one side (``tricks: {}``) is a container on the other: its
-    # entries are compared, not the container.
-    prefixes = set()
-    for k in keys:
-        i = k.find(".")
-        while i != -1:
-            prefixes.add(k[:i])
-            i = k.find(".", i + 1)
-    containers = keys & prefixes
-    return {k: (a.get(k), b.get(k)) for k in sorted(keys - containers)
-            if a.get(k) != b.get(k) and not _covered(k, skip)}
+    # entries are compared, not the container (a leaf of one side that the other lacks).
+    return {k: (a.get(k), b.get(k)) for k in sorted(differ)
+            if (k in a and k in b) or not any(other.startswith(f"{k}.") for other in keys)}
 
 
 # --------------------------------------------------------------------------- formatting
@@ -352,6 +348,15 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
     adjusted across the study's variants unless ``holm`` is False. Besides top-1, the
     study's ``primary:`` and ``metrics:`` and ``metrics`` are decided, each its own Holm
     family (``rec.finals`` holds the values of those not in the result)."""
+    rows = _decided_rows(rec, margin, holm, metrics)
+    _seeds_needed(rows)
+    return rows
+
+
+def _decided_rows(rec: StudyRecord, margin: float | None, holm: bool,
+                  metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """:func:`study_rows` without its seeds for power (``None``): :func:`build_rows` finds
+    those of every study's variants in one search."""
     if rec.spec.get("models"):
         return model_rows(rec, margin, holm, metrics)
     by_variant: dict[int, list[RunRecord]] = {}
@@ -368,7 +373,6 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
         rows.append(row)
         for name, d in row_deltas.items():
             deltas[name].append(d)
-    _seeds_needed(rows)
     if base.planned is not None:
         _baseline_stage(rows, base.planned)
     _decide(rows, deltas["top1"], base.margin, holm, two_stage=base.planned is not None)
@@ -389,9 +393,9 @@ def study_rows(rec: StudyRecord, margin: float | None = None, holm: bool = True,
 
 
 def _seeds_needed(rows: Sequence[dict[str, Any]]) -> None:
-    """Each compared variant's seeds for 80% power at its observed delta and sd, the
-    study's variants in one vectorised search (:func:`seeds_for_power_each`)."""
-    asked = [r for r in rows if r["delta_top1"] is not None]
+    """Each compared variant's seeds for 80% power at its observed delta and sd, all of
+    ``rows``' variants in one vectorised search (:func:`seeds_for_power_each`)."""
+    asked = [r for r in rows if r["kind"] == "variant" and r["delta_top1"] is not None]
     for row, n in zip(asked, seeds_for_power_each([r["delta_top1"] for r in asked],
                                                   [r["sd_diff_top1"] for r in asked]),
                       strict=True):
@@ -578,7 +582,7 @@ def model_rows(rec: StudyRecord, margin: float | None, holm: bool,
         sub = StudyRecord(rec.name, rec.mode, spec, tuple(
             replace(r, variant=r.variant[: -len(suffix)], variant_index=r.variant_index - first)
             for r in runs), rec.finals)
-        for row in study_rows(sub, margin, holm, metrics):
+        for row in _decided_rows(sub, margin, holm, metrics):
             row.update(variant=f"{row['variant']}{suffix}",
                        variant_index=row["variant_index"] + first)
             rows.append(row)
@@ -802,7 +806,8 @@ def build_rows(store: Store, studies: Sequence[str] | None = None, *,
     keys = sorted({m.key for rec in records for m in study_metrics(rec, metrics)
                    if not m.in_result})
     records = with_final_metrics(store, records, keys)
-    rows = [row for rec in records for row in study_rows(rec, margin, holm, metrics)]
+    rows = [row for rec in records for row in _decided_rows(rec, margin, holm, metrics)]
+    _seeds_needed(rows)
     columns = list(dict.fromkeys([*COLUMNS, *(key for row in rows for key in row)]))
     return [{c: row.get(c) for c in columns} for row in rows]
 
