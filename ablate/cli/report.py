@@ -16,6 +16,7 @@ import typer
 from ablate.cli.console import err_console, fail
 from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
+from ablate.startup import frozen_imports
 from zoo.contract import atomic_write
 
 if TYPE_CHECKING:
@@ -72,9 +73,11 @@ def report(
     undecided; Holm-adjusted across the study), costs, and what the compared runs differ
     in."""
     # Here, not at the top: every command imports this module, and the statistics pull in
-    # scipy.special and pandas, which `ablate status` never needs.
-    from ablate.inference import InferenceError
-    from ablate.store.db import Store
+    # scipy.special, which `ablate status` never needs.
+    with frozen_imports():
+        import ablate.report  # noqa: F401  (what every format reads: loaded, then frozen)
+        from ablate.inference import InferenceError
+        from ablate.store.db import Store
 
     try:
         if readme is not None and (output is not None or fmt != "markdown"):

@@ -15,6 +15,7 @@ from rich.markup import escape
 from ablate.cli.console import console, fail
 from ablate.cli.options import DbOption
 from ablate.errors import USER_ERRORS
+from ablate.startup import frozen_imports
 
 if TYPE_CHECKING:
     from ablate.launch.orchestrator import Event as RunEvent
@@ -305,7 +306,9 @@ def status(
     --runs shows every variant and seed, --json is for programs."""
     from dataclasses import asdict
 
-    from ablate.store.db import Store
+    with frozen_imports():
+        from ablate.cli.view import eta_seconds, jobs_table, runs_table, status_summary
+        from ablate.store.db import Store
 
     try:
         store = Store(db, create=False)
@@ -314,8 +317,6 @@ def status(
         now = store.now()  # the clock the runs' times were written with
     except USER_ERRORS as exc:
         fail(str(exc))
-    from ablate.cli.view import eta_seconds, jobs_table, runs_table, status_summary
-
     if json_out:
         out = {n: [{**_jsonable(asdict(r)), "eta_seconds": eta_seconds(r, now)} for r in rs]
                for n, rs in data.items()}
