@@ -82,7 +82,8 @@ def run(
 
     Plans STUDY_FILE (the baseline and each variant on each seed), skips every run already
     done in any study, and trains the rest as torchrun jobs; Ctrl-C stops them and the
-    same command resumes them."""
+    same command resumes them. Exit code 0: every run done; 1: runs failed; 2: bad
+    input; 3: runs cancelled (scancel); 130: stopped."""
     from ablate.launch.orchestrator import Orchestrator
     from ablate.store.db import Store
     from ablate.store.schema import default_url
@@ -144,8 +145,16 @@ def _plan(study: Any, rows: Any, runs_dir: Path, url: str) -> str:
     return plan_table(study.name, rows, statuses, lines)
 
 
+#: ``ablate run``'s exit code when a person cancelled runs' jobs (scancel) and nothing
+#: failed: the study is not complete, and the same command resumes them (1: runs failed;
+#: 2: bad input; 130: stopped by a signal).
+EXIT_CANCELLED = 3
+
+
 def _say_outcome(study: Any, study_file: Path, outcome: Any, url: str) -> None:
-    """The closing line of ``ablate run``, and the failed runs left; exit 1 if any."""
+    """The closing line of ``ablate run``, and the failed runs left; exit 1 if any, else
+    :data:`EXIT_CANCELLED` if runs were cancelled: a script's ``ablate run && ablate
+    report`` must not report a study that is not complete."""
     console.print(
         f"{escape(study.name)}: {outcome.succeeded} trained, {outcome.reused} reused, "
         f"{outcome.failed} failed"
@@ -165,6 +174,8 @@ def _say_outcome(study: Any, study_file: Path, outcome: Any, url: str) -> None:
                       soft_wrap=True)
     if outcome.failed or outcome.failed_left:
         raise typer.Exit(1)
+    if outcome.cancelled:
+        raise typer.Exit(EXIT_CANCELLED)
 
 
 def _stage_two_lines(study: Any, plans: dict[str, Any]) -> list[str]:
