@@ -438,3 +438,51 @@ def test_a_run_whose_orchestrator_died_on_this_host_reads_lost_at_once(tmp_path:
 
     assert store.mark_lost(timedelta(hours=1)) == ["aaa"]  # at once, not after an hour
     assert db_rows(tmp_path / "o.db", "select number, status from attempt") == [(1, "lost")]
+
+
+def test_a_trainer_ends_with_its_torchrun_agent(digits_dir: Path, tmp_path: Path) -> None:
+    """torchrun starts its workers in sessions of their own: a SIGKILLed agent (the OOM
+    killer, a launcher that crashed in a SLURM job) used to leave its trainer running,
+    holding the run's lock. The trainer asks for SIGTERM when its agent ends
+    (zoo.lifeline): held stopped, it has the signal pending the moment the agent dies,
+    and once continued it ends without a result."""
+    from ablate.launch.local import write_run_config
+    from ablate.study.spec import load_study
+    from tests.conftest import signal_pending, trainers_on
+
+    study = write_study(tmp_path / "s.yaml", small_study(digits_dir, epochs=100))
+    config = write_run_config(load_study(study).run_specs(tmp_path / "runs")[0])
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                              "--nproc_per_node", "1", "-m", "zoo.train", "--config",
+                              str(config), "--out", str(config.parent)], env=ENV,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = config.parent / "metrics.jsonl"
+    try:
+        poll(lambda: metrics.exists() and metrics.read_text().strip(), "the first epoch")
+        (trainer,) = trainers_on(tmp_path)
+        os.kill(trainer, signal.SIGSTOP)  # it cannot finish, whatever the machine's load
+        assert not signal_pending(trainer, signal.SIGTERM)
+        agent.kill()
+        agent.wait(timeout=LIMIT_S)
+        poll(lambda: signal_pending(trainer, signal.SIGTERM), "SIGTERM for the orphan")
+        os.kill(trainer, signal.SIGCONT)
+        poll(lambda: trainer not in trainers_on(tmp_path), "the orphan to end")
+    finally:
+        for pid in trainers_on(tmp_path):
+            os.kill(pid, signal.SIGKILL)
+    assert not (config.parent / "result.json").exists()
+    assert len(metrics.read_text().splitlines()) < 100
+
+
+def test_a_trainer_started_by_hand_is_not_tied_to_its_shell() -> None:
+    """Outside torchrun nothing is armed (a trainer may outlive the shell that started
+    it, as under nohup); a parent that is already gone when the signal is armed is said."""
+    code = ("import os\nfrom zoo.lifeline import LauncherGone, die_with_launcher, "
+            "die_with_parent\nassert die_with_launcher() is False\n"
+            "try:\n    die_with_parent(os.getppid() + 1)\nexcept LauncherGone as e:\n"
+            "    print('gone:', e)\n")
+    env = {k: v for k, v in ENV.items() if k != "TORCHELASTIC_RUN_ID"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=LIMIT_S)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gone: the process that started this one"), done.stdout

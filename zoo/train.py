@@ -11,6 +11,7 @@ import argparse
 import fcntl
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -52,6 +53,7 @@ from zoo.engine import (
 )
 from zoo.errors import ConfigError, ZooError
 from zoo.fingerprint import Component, changed, core_fingerprint, describe, run_components
+from zoo.lifeline import LauncherGone, die_with_launcher
 from zoo.measure import count_macs, count_params
 from zoo.models import get_model_info, is_model
 from zoo.seeding import epoch_generator, rng_state, seed_everything, set_rng_state, worker_base_seed
@@ -568,6 +570,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        die_with_launcher()  # under torchrun: end with its agent, never orphaned
+    except LauncherGone as exc:
+        print(f"error: torchrun exited before this trainer started ({exc})", file=sys.stderr)
+        return 128 + int(signal.SIGTERM)
+    except OSError as exc:  # not fatal: the run lock still keeps a second trainer off
+        print(f"warning: {exc.strerror}", file=sys.stderr)
     try:
         cfg = load_config(args.config, args.overrides)
         check_data_paths(cfg)

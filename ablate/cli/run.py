@@ -80,10 +80,9 @@ def run(
 ) -> None:
     """Train every variant of a study on every seed, each run once.
 
-    Plans STUDY_FILE (the baseline and each variant on each seed), skips every run already
-    done in any study, and trains the rest as torchrun jobs; Ctrl-C stops them and the
-    same command resumes them. Exit code 0: every run done; 1: runs failed; 2: bad
-    input; 3: runs cancelled (scancel); 130: stopped."""
+    Plans STUDY_FILE, skips each run done in any study, trains the rest as torchrun jobs;
+    Ctrl-C stops them, the same command resumes them. Exit code 0: all done; 1: runs
+    failed; 2: bad input; 3: runs cancelled; 130: stopped."""
     from ablate.launch.orchestrator import Orchestrator
     from ablate.store.db import Store
     from ablate.store.schema import default_url

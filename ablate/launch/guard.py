@@ -13,19 +13,19 @@ orchestrator could see. Set here rather than in ``Popen(preexec_fn=...)``: a
 per run. The signal follows the *thread* that forked: the orchestrator launches from its
 main thread, which lives as long as it does.
 
-This file imports nothing of ablate: it is started by its path, with any ``sys.path``.
+This file imports nothing of ablate (it is started by its path, with any ``sys.path``), only
+the trainer's standard-library :mod:`zoo.lifeline`, the one place that arms the signal.
 Elsewhere than Linux the command runs unguarded (the orchestrator's run lock probe still
 keeps a second trainer off a live one's directory).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import sys
 
-PR_SET_PDEATHSIG = 1
+from zoo.lifeline import LauncherGone, die_with_parent
 
 
 def main(argv: list[str]) -> int:
@@ -33,16 +33,15 @@ def main(argv: list[str]) -> int:
         print("usage: guard.py PARENT_PID CMD...", file=sys.stderr)
         return 2
     parent, cmd = int(argv[1]), argv[2:]
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            print(f"error: prctl(PR_SET_PDEATHSIG): {os.strerror(err)}", file=sys.stderr)
-            return 1
-    # The parent may have died before the signal was armed: then nobody would send it.
-    if os.getppid() != parent:
+    try:
+        die_with_parent(parent)
+    except LauncherGone:
+        # The orchestrator died before the signal was armed: then nobody would send it.
         print("error: the orchestrator exited before its trainer started", file=sys.stderr)
         return 128 + int(signal.SIGTERM)
+    except OSError as exc:
+        print(f"error: {exc.strerror}", file=sys.stderr)
+        return 1
     os.execv(cmd[0], cmd)
     return 127  # not reached
 
