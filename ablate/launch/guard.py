@@ -13,8 +13,9 @@ orchestrator could see. Set here rather than in ``Popen(preexec_fn=...)``: a
 per run. The signal follows the *thread* that forked: the orchestrator launches from its
 main thread, which lives as long as it does.
 
-This file imports nothing of ablate (it is started by its path, with any ``sys.path``), only
-the trainer's standard-library :mod:`zoo.lifeline`, the one place that arms the signal.
+This file imports nothing of ablate (it is started by its path), only :mod:`zoo.lifeline`
+(standard library only; importable wherever the trainer it starts is), the one place that
+arms the signal.
 Elsewhere than Linux the command runs unguarded (the orchestrator's run lock probe still
 keeps a second trainer off a live one's directory).
 """
