@@ -49,7 +49,10 @@ def die_with_parent(parent: int, sig: int = signal.SIGTERM) -> bool:
 def die_with_launcher() -> bool:
     """In a worker started by torchrun: SIGTERM when torchrun's agent ends (True where
     armed). Started otherwise (by hand, ``nohup``, a notebook) it does nothing: a trainer
-    may outlive the shell that started it."""
+    may outlive the shell that started it. torchrun exports no pid of its agent, so the
+    parent is read here: an agent that dies between that read and the arming is caught
+    (:class:`LauncherGone`); one already gone before the read is not (the trainer then
+    runs on under its reaper, the run's lock keeping a second trainer off, as before)."""
     if TORCHRUN_ENV not in os.environ:
         return False
     return die_with_parent(os.getppid())
